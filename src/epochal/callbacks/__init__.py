@@ -1,0 +1,17 @@
+"""Callbacks: objects that observe and steer training through Keras-named hooks."""
+
+from epochal.callbacks.callback import Callback, CallbackList
+from epochal.callbacks.early_stopping import EarlyStopping
+from epochal.callbacks.lambda_callback import LambdaCallback
+from epochal.callbacks.progress import EpochLogger, ProgbarLogger
+from epochal.history import History
+
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "EarlyStopping",
+    "EpochLogger",
+    "History",
+    "LambdaCallback",
+    "ProgbarLogger",
+]

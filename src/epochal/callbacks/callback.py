@@ -1,0 +1,108 @@
+"""The Callback base class and the dispatcher that calls only the hooks a callback overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from epochal.model import Model
+
+#: Every hook a callback may override, in Keras's names.
+HOOKS = (
+    "on_train_begin", "on_train_end",
+    "on_epoch_begin", "on_epoch_end",
+    "on_train_batch_begin", "on_train_batch_end",
+    "on_test_begin", "on_test_end",
+    "on_test_batch_begin", "on_test_batch_end",
+    "on_predict_begin", "on_predict_end",
+    "on_predict_batch_begin", "on_predict_batch_end",
+)
+
+# `on_batch_begin/end` are Keras's older names for the train-batch hooks: overriding either counts.
+_ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+
+
+class Callback:
+    """Base class for objects that observe training; override any hook named in Keras.
+
+    Each hook receives logs it may read but must not change. `self.model` is the `epochal.Model`
+    being trained and `self.params` the `History.params` of the run; both are set before
+    `on_train_begin`. Callbacks with state reset it in `on_train_begin` and expose it through
+    `state_dict()` / `load_state_dict()` so a run can be resumed exactly.
+    """
+
+    def __init__(self) -> None:
+        self.model: Model | None = None
+        self.params: dict[str, Any] = {}
+
+    def set_model(self, model: Model) -> None:
+        self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def state_dict(self) -> dict[str, Any]:
+        """State needed to resume this callback exactly; tensors and JSON-able values only."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what `state_dict()` returned."""
+
+    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None: ...
+
+    def on_train_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        self.on_batch_end(batch, logs)
+
+    def on_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_test_begin(self, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_test_end(self, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_test_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_test_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_predict_begin(self, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_predict_end(self, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_predict_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_predict_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
+
+
+def overrides(callback: Callback, hook: str) -> bool:
+    """Whether `callback`'s class (or instance) replaces the base no-op for `hook` or its alias."""
+    names = (hook, _ALIASES[hook]) if hook in _ALIASES else (hook,)
+    for name in names:
+        if name in vars(callback):  # set on the instance, as LambdaCallback does
+            return True
+        if getattr(type(callback), name) is not getattr(Callback, name):
+            return True
+    return False
+
+
+class CallbackList:
+    """Calls each hook on the callbacks that override it, in list order; others cost nothing."""
+
+    def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
+        self.callbacks = list(callbacks)
+        self._listeners = {hook: [cb for cb in self.callbacks if overrides(cb, hook)] for hook in HOOKS}
+
+    def set_model(self, model: Model) -> None:
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        for callback in self.callbacks:
+            callback.set_params(params)
+
+    def wants(self, hook: str) -> bool:
+        """Whether any callback listens to `hook` (so the loop can skip building its logs)."""
+        return bool(self._listeners[hook])
+
+    def fire(self, hook: str, *args: Any) -> None:
+        """Call `hook(*args)` on every listening callback."""
+        for callback in self._listeners[hook]:
+            getattr(callback, hook)(*args)

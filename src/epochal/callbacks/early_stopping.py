@@ -1,0 +1,127 @@
+"""EarlyStopping: stop when a monitored value stops improving, optionally restoring the best weights."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from epochal.callbacks.callback import Callback
+from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode
+
+
+class EarlyStopping(Callback):
+    """Stop training once `monitor` has not improved for `patience` epochs (Keras semantics).
+
+    Args:
+        monitor: Epoch-log key to watch. Defaults to `"val_loss"`.
+        min_delta: Smallest change that counts as an improvement (absolute value). Defaults to `0`.
+        patience: Epochs without improvement before stopping. Defaults to `0`.
+        verbose: `1` prints a line when stopping or restoring. Defaults to `0`.
+        mode: `"min"`, `"max"` or `"auto"` (from the key's name). Defaults to `"auto"`.
+        baseline: A value the monitor must beat; `best` starts there. Defaults to `None`.
+        restore_best_weights: Load the best epoch's weights back when training ends, early or not.
+            Defaults to `False`.
+        start_from_epoch: Epochs to wait before watching at all. Defaults to `0`.
+
+    Example:
+        >>> stopper = EarlyStopping(monitor="loss", patience=1)
+        >>> stopper.on_train_begin()
+        >>> stopper.on_epoch_end(0, {"loss": 1.0}); stopper.wait
+        0
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        verbose: int = 0,
+        mode: str = "auto",
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"`patience` must be a non-negative integer. Received: patience={patience!r}")
+        self.monitor = monitor
+        self.min_delta = abs(min_delta)
+        self.patience = patience
+        self.verbose = verbose
+        self.mode = resolve_mode(mode, monitor)
+        self.baseline = baseline
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
+        self._reset()
+
+    def _reset(self) -> None:
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.stopped = False
+        self.best = initial_best(self.mode, self.baseline)
+        self.best_epoch = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self._warned_missing = False
+
+    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self._reset()
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            if not self._warned_missing:
+                self._warned_missing = True
+                available = ", ".join(sorted(logs or {}))
+                warnings.warn(
+                    f"EarlyStopping is monitoring `{self.monitor}`, which is not in the epoch logs. "
+                    f"Available keys: {available}.",
+                    stacklevel=2,
+                )
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self._snapshot()  # something to restore even if nothing improves
+        self.wait += 1
+        if is_improvement(float(current), self.best, mode=self.mode, min_delta=self.min_delta):
+            self.best = float(current)
+            self.best_epoch = epoch
+            self.wait = 0
+            if self.restore_best_weights:
+                self.best_weights = self._snapshot()
+            return
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.stopped = True
+            self.model.stop_training = True  # type: ignore[union-attr]
+
+    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
+        if self.stopped and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.module.load_state_dict(self.best_weights)  # type: ignore[union-attr]
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.module.state_dict().items()}  # type: ignore[union-attr]
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "wait": self.wait, "stopped_epoch": self.stopped_epoch, "stopped": self.stopped, "best": self.best,
+            "best_epoch": self.best_epoch,
+        }
+        if self.best_weights is not None:
+            state["best_weights"] = self.best_weights
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.wait = int(state["wait"])
+        self.stopped_epoch = int(state["stopped_epoch"])
+        self.stopped = bool(state["stopped"])
+        self.best = float(state["best"])
+        self.best_epoch = int(state["best_epoch"])
+        self.best_weights = state.get("best_weights")
