@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from epochal import history_io
+from epochal._optional import require
 from epochal.callbacks.callback import Callback
+
+if TYPE_CHECKING:
+    import pandas
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from epochal.diagnosis import Diagnosis
 
 
 class History(Callback):
@@ -26,10 +36,12 @@ class History(Callback):
         super().__init__()
         self.epoch: list[int] = []
         self.history: dict[str, list[float]] = {}
+        self._key_epochs: dict[str, list[int]] = {}
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self.epoch = []
         self.history = {}
+        self._key_epochs = {}
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self.epoch.append(epoch)
@@ -37,10 +49,76 @@ class History(Callback):
         # so its list is shorter than `epoch`.
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
+            self._key_epochs.setdefault(key, []).append(epoch)
+
+    def epochs_of(self, key: str) -> list[int]:
+        """The epoch of each value in `history[key]` (fewer than `epoch` when validation_freq > 1).
+
+        Recorded during `fit` and kept by `to_csv`/`to_json`; for a History whose lists were set by
+        hand, a shorter list is read as Keras's `validation_freq=k` pattern (epochs k-1, 2k-1, ...).
+        """
+        values = self.history[key]
+        recorded = self._key_epochs.get(key)
+        if recorded is not None and len(recorded) == len(values):
+            return list(recorded)
+        if len(values) == len(self.epoch) or not values:
+            return list(self.epoch[: len(values)])
+        every = max(len(self.epoch) // len(values), 1)
+        return [self.epoch[min((i + 1) * every, len(self.epoch)) - 1] for i in range(len(values))]
+
+    def to_dataframe(self) -> pandas.DataFrame:
+        """A pandas DataFrame indexed by epoch, one column per key, NaN where a key was not logged."""
+        pandas = require("pandas")
+        columns = {k: pandas.Series(v, index=self.epochs_of(k), dtype=float) for k, v in self.history.items()}
+        return pandas.DataFrame(columns, index=pandas.Index(self.epoch, name="epoch"))
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write one row per epoch to `path` (atomically); `History.load` reads it back."""
+        history_io.write_csv(self, path)
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write epochs, values and params to `path` (atomically); `History.load` reads it back."""
+        history_io.write_json(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> History:
+        """A History read from a `.csv` or `.json` file written by `to_csv`/`to_json` (or a Keras dict dump)."""
+        history = cls()
+        history.epoch, history.history, history._key_epochs, history.params = history_io.read(path)
+        return history
+
+    def diagnose(self, monitor: str = "val_loss", **options: Any) -> Diagnosis:
+        """Phases, best epoch, overfitting onset, gaps and advice; see `epochal.diagnosis.diagnose`."""
+        from epochal.diagnosis import diagnose
+
+        return diagnose(self, monitor, **options)
+
+    def plot(self, keys: Sequence[str] | None = None, ax: Axes | Sequence[Axes] | None = None, *,
+             monitor: str = "val_loss") -> Figure:
+        """Learning curves: one panel per metric, train and `val_` together, best epoch and onset marked.
+
+        Args:
+            keys: Metrics to draw (`"loss"`, `"accuracy"`...; a `val_` name means its metric).
+                Defaults to `None`: every metric in the history.
+            ax: A matplotlib Axes for everything, or one Axes per metric. Defaults to `None`: a new figure.
+            monitor: The key whose best epoch and overfitting onset are marked. Defaults to `"val_loss"`.
+
+        Returns:
+            The matplotlib Figure drawn on.
+        """
+        from epochal.plotting import plot_history
+
+        return plot_history(self, keys, ax, monitor=monitor)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
+        return {
+            "epoch": list(self.epoch),
+            "history": {k: list(v) for k, v in self.history.items()},
+            "key_epochs": {k: list(v) for k, v in self._key_epochs.items()},
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.epoch = list(state["epoch"])
         self.history = {k: list(v) for k, v in state["history"].items()}
+        self._key_epochs = {k: list(v) for k, v in state.get("key_epochs", {}).items()}
+

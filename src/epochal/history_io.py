@@ -1,0 +1,98 @@
+"""Saving and loading a History as CSV or JSON, written atomically so a crash never leaves half a file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from epochal.history import History
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and `os.replace`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_csv(history: History, path: str | os.PathLike[str]) -> None:
+    """One row per epoch (`epoch` first, as Keras's CSVLogger); an empty cell where a key was not logged."""
+    keys = list(history.history)
+    columns = {key: dict(zip(history.epochs_of(key), history.history[key])) for key in keys}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for epoch in history.epoch:
+        writer.writerow([epoch, *(_cell(columns[key].get(epoch)) for key in keys)])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_json(history: History, path: str | os.PathLike[str]) -> None:
+    """`{"epoch", "history", "params", "key_epochs"}`; `key_epochs` only lists keys logged on fewer epochs."""
+    sparse = {k: history.epochs_of(k) for k in history.history if len(history.history[k]) != len(history.epoch)}
+    record = {"epoch": list(history.epoch), "history": history.history, "params": history.params}
+    if sparse:
+        record["key_epochs"] = sparse
+    atomic_write_text(path, json.dumps(record, indent=1, default=str) + "\n")
+
+
+def read(path: str | os.PathLike[str]) -> tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any]]:
+    """`(epoch, history, key_epochs, params)` from a file `write_csv` or `write_json` made.
+
+    A JSON file holding just a Keras-style `{"loss": [...], ...}` dict (what `json.dump(h.history)`
+    writes) also loads; its epochs are numbered from 0.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(path)
+    if suffix == ".json":
+        return _read_json(path)
+    raise ValueError(f"A history file must end in .csv or .json. Received: {str(path)!r}")
+
+
+def _read_csv(path: Path) -> tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or rows[0][:1] != ["epoch"]:
+        raise ValueError(f"{str(path)!r} is not a history CSV: its first column must be `epoch`.")
+    keys = rows[0][1:]
+    epochs: list[int] = []
+    history: dict[str, list[float]] = {key: [] for key in keys}
+    key_epochs: dict[str, list[int]] = {key: [] for key in keys}
+    for row in rows[1:]:
+        epoch = int(row[0])
+        epochs.append(epoch)
+        for key, cell in zip(keys, row[1:]):
+            if cell != "":
+                history[key].append(float(cell))
+                key_epochs[key].append(epoch)
+    return epochs, history, key_epochs, {}
+
+
+def _read_json(path: Path) -> tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any]]:
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(record, dict):
+        raise ValueError(f"{str(path)!r} is not a history JSON: expected an object at the top level.")
+    if "history" not in record:  # a bare Keras `history.history` dump
+        record = {"history": record}
+    history = {key: [float(v) for v in values] for key, values in record["history"].items()}
+    epochs = [int(e) for e in record.get("epoch", range(max(map(len, history.values()), default=0)))]
+    key_epochs = {key: [int(e) for e in values] for key, values in record.get("key_epochs", {}).items()}
+    return epochs, history, key_epochs, dict(record.get("params", {}))
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else repr(value)  # repr round-trips floats exactly, nan and inf included

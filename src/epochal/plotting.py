@@ -1,0 +1,93 @@
+"""Learning-curve figures with matplotlib (an optional extra), drawn without pyplot's global state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from epochal._optional import require
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from epochal.diagnosis import Diagnosis
+    from epochal.history import History
+
+
+def metric_names(history: History, keys: Sequence[str] | None = None) -> list[str]:
+    """The metrics to draw, as base names (`"val_loss"` means `"loss"`), in first-seen order."""
+    available = list(dict.fromkeys(key.removeprefix("val_") for key in history.history))
+    if keys is None:
+        return available
+    wanted = list(dict.fromkeys(key.removeprefix("val_") for key in keys))
+    unknown = [key for key in wanted if key not in available]
+    if unknown:
+        raise ValueError(f"Unknown keys {unknown}: the history has {', '.join(available)}.")
+    return wanted
+
+
+def plot_history(history: History, keys: Sequence[str] | None = None, ax: Axes | Sequence[Axes] | None = None,
+                 *, monitor: str = "val_loss") -> Figure:
+    """Draw `history` (see `History.plot`), one panel per metric, best epoch and overfitting onset marked."""
+    metrics = metric_names(history, keys)
+    axes = _axes(ax, len(metrics))
+    for axis, metric in zip(axes, metrics):
+        for key, label in ((metric, "train"), ("val_" + metric, "validation")):
+            if key in history.history:
+                epochs = [e + 1 for e in history.epochs_of(key)]
+                axis.plot(epochs, history.history[key], marker=".", label=f"{label} {metric}")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+    monitor = monitor if monitor in history.history else monitor.removeprefix("val_")
+    if monitor in history.history and history.epoch:
+        _mark(axes, history.diagnose(monitor))
+    for axis in dict.fromkeys(axes):  # a single `ax` given for every metric is one legend
+        axis.legend(fontsize="small")
+    return axes[0].figure
+
+
+def plot_histories(histories: Mapping[str, History], keys: Sequence[str] | None = None) -> Figure:
+    """Overlay several runs: one panel per metric, one colour per run, validation solid, train dashed."""
+    metrics = metric_names(next(iter(histories.values())), keys)
+    axes = _axes(None, len(metrics))
+    for axis, metric in zip(axes, metrics):
+        for index, (name, history) in enumerate(histories.items()):
+            colour = f"C{index % 10}"
+            for key, style, label in (("val_" + metric, "-", name), (metric, "--", f"{name} (train)")):
+                if key in history.history:
+                    epochs = [e + 1 for e in history.epochs_of(key)]
+                    axis.plot(epochs, history.history[key], style, color=colour, label=label)
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.legend(fontsize="small")
+    return axes[0].figure
+
+
+def new_axes(panels: int, *, width: float = 4.5, height: float = 3.4) -> list[Axes]:
+    """`panels` side-by-side Axes on a new Figure that belongs to no pyplot state."""
+    figure_module: Any = require("matplotlib.figure")
+    figure = figure_module.Figure(figsize=(width * panels, height), layout="constrained")
+    return list(figure.subplots(1, panels, squeeze=False)[0])
+
+
+def _axes(ax: Axes | Sequence[Axes] | None, panels: int) -> list[Axes]:
+    if ax is None:
+        return new_axes(max(panels, 1))
+    if isinstance(ax, Sequence):
+        if len(ax) != panels:
+            raise ValueError(f"`ax` must hold one Axes per metric ({panels}). Received: {len(ax)} Axes.")
+        return list(ax)
+    return [ax] * panels
+
+
+def _mark(axes: list[Axes], diagnosis: Diagnosis) -> None:
+    """Best epoch as a dashed line; overfitting onset as a dotted line with the rest shaded."""
+    for axis in dict.fromkeys(axes):
+        if diagnosis.best_epoch is not None:
+            axis.axvline(diagnosis.best_epoch + 1, color="tab:green", linestyle="--", linewidth=1,
+                         label=f"best epoch {diagnosis.best_epoch + 1}")
+        if diagnosis.onset_epoch is not None:
+            onset = diagnosis.onset_epoch + 1
+            axis.axvline(onset, color="tab:red", linestyle=":", linewidth=1, label=f"overfitting from {onset}")
+            axis.axvspan(onset, diagnosis.epochs[-1] + 1, color="tab:red", alpha=0.06)
