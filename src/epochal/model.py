@@ -20,7 +20,7 @@ from epochal.history import History
 from epochal.logs import Logs
 from epochal.loop import FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
 from epochal.optimizers import make_optimizer
-from epochal.steps import train_step
+from epochal.steps import StepFunctions, make_steps, predict_step
 from epochal.task import Task
 
 _DEFAULT_BATCH_SIZE = 32
@@ -53,6 +53,7 @@ class Model:
         self.stop_training = False
         self.history: History | None = None
         self._task: Task | None = None
+        self._steps: StepFunctions | None = None
         self._running = False
 
     # -- compile --------------------------------------------------------------------------------
@@ -77,6 +78,7 @@ class Model:
         """
         self._task = Task(loss, metrics, loss_weights)
         self.optimizer = make_optimizer(optimizer, self.module.parameters())
+        self._steps = make_steps(self.module, self.optimizer, self._task)
 
     # -- fit ------------------------------------------------------------------------------------
 
@@ -201,7 +203,7 @@ class Model:
         self.history = history
         with self._exclusive("fit"):
             self.stop_training = False
-            fit_loop(self, task, plan, callback_list)
+            fit_loop(self, self._steps, task, plan, callback_list)  # type: ignore[arg-type]
         return history
 
     def _probe(self, task: Task, batches: Iterator[Batch]) -> Iterator[Batch]:
@@ -242,7 +244,7 @@ class Model:
             raise ValueError("`x` is empty: it yielded no batch.")
         batches = self._probe(task, batches)
         callback_list = self._side_callbacks(callbacks, adapter)
-        logs = evaluate_pass(self.module, task, batches, callback_list)
+        logs = evaluate_pass(self.module, self._steps, task, batches, callback_list)  # type: ignore[arg-type]
         if resolve_verbose(verbose) > 0:
             print(format_logs(logs), flush=True)
         return logs
@@ -260,7 +262,8 @@ class Model:
         batches = prefetch(adapter.epoch_batches(0))
         if batches is None:
             raise ValueError("`x` is empty: it yielded no batch.")
-        return predict_pass(self.module, batches, self._side_callbacks(callbacks, adapter))
+        step = self._steps.predict if self._steps is not None else partial(predict_step, self.module)
+        return predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
 
     def _eval_adapter(self, x: Any, y: Any, sample_weight: Any, batch_size: int | None, steps: int | None,
                       verbose: Any, *, targets: bool) -> Adapter:
@@ -292,7 +295,7 @@ class Model:
         batches = self._probe(task, iter(adapter.epoch_batches(0)))
         batch = next(batches)
         self.module.train()
-        values = train_step(self.module, self.optimizer, task, batch)  # type: ignore[arg-type]
+        values = self._steps.train(batch)  # type: ignore[union-attr]
         return dict(zip(task.log_keys(), values.tolist()))
 
     # -- helpers --------------------------------------------------------------------------------
