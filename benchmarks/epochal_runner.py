@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 from workloads import Data, Unsupported
@@ -36,7 +37,7 @@ def train(
     """
     model = epochal.Model(module)
     loss = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
-    options = {"jit_compile": True} if jit_compile else {}
+    options: dict[str, Any] = {"jit_compile": True} if jit_compile else {}
     try:
         model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], **options)
     except TypeError as error:
