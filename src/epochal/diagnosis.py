@@ -38,8 +38,9 @@ class Thresholds:
         fast: A loss falling by more than this fraction in one epoch is falling fast (*learning*).
             Defaults to `0.05`.
         flat: A change smaller than this fraction in one epoch is flat (*plateau*). Defaults to `0.005`.
-        diverge: The training loss rising by more than this fraction in one epoch is *diverging*.
-            Defaults to `0.05`.
+        diverge: The training loss rising in one epoch by more than this fraction of its range over the
+            run (max - min) is *diverging*; measured on the range, the noise of a tiny late loss does not
+            count. Defaults to `0.1`.
         underfit: Both losses falling by more than this fraction on the last epoch is *underfitting*
             (more epochs would help). Defaults to `0.02`.
         memorising: Train better than validation by more than this fraction of the validation value
@@ -50,7 +51,7 @@ class Thresholds:
 
     fast: float = 0.05
     flat: float = 0.005
-    diverge: float = 0.05
+    diverge: float = 0.1
     underfit: float = 0.02
     memorising: float = 0.2
     unusual: float = 0.05
@@ -232,10 +233,14 @@ def _phases(epochs: list[int], train: dict[int, float], val: dict[int, float], m
             onset: int | None, thresholds: Thresholds) -> list[str]:
     phases: list[str] = []
     val_epochs = list(val)
+    finite = [v for v in train.values() if math.isfinite(v)]
+    spread = max(finite) - min(finite) if finite else 0.0
     for i, epoch in enumerate(epochs):
         t_gain = _gain(train[epochs[i - 1]], train[epoch], mode) if i else math.nan
         v_gain = _val_gain(val, val_epochs, epoch, mode)
-        if not math.isfinite(train[epoch]) or not math.isfinite(val.get(epoch, 0.0)) or t_gain < -thresholds.diverge:
+        worsened = (train[epochs[i - 1]] - train[epoch]) * (1 if mode == "min" else -1) if i else math.nan
+        if (not math.isfinite(train[epoch]) or not math.isfinite(val.get(epoch, 0.0))
+                or -worsened > thresholds.diverge * spread):
             phases.append(DIVERGING)
         elif i == 0:
             phases.append(LEARNING)

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` through a temporary file in the same folder and `os.replace`."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # O_EXCL: no two writers share a temporary; 0o666 lets the umask decide the mode, as open() does.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
@@ -48,7 +50,10 @@ def write_json(history: History, path: str | os.PathLike[str]) -> None:
     atomic_write_text(path, json.dumps(record, indent=1, default=str) + "\n")
 
 
-def read(path: str | os.PathLike[str]) -> tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any]]:
+Record = tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any]]
+
+
+def read(path: str | os.PathLike[str]) -> Record:
     """`(epoch, history, key_epochs, params)` from a file `write_csv` or `write_json` made.
 
     A JSON file holding just a Keras-style `{"loss": [...], ...}` dict (what `json.dump(h.history)`
@@ -63,7 +68,7 @@ def read(path: str | os.PathLike[str]) -> tuple[list[int], dict[str, list[float]
     raise ValueError(f"A history file must end in .csv or .json. Received: {str(path)!r}")
 
 
-def _read_csv(path: Path) -> tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any]]:
+def _read_csv(path: Path) -> Record:
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     if not rows or rows[0][:1] != ["epoch"]:
@@ -82,7 +87,7 @@ def _read_csv(path: Path) -> tuple[list[int], dict[str, list[float]], dict[str, 
     return epochs, history, key_epochs, {}
 
 
-def _read_json(path: Path) -> tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any]]:
+def _read_json(path: Path) -> Record:
     record = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(record, dict):
         raise ValueError(f"{str(path)!r} is not a history JSON: expected an object at the top level.")

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
@@ -22,6 +22,9 @@ from epochal.loop import FitPlan, evaluate_pass, fit_loop, predict_pass, prefetc
 from epochal.optimizers import make_optimizer
 from epochal.steps import StepFunctions, make_steps, predict_step
 from epochal.task import Task
+
+if TYPE_CHECKING:
+    from epochal.lr_finder import LRFinderResult
 
 _DEFAULT_BATCH_SIZE = 32
 
@@ -297,6 +300,12 @@ class Model:
         self.module.train()
         values = self._steps.train(batch)  # type: ignore[union-attr]
         return dict(zip(task.log_keys(), values.tolist()))
+
+    def find_lr(self, x: Any, y: Any, **options: Any) -> LRFinderResult:
+        """An exponential learning-rate sweep that leaves the model as it was; see `epochal.lr_finder.find_lr`."""
+        from epochal.lr_finder import find_lr
+
+        return find_lr(self, x, y, **options)
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from epochal._optional import require
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
 
     from epochal.diagnosis import Diagnosis
     from epochal.history import History
+    from epochal.lr_finder import LRFinderResult
 
 
 def metric_names(history: History, keys: Sequence[str] | None = None) -> list[str]:
@@ -44,7 +46,7 @@ def plot_history(history: History, keys: Sequence[str] | None = None, ax: Axes |
         _mark(axes, history.diagnose(monitor))
     for axis in dict.fromkeys(axes):  # a single `ax` given for every metric is one legend
         axis.legend(fontsize="small")
-    return axes[0].figure
+    return _figure(axes[0])
 
 
 def plot_histories(histories: Mapping[str, History], keys: Sequence[str] | None = None) -> Figure:
@@ -61,7 +63,7 @@ def plot_histories(histories: Mapping[str, History], keys: Sequence[str] | None 
         axis.set_xlabel("epoch")
         axis.set_title(metric)
         axis.legend(fontsize="small")
-    return axes[0].figure
+    return _figure(axes[0])
 
 
 def new_axes(panels: int, *, width: float = 4.5, height: float = 3.4) -> list[Axes]:
@@ -69,6 +71,10 @@ def new_axes(panels: int, *, width: float = 4.5, height: float = 3.4) -> list[Ax
     figure_module: Any = require("matplotlib.figure")
     figure = figure_module.Figure(figsize=(width * panels, height), layout="constrained")
     return list(figure.subplots(1, panels, squeeze=False)[0])
+
+
+def _figure(axis: Axes) -> Figure:
+    return cast("Figure", axis.figure)  # a SubFigure only when the caller drew on one
 
 
 def _axes(ax: Axes | Sequence[Axes] | None, panels: int) -> list[Axes]:
@@ -91,3 +97,35 @@ def _mark(axes: list[Axes], diagnosis: Diagnosis) -> None:
             onset = diagnosis.onset_epoch + 1
             axis.axvline(onset, color="tab:red", linestyle=":", linewidth=1, label=f"overfitting from {onset}")
             axis.axvspan(onset, diagnosis.epochs[-1] + 1, color="tab:red", alpha=0.06)
+
+
+def plot_lr_sweep(result: LRFinderResult, ax: Axes | None = None) -> Figure:
+    """Batch loss (faint) and smoothed loss against the learning rate on a log axis, the suggestion marked."""
+    [axis] = _axes(ax, 1)
+    axis.plot(result.lrs, result.losses, color="tab:blue", alpha=0.3, label="batch loss")
+    axis.plot(result.lrs, result.smoothed, color="tab:blue", label="smoothed loss")
+    if result.suggestion is not None:
+        axis.axvline(result.suggestion, color="tab:green", linestyle="--",
+                     label=f"suggested lr {result.suggestion:.2g}")
+    axis.set_xscale("log")
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("loss")
+    axis.legend(fontsize="small")
+    return _figure(axis)
+
+
+def plot_batch_sizes(sizes: Sequence[int], throughput: Sequence[float], metric: Sequence[float | None],
+                     metric_name: str, recommended: int | None) -> Figure:
+    """Samples per second and the best validation metric against batch size (log 2 axis)."""
+    speed_axis, metric_axis = new_axes(2)
+    speed_axis.plot(sizes, throughput, marker="o")
+    speed_axis.set_ylabel("training samples / s")
+    metric_axis.plot(sizes, [math.nan if m is None else m for m in metric], marker="o", color="tab:orange")
+    metric_axis.set_ylabel(f"best {metric_name}")
+    for axis in (speed_axis, metric_axis):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("batch size")
+        if recommended is not None:
+            axis.axvline(recommended, color="tab:green", linestyle="--", label=f"recommended {recommended}")
+            axis.legend(fontsize="small")
+    return _figure(speed_axis)

@@ -1,0 +1,84 @@
+"""A run's folder under `runs/`: what `train` writes and what `report`, `compare` and `runs` read."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from epochal.cli.errors import CliError
+from epochal.diagnosis import Diagnosis
+from epochal.history import History
+from epochal.history_io import atomic_write_text
+
+CONFIG = "config.toml"
+HISTORY_CSV = "history.csv"
+HISTORY_JSON = "history.json"
+SUMMARY = "summary.json"
+CHECKPOINT = "checkpoint.pt"
+BEST_WEIGHTS = "best.pt"
+CURVES = "learning_curve.png"
+DIAGNOSIS_TXT = "diagnosis.txt"
+DIAGNOSIS_JSON = "diagnosis.json"
+
+
+@dataclass
+class Run:
+    """A run folder read back: its history and summary (`summary` is empty for an interrupted early run)."""
+
+    path: Path
+    history: History
+    summary: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def new_run_folder(out: str, name: str | None, data_name: str) -> Path:
+    """A fresh folder `out/<name>` (default `<date>-<time>-<data>`), suffixed `-2`, `-3`... if taken."""
+    base = Path(out) / (name or f"{time.strftime('%Y%m%d-%H%M%S')}-{data_name}")
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    """A JSON file, written atomically."""
+    atomic_write_text(path, json.dumps(record, indent=1, default=str) + "\n")
+
+
+def write_history(folder: Path, history: History) -> None:
+    """The history as CSV and JSON."""
+    history.to_csv(folder / HISTORY_CSV)
+    history.to_json(folder / HISTORY_JSON)
+
+
+def write_diagnosis(folder: Path, diagnosis: Diagnosis) -> None:
+    """The diagnosis as the text `report` prints and as JSON."""
+    atomic_write_text(folder / DIAGNOSIS_TXT, str(diagnosis) + "\n")
+    write_json(folder / DIAGNOSIS_JSON, asdict(diagnosis))
+
+
+def load_run(path: str | Path) -> Run:
+    """The run in `path`; a folder without a history is an error that says what a run folder holds."""
+    folder = Path(path)
+    if not (folder / HISTORY_JSON).is_file():
+        raise CliError(f"{folder} is not an epochal run folder (no {HISTORY_JSON}); "
+                       "`epochal runs` lists the runs under a folder.")
+    summary_file = folder / SUMMARY
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    return Run(folder, History.load(folder / HISTORY_JSON), summary)
+
+
+def find_runs(folder: str | Path) -> list[Run]:
+    """Every run folder directly inside `folder`, oldest name first."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise CliError(f"No such folder: {root}. Runs are written under runs/ (train --out).")
+    return [load_run(path) for path in sorted(root.iterdir()) if (path / HISTORY_JSON).is_file()]

@@ -1,0 +1,130 @@
+"""`epochal train`: fit a model on a data set from the command line and keep the run in a folder."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from epochal.callbacks.early_stopping import EarlyStopping
+from epochal.callbacks.progress import format_logs
+from epochal.cli import run_folder
+from epochal.cli.analysis import write_analysis
+from epochal.cli.config import TrainConfig, load_toml, to_toml
+from epochal.cli.data import Data
+from epochal.cli.errors import CliError
+from epochal.cli.models import build_model
+from epochal.cli.options import config_from, data_for, training_options
+from epochal.cli.recorder import RunRecorder
+from epochal.history import History
+from epochal.history_io import atomic_write_text
+from epochal.model import Model
+
+
+@click.command()
+@training_options
+@click.option("--name", help="The run folder's name. Defaults to <date>-<time>-<data>.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False),
+              help="Continue the interrupted run in this folder from its last finished epoch.")
+@click.option("--verbose", type=click.Choice(["auto", "0", "1", "2"]), default="auto", show_default=True,
+              help="0 silent, 1 a progress bar, 2 one line per epoch; auto picks 1 on a terminal.")
+def train(resume: str | None, verbose: str, **flags: Any) -> None:
+    """Train a model (default: an MLP on scikit-learn's digits) with early stopping, then test it.
+
+    The run folder keeps the resolved config, the history (CSV and JSON), the best weights, the
+    learning curves and the diagnosis. Run with no arguments to see it work.
+    """
+    folder = Path(resume) if resume else None
+    config = config_from(flags, base=_run_config(folder) if folder else None)
+    data = data_for(config)
+    model = build_model(config, data)
+    stopper = _ResumableEarlyStopping(patience=config.patience, restore_best_weights=True)
+    if folder:
+        initial_epoch, previous, seconds = _restore(folder, model, stopper)
+        if initial_epoch >= config.epochs:
+            raise CliError(f"{folder} already trained {initial_epoch} epochs of --epochs {config.epochs}: "
+                           "pass a larger --epochs to continue it.")
+        click.echo(f"Resuming {folder} at epoch {initial_epoch + 1}")
+    else:
+        folder = run_folder.new_run_folder(config.out, config.name, data.name)
+        initial_epoch, previous, seconds = 0, None, 0.0
+    atomic_write_text(folder / run_folder.CONFIG, to_toml(config))
+    click.echo(_describe(config, data, model))
+    recorder = RunRecorder(folder, previous, seconds, lambda: {"early_stopping": stopper.state_dict()})
+    try:
+        model.fit(data.x_train, data.y_train, epochs=config.epochs, batch_size=config.batch_size,
+                  validation_split=config.validation_split, callbacks=[stopper, recorder],
+                  initial_epoch=initial_epoch, verbose=int(verbose) if verbose != "auto" else "auto")
+    except KeyboardInterrupt:
+        run_folder.write_json(folder / run_folder.SUMMARY, {"status": "interrupted", "seconds": recorder.seconds})
+        raise CliError(f"Interrupted. Continue with: epochal train --resume {folder}") from None
+    _finish(folder, config, data, model, recorder, stopper)
+
+
+def _finish(folder: Path, config: TrainConfig, data: Data, model: Model, recorder: RunRecorder,
+            stopper: EarlyStopping) -> None:
+    history = recorder.history
+    test = model.evaluate(data.x_test, data.y_test, batch_size=config.batch_size, verbose=0)
+    torch.save(model.module.state_dict(), folder / run_folder.BEST_WEIGHTS)
+    diagnosis = write_analysis(folder, history)
+    best = diagnosis.best_epoch
+    run_folder.write_json(folder / run_folder.SUMMARY, {
+        "status": "finished", "data": data.name, "task": data.task, "model": config.model,
+        "epochs": len(history.epoch), "stopped_early": stopper.stopped, "monitor": diagnosis.monitor,
+        "best_epoch": best, "best": {k: _at(history, k, best) for k in history.history},
+        "test": test, "seconds": round(recorder.seconds, 3),
+    })
+    weights = f"best epoch {best + 1}" if best is not None else "last epoch"
+    click.echo(f"\nTest on {len(data.y_test)} held-out rows ({weights} weights): {format_logs(test)}")
+    click.echo(f"Trained {len(history.epoch)} epochs in {recorder.seconds:.1f}s"
+               + (f", stopped early by EarlyStopping(patience={config.patience})" if stopper.stopped else ""))
+    click.echo(f"\n{diagnosis}\n\nRun saved in {folder}/")
+
+
+def _describe(config: TrainConfig, data: Data, model: Model) -> str:
+    fitted = int(len(data.x_train) * (1 - config.validation_split))
+    kind = f"{len(data.classes)} classes" if data.classes is not None else "regression"
+    widths = "-".join(map(str, [data.x_train.shape[1], *config.hidden, data.outputs]))
+    network = f"an MLP {widths}" if config.model == "mlp" else config.model
+    parameters = sum(p.numel() for p in model.module.parameters())
+    return (f"Training {network} ({parameters:,} parameters) on {data.name} ({kind}): {fitted} rows to fit, "
+            f"{len(data.x_train) - fitted} to validate, {len(data.x_test)} held out for the test")
+
+
+def _run_config(folder: Path) -> dict[str, Any]:
+    if not (folder / run_folder.CONFIG).is_file():
+        raise CliError(f"{folder} has no {run_folder.CONFIG}: --resume takes a folder that `epochal train` made.")
+    return load_toml(folder / run_folder.CONFIG)
+
+
+class _ResumableEarlyStopping(EarlyStopping):
+    """EarlyStopping that starts a resumed run from the interrupted run's state instead of afresh."""
+
+    resumed_state: dict[str, Any] | None = None
+
+    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.resumed_state is not None:
+            self.load_state_dict(self.resumed_state)
+
+
+def _restore(folder: Path, model: Model, stopper: _ResumableEarlyStopping) -> tuple[int, History, float]:
+    """Load the checkpoint into the model and `stopper`; the epoch to start at, the history so far, the time."""
+    checkpoint = folder / run_folder.CHECKPOINT
+    if not checkpoint.is_file():
+        raise CliError(f"{folder} has no {run_folder.CHECKPOINT} to resume from (it is written after each epoch).")
+    state = torch.load(checkpoint, weights_only=True)
+    model.module.load_state_dict(state["module"])
+    model.optimizer.load_state_dict(state["optimizer"])  # type: ignore[union-attr]
+    torch.random.set_rng_state(state["rng"])
+    stopper.resumed_state = state["early_stopping"]
+    previous = History()
+    previous.load_state_dict(state["history"])
+    return state["epoch"] + 1, previous, state["seconds"]
+
+
+def _at(history: History, key: str, epoch: int | None) -> float | None:
+    return dict(zip(history.epochs_of(key), history.history[key])).get(epoch) if epoch is not None else None
