@@ -50,7 +50,7 @@ def figures(run: Run) -> dict[str, Any]:
                if best is not None}
     return {
         "run": run.name,
-        "data": run.summary.get("data"),
+        "data": run.summary.get("data", run.config.get("data")),
         "status": run.summary.get("status", "running or killed"),
         "epochs": len(history.epoch),
         "best epoch": None if best is None else best + 1,

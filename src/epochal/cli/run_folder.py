@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,10 @@ DIAGNOSIS_JSON = "diagnosis.json"
 
 @dataclass
 class Run:
-    """A run folder read back: its history and summary (`summary` is empty for an interrupted early run)."""
+    """A run folder read back: config, history and summary (no summary yet while running or if killed)."""
 
     path: Path
+    config: dict[str, Any]
     history: History
     summary: dict[str, Any]
 
@@ -71,9 +73,10 @@ def load_run(path: str | Path) -> Run:
     if not (folder / HISTORY_JSON).is_file():
         raise CliError(f"{folder} is not an epochal run folder (no {HISTORY_JSON}); "
                        "`epochal runs` lists the runs under a folder.")
-    summary_file = folder / SUMMARY
+    summary_file, config_file = folder / SUMMARY, folder / CONFIG
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    return Run(folder, History.load(folder / HISTORY_JSON), summary)
+    config = tomllib.loads(config_file.read_text()) if config_file.is_file() else {}
+    return Run(folder, config, History.load(folder / HISTORY_JSON), summary)
 
 
 def find_runs(folder: str | Path) -> list[Run]:

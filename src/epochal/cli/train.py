@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,10 @@ def train(resume: str | None, verbose: str, **flags: Any) -> None:
     except KeyboardInterrupt:
         run_folder.write_json(folder / run_folder.SUMMARY, {"status": "interrupted", "seconds": recorder.seconds})
         raise CliError(f"Interrupted. Continue with: epochal train --resume {folder}") from None
+    except (ValueError, TypeError):
+        if not resume and not (folder / run_folder.HISTORY_JSON).exists():
+            shutil.rmtree(folder)  # a bad setting caught before the first epoch leaves no empty run behind
+        raise
     _finish(folder, config, data, model, recorder, stopper)
 
 
