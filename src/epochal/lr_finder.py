@@ -98,12 +98,16 @@ def _batches(samples: int, batch_size: int, steps: int) -> list[torch.Tensor]:
 
 
 def _steepest(lrs: list[float], smoothed: list[float]) -> float | None:
-    """The rate where the smoothed loss falls fastest per decade, searched before its lowest point."""
+    """The rate where the smoothed loss falls fastest per decade, searched before its lowest point.
+
+    The first tenth of the sweep is skipped: its average rests on a handful of batches.
+    """
     values = np.asarray(smoothed)
     if np.isfinite(values).sum() < 3:
         return None
     end = int(np.nanargmin(np.where(np.isfinite(values), values, np.nan))) + 1
-    if end < 3:
+    start = len(values) // 10
+    if end - start < 3:
         return None
     slopes = np.gradient(values[:end], np.log10(lrs[:end]))
-    return float(lrs[int(np.argmin(slopes))])
+    return float(lrs[start + int(np.argmin(slopes[start:]))])
