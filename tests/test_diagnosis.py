@@ -5,8 +5,17 @@ import math
 import pytest
 
 from epochal.diagnosis import (
-    DIVERGING, GENERALISING, LEARNING, MEMORISING, OVERFITTING, PLATEAU, UNDERFITTING, UNUSUAL, Thresholds,
-    diagnose, early_stopping_epoch,
+    DIVERGING,
+    GENERALISING,
+    LEARNING,
+    MEMORISING,
+    OVERFITTING,
+    PLATEAU,
+    UNDERFITTING,
+    UNUSUAL,
+    Thresholds,
+    diagnose,
+    early_stopping_epoch,
 )
 from epochal.history import History
 

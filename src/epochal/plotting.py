@@ -39,7 +39,7 @@ def plot_history(history: History, keys: Sequence[str] | None = None, ax: Axes |
             if key in history.history:
                 epochs = [e + 1 for e in history.epochs_of(key)]
                 axis.plot(epochs, history.history[key], marker=".", label=f"{label} {metric}")
-        axis.set_xlabel("epoch")
+        _epoch_axis(axis)
         axis.set_title(metric)
     monitor = monitor if monitor in history.history else monitor.removeprefix("val_")
     if monitor in history.history and history.epoch:
@@ -60,7 +60,7 @@ def plot_histories(histories: Mapping[str, History], keys: Sequence[str] | None 
                 if key in history.history:
                     epochs = [e + 1 for e in history.epochs_of(key)]
                     axis.plot(epochs, history.history[key], style, color=colour, label=label)
-        axis.set_xlabel("epoch")
+        _epoch_axis(axis)
         axis.set_title(metric)
         axis.legend(fontsize="small")
     return _figure(axes[0])
@@ -71,6 +71,13 @@ def new_axes(panels: int, *, width: float = 4.5, height: float = 3.4) -> list[Ax
     figure_module: Any = require("matplotlib.figure")
     figure = figure_module.Figure(figsize=(width * panels, height), layout="constrained")
     return list(figure.subplots(1, panels, squeeze=False)[0])
+
+
+def _epoch_axis(axis: Axes) -> None:
+    """Label the x axis `epoch`, with whole-number ticks only."""
+    ticker: Any = require("matplotlib.ticker")
+    axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    axis.set_xlabel("epoch")
 
 
 def _figure(axis: Axes) -> Figure:

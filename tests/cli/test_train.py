@@ -1,10 +1,10 @@
 """`epochal train`: the no-argument run, files and factories, config layering, resume."""
 
 import json
-import tomllib
 
 import numpy as np
 import pandas as pd
+import tomllib
 
 from epochal.history import History
 

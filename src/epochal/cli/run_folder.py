@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from epochal.cli.errors import CliError
 from epochal.diagnosis import Diagnosis
