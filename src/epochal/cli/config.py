@@ -31,6 +31,7 @@ class TrainConfig:
     metrics: list[str] | None = None
     patience: int = 5
     seed: int = 0
+    threads: int | None = None
     out: str = "runs"
     name: str | None = None
 

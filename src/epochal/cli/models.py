@@ -64,6 +64,8 @@ def build_module(config: TrainConfig, data: Data) -> nn.Module:
 
 def build_model(config: TrainConfig, data: Data) -> Model:
     """A compiled `epochal.Model`: seeded, with the loss, metrics, optimizer and learning rate chosen."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = Model(build_module(config, data))
     classify = data.classes is not None

@@ -39,6 +39,8 @@ def _options() -> list[Callable[[Any], Any]]:
         click.option("--metrics", help="Comma-separated metric names. Defaults to accuracy or mae."),
         click.option("--patience", type=int, help=f"EarlyStopping patience on val_loss. Defaults to {_D.patience}."),
         click.option("--seed", type=int, help=f"Seeds the split, the weights and the shuffles. Defaults to {_D.seed}."),
+        click.option("--threads", type=int, help="CPU threads for torch; 1 is fastest for small models on a busy "
+                                                 "machine. Defaults to torch's choice."),
         click.option("--out", help=f"Folder that runs and plots are written in. Defaults to {_D.out}."),
     ]
 
