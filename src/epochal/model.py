@@ -11,6 +11,8 @@ from typing import Any, Iterator
 
 import torch
 
+from epochal import distributed
+from epochal.distributed import connect as _connect  # `distributed` is also Model's argument name
 from epochal import validation as check
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
@@ -18,7 +20,7 @@ from epochal.data import (Adapter, Batch, is_dataset, make_dataset_fit_data, mak
 from epochal.data.structure import Tree, call_module, float_dtype_of, to_device, to_tensors
 from epochal.history import History
 from epochal.logs import Logs
-from epochal.loop import FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
+from epochal.loop import LOCAL, FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
 from epochal.optimizers import make_optimizer
 from epochal.steps import StepFunctions, make_steps, predict_step
 from epochal.task import Task
@@ -29,9 +31,14 @@ _DEFAULT_BATCH_SIZE = 32
 class Model:
     """Wraps a `torch.nn.Module` (not copied: `model.module` is it) with Keras's training API.
 
+    Under `torchrun` the same script trains data-parallel (DDP); see `epochal.distributed`.
+
     Args:
         module: The network to train.
-        device: Where to train. Defaults to CUDA when available, else CPU.
+        device: Where to train. Defaults to CUDA when available (`cuda:LOCAL_RANK` under torchrun),
+            else CPU.
+        distributed: `None` trains data-parallel when launched by torchrun or when a process group is
+            initialised; `True` requires that; `False` trains each process on its own. Defaults to `None`.
 
     Example:
         >>> import torch, epochal
@@ -42,12 +49,17 @@ class Model:
         [0, 1]
     """
 
-    def __init__(self, module: torch.nn.Module, device: str | torch.device | None = None) -> None:
+    def __init__(self, module: torch.nn.Module, device: str | torch.device | None = None, *,
+                 distributed: bool | None = None) -> None:
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"`module` must be a torch.nn.Module. Received: {type(module).__name__}")
         self.module = module
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        self._cluster = _connect(distributed)
+        if self._cluster is not None:
+            self.device = self._cluster.place(device)
+        else:
+            self.device = torch.device(device) if device is not None else torch.device(
+                "cuda" if torch.cuda.is_available() else "cpu")
         module.to(self.device)
         self.optimizer: torch.optim.Optimizer | None = None
         self.stop_training = False
@@ -78,7 +90,10 @@ class Model:
         """
         self._task = Task(loss, metrics, loss_weights)
         self.optimizer = make_optimizer(optimizer, self.module.parameters())
-        self._steps = make_steps(self.module, self.optimizer, self._task)
+        if self._cluster is not None:  # DDP needs the eager step (see epochal.distributed)
+            self._steps = self._cluster.make_steps(self.module, self.optimizer, self._task)
+        else:
+            self._steps = make_steps(self.module, self.optimizer, self._task)
 
     # -- fit ------------------------------------------------------------------------------------
 
@@ -124,12 +139,14 @@ class Model:
         check.positive_int("validation_steps", validation_steps, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
         check.validation_split(validation_split)
+        validation_data = self._local_dataset(validation_data, train=False)
         train, validation, samples = make_fit_data(
             x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size,
             shuffle=shuffle, validation_split=validation_split, validation_data=validation_data,
             validation_batch_size=validation_batch_size or batch_size, steps_per_epoch=steps_per_epoch,
             validation_steps=validation_steps, device=self.device, float_dtype=float_dtype_of(self.module),
         )
+        train, validation = self._local_arrays(train, train=True), self._local_arrays(validation, train=False)
         return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
                          callbacks=callbacks, validation_freq=validation_freq, batch_size=batch_size,
                          samples=samples)
@@ -160,11 +177,14 @@ class Model:
         check.positive_int("batches_per_epoch", batches_per_epoch, allow_none=True)
         check.positive_int("validation_batches", validation_batches, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
+        dataset = self._local_dataset(dataset, train=True)
+        validation_data = self._local_dataset(validation_data, train=False)
         train, validation = make_dataset_fit_data(
             dataset, batches_per_epoch=batches_per_epoch, validation_data=validation_data,
             validation_batches=validation_batches, validation_batch_size=validation_batch_size or _DEFAULT_BATCH_SIZE,
             class_weight=class_weight, device=self.device, float_dtype=float_dtype_of(self.module),
         )
+        validation = self._local_arrays(validation, train=False)
         return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
                          callbacks=callbacks, validation_freq=validation_freq, batch_size=None, samples=None)
 
@@ -187,7 +207,7 @@ class Model:
             first_batches = self._probe(task, first_batches)
         history = History()
         user_callbacks = _callback_list(callbacks)
-        progress = progress_callback(resolve_verbose(verbose))
+        progress = progress_callback(resolve_verbose(verbose) if distributed.is_main_process() else 0)
         callback_list = CallbackList(([progress] if progress else []) + user_callbacks + [history])
         keys = task.log_keys() if task.built else ["loss"]
         do_validation = validation is not None
@@ -199,7 +219,8 @@ class Model:
         callback_list.set_model(self)
         callback_list.set_params(params)
         plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq, first_batches,
-                       report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks))
+                       report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
+                       sync=self._cluster.fit_sync(user_callbacks) if self._cluster is not None else LOCAL)
         self.history = history
         with self._exclusive("fit"):
             self.stop_training = False
@@ -238,14 +259,15 @@ class Model:
     ) -> dict[str, float]:
         """Loss and metrics over all of `x`, as exact per-sample means: `{"loss": ..., <metric>: ...}`."""
         task = self._require_compiled("evaluate")
-        adapter = self._eval_adapter(x, y, sample_weight, batch_size, steps, verbose, targets=True)
+        adapter, _ = self._eval_adapter(x, y, sample_weight, batch_size, steps, verbose, targets=True)
         batches = prefetch(adapter.epoch_batches(0))
         if batches is None:
             raise ValueError("`x` is empty: it yielded no batch.")
         batches = self._probe(task, batches)
         callback_list = self._side_callbacks(callbacks, adapter)
-        logs = evaluate_pass(self.module, self._steps, task, batches, callback_list)  # type: ignore[arg-type]
-        if resolve_verbose(verbose) > 0:
+        sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
+        logs = evaluate_pass(self.module, self._steps, task, batches, callback_list, sync)  # type: ignore[arg-type]
+        if resolve_verbose(verbose) > 0 and distributed.is_main_process():
             print(format_logs(logs), flush=True)
         return logs
 
@@ -257,22 +279,43 @@ class Model:
         steps: int | None = None,
         callbacks: Iterable[Callback] | None = None,
     ) -> Tree:
-        """The module's outputs for every sample, in order, in eval mode without gradients (on the CPU)."""
-        adapter = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
+        """The module's outputs for every sample, in order, in eval mode without gradients (on the CPU).
+
+        Under torch.distributed each rank predicts its block of samples and every rank returns all of them.
+        """
+        adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
         batches = prefetch(adapter.epoch_batches(0))
         if batches is None:
             raise ValueError("`x` is empty: it yielded no batch.")
         step = self._steps.predict if self._steps is not None else partial(predict_step, self.module)
-        return predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
+        outputs = predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
+        return self._cluster.gather(outputs) if self._cluster is not None and sharded else outputs
 
     def _eval_adapter(self, x: Any, y: Any, sample_weight: Any, batch_size: int | None, steps: int | None,
-                      verbose: Any, *, targets: bool) -> Adapter:
+                      verbose: Any, *, targets: bool) -> tuple[Adapter, bool]:
+        """The adapter for `evaluate`/`predict`, and whether it reads only this rank's part of `x`."""
         resolve_verbose(verbose)
         check.positive_int("batch_size", batch_size, allow_none=True)
         check.positive_int("steps", steps, allow_none=True)
-        return make_eval_data(x, y, sample_weight=sample_weight, batch_size=batch_size or _DEFAULT_BATCH_SIZE,
-                              steps=steps, device=self.device, float_dtype=float_dtype_of(self.module),
-                              targets=targets)
+        sharded = False
+        if self._cluster is not None and is_dataset(x):
+            x, sharded = self._cluster.shard_dataset(x, train=False)
+        adapter = make_eval_data(x, y, sample_weight=sample_weight, batch_size=batch_size or _DEFAULT_BATCH_SIZE,
+                                 steps=steps, device=self.device, float_dtype=float_dtype_of(self.module),
+                                 targets=targets)
+        if self._cluster is not None and not is_dataset(x):
+            adapter, sharded = self._cluster.shard_arrays(adapter, train=False)
+        return adapter, sharded
+
+    def _local_arrays(self, adapter: Any, *, train: bool) -> Any:
+        """This rank's part of in-memory data under torch.distributed; `adapter` itself otherwise."""
+        return adapter if self._cluster is None else self._cluster.shard_arrays(adapter, train=train)[0]
+
+    def _local_dataset(self, data: Any, *, train: bool) -> Any:
+        """A DataLoader rebuilt to read this rank's part under torch.distributed; `data` otherwise."""
+        if self._cluster is None or data is None or not is_dataset(data):
+            return data
+        return self._cluster.shard_dataset(data, train=train)[0]
 
     def _side_callbacks(self, callbacks: Iterable[Callback] | None, adapter: Adapter) -> CallbackList:
         callback_list = CallbackList(_callback_list(callbacks))
