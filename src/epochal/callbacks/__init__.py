@@ -3,8 +3,10 @@
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.early_stopping import EarlyStopping
 from epochal.callbacks.lambda_callback import LambdaCallback
+from epochal.callbacks.learning_rate import LearningRateScheduler
 from epochal.callbacks.model_checkpoint import ModelCheckpoint
 from epochal.callbacks.progress import EpochLogger, ProgbarLogger
+from epochal.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from epochal.history import History
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "EpochLogger",
     "History",
     "LambdaCallback",
+    "LearningRateScheduler",
     "ModelCheckpoint",
     "ProgbarLogger",
+    "ReduceLROnPlateau",
 ]
