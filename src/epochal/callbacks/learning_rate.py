@@ -12,6 +12,7 @@ import torch
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.improvement import warn_missing_monitor
 from epochal.callbacks.optimizer_lr import get_lr, set_lr
+from epochal.callbacks.run_position import first_global_batch
 
 TorchScheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
 
@@ -93,8 +94,7 @@ class LearningRateScheduler(Callback):
                 "The PyTorch scheduler given to LearningRateScheduler was built on another optimizer than the "
                 "model's. Build it on `model.optimizer` after `compile`."
             )
-        steps = self.params.get("steps")
-        self._step = self.params.get("initial_epoch", 0) * steps if isinstance(steps, int) else 0
+        self._step = first_global_batch(self.params)
         self._warned_missing = False
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
