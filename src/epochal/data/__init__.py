@@ -1,0 +1,157 @@
+"""Data adapters: one per input kind, chosen by `make_fit_data` / `make_eval_data`.
+
+Every adapter offers `epoch_batches(epoch) -> Iterator[Batch]`, `steps` (batches per epoch, or
+`None` when unknown) and `ran_dry` (a one-shot stream that ended before its epoch did).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import torch
+
+from epochal.data.arrays import ArrayAdapter
+from epochal.data.batch import Batch
+from epochal.data.class_weights import class_sample_weights
+from epochal.data.datasets import DatasetAdapter, is_dataset, warn_ran_dry
+from epochal.data.structure import Tree, flatten, num_samples, slice_rows, to_device, to_tensors
+
+__all__ = ["Adapter", "ArrayAdapter", "Batch", "DatasetAdapter", "is_dataset", "make_eval_data",
+           "make_fit_data", "make_dataset_fit_data", "warn_ran_dry"]
+
+
+class Adapter(Protocol):
+    """What the loop needs from any input kind."""
+
+    @property
+    def steps(self) -> int | None: ...
+
+    @property
+    def ran_dry(self) -> bool: ...
+
+    def epoch_batches(self, epoch: int) -> Any: ...
+
+
+class InMemory:
+    """Arrays converted to tensors on the device, with their sample count."""
+
+    def __init__(self, x: Any, y: Any, sample_weight: Any, *, device: torch.device, float_dtype: torch.dtype,
+                 prefix: str = "") -> None:
+        if x is None:
+            raise ValueError(f"`{prefix}x` is required.")
+        self.x = to_device(to_tensors(x, f"{prefix}x", float_dtype), device)
+        self.y = None if y is None else to_device(to_tensors(y, f"{prefix}y", float_dtype), device)
+        self.sample_weight = None if sample_weight is None else to_device(
+            to_tensors(sample_weight, f"{prefix}sample_weight", torch.float32), device).float()
+        self.size = num_samples(self.x, f"{prefix}x")
+        if self.size == 0:
+            raise ValueError(f"`{prefix}x` is empty: it holds 0 samples. Pass at least one sample.")
+        for name, part in ((f"{prefix}y", self.y), (f"{prefix}sample_weight", self.sample_weight)):
+            if part is not None and num_samples(part, name) != self.size:
+                raise ValueError(
+                    f"`{prefix}x` and `{name}` must have the same number of samples. "
+                    f"Received: {prefix}x has {self.size} samples, {name} has {num_samples(part, name)}"
+                )
+        if self.sample_weight is not None and self.sample_weight.ndim != 1:
+            self.sample_weight = self.sample_weight.reshape(self.size, -1)[:, 0]
+
+    def split(self, fraction: float) -> tuple[InMemory, InMemory]:
+        """The first `floor(N * (1 - fraction))` samples and the rest, in order (validation_split)."""
+        cut = math.floor(self.size * (1.0 - fraction))
+        if cut == 0 or cut == self.size:
+            raise ValueError(
+                f"`validation_split={fraction}` leaves {cut} training and {self.size - cut} validation samples "
+                f"out of {self.size}; both must be at least 1."
+            )
+        return self._rows(0, cut), self._rows(cut, self.size)
+
+    def _rows(self, start: int, stop: int) -> InMemory:
+        part = object.__new__(InMemory)
+        part.x = slice_rows(self.x, start, stop)
+        part.y = None if self.y is None else slice_rows(self.y, start, stop)
+        part.sample_weight = None if self.sample_weight is None else self.sample_weight[start:stop]
+        part.size = stop - start
+        return part
+
+    def with_class_weight(self, class_weight: Mapping[int, float] | None) -> InMemory:
+        if class_weight is None:
+            return self
+        if self.y is None or len(flatten(self.y)) != 1:
+            raise ValueError("`class_weight` is only supported for a single output with targets `y`.")
+        weights = class_sample_weights(flatten(self.y)[0], class_weight)
+        self.sample_weight = weights if self.sample_weight is None else self.sample_weight * weights
+        return self
+
+    def adapter(self, batch_size: int, *, shuffle: bool = False, steps: int | None = None) -> ArrayAdapter:
+        return ArrayAdapter(self.x, self.y, self.sample_weight, num_samples=self.size,
+                            batch_size=batch_size, shuffle=shuffle, steps=steps)
+
+
+def make_fit_data(
+    x: Any, y: Any, *, sample_weight: Any, class_weight: Mapping[int, float] | None, batch_size: int,
+    shuffle: bool, validation_split: float, validation_data: Any, validation_batch_size: int,
+    steps_per_epoch: int | None, validation_steps: int | None, device: torch.device, float_dtype: torch.dtype,
+) -> tuple[Adapter, Adapter | None, int | None]:
+    """Training and validation adapters for `fit` on arrays, plus the number of training samples."""
+    data = InMemory(x, y, sample_weight, device=device, float_dtype=float_dtype)
+    if data.y is None:
+        raise ValueError("`y` is required when `x` is an array. Pass targets, or a dataset of (x, y) batches.")
+    validation: Adapter | None = None
+    if validation_data is not None:
+        validation = make_validation(validation_data, batch_size=validation_batch_size, steps=validation_steps,
+                                     device=device, float_dtype=float_dtype)
+    elif validation_split:
+        data, held_out = data.split(validation_split)
+        validation = held_out.adapter(validation_batch_size, steps=validation_steps)
+    data = data.with_class_weight(class_weight)
+    return data.adapter(batch_size, shuffle=shuffle, steps=steps_per_epoch), validation, data.size
+
+
+def make_dataset_fit_data(
+    dataset: Any, *, batches_per_epoch: int | None, validation_data: Any, validation_batches: int | None,
+    validation_batch_size: int, class_weight: Mapping[int, float] | None, device: torch.device,
+    float_dtype: torch.dtype,
+) -> tuple[Adapter, Adapter | None]:
+    """Training and validation adapters for streaming data (`fit_dataset`, `fit(x=dataset)`)."""
+    train = DatasetAdapter(dataset, steps=batches_per_epoch, device=device, float_dtype=float_dtype,
+                           class_weight=class_weight)
+    validation = None
+    if validation_data is not None:
+        validation = make_validation(validation_data, batch_size=validation_batch_size, steps=validation_batches,
+                                     device=device, float_dtype=float_dtype)
+    return train, validation
+
+
+def make_validation(validation_data: Any, *, batch_size: int, steps: int | None, device: torch.device,
+                    float_dtype: torch.dtype) -> Adapter:
+    """`validation_data` as `(x, y)`, `(x, y, sample_weight)` or a dataset (fresh iterator each time)."""
+    if is_dataset(validation_data):
+        return DatasetAdapter(validation_data, steps=steps, device=device, float_dtype=float_dtype,
+                              name="validation_data", persistent=False)
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        length = f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""
+        raise ValueError(
+            "`validation_data` must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val), or a dataset. "
+            f"Received: a {type(validation_data).__name__}{length}"
+        )
+    parts = list(validation_data) + [None] * (3 - len(validation_data))
+    data = InMemory(*parts, device=device, float_dtype=float_dtype, prefix="validation_data: ")
+    if data.y is None:
+        raise ValueError("`validation_data` must include targets: (x_val, y_val). Received: y_val=None")
+    return data.adapter(batch_size, steps=steps)
+
+
+def make_eval_data(
+    x: Any, y: Any, *, sample_weight: Any, batch_size: int, steps: int | None, device: torch.device,
+    float_dtype: torch.dtype, targets: bool = True,
+) -> Adapter:
+    """One adapter for `evaluate` (targets) or `predict` (inputs only), on arrays or a dataset."""
+    if is_dataset(x):
+        return DatasetAdapter(x, steps=steps, device=device, float_dtype=float_dtype, targets=targets,
+                              name="x", persistent=False)
+    data = InMemory(x, y if targets else None, sample_weight, device=device, float_dtype=float_dtype)
+    if targets and data.y is None:
+        raise ValueError("`y` is required when `x` is an array. Pass targets, or a dataset of (x, y) batches.")
+    return data.adapter(batch_size, steps=steps)

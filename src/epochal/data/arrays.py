@@ -1,0 +1,65 @@
+"""In-memory arrays: converted and moved to the device once, batched by index each epoch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+from epochal.data.batch import Batch
+from epochal.data.structure import Tree, flatten, slice_rows, take
+
+
+class ArrayAdapter:
+    """Batches `[0, b), [b, 2b), ...` of tensors already on the device; the last may be short.
+
+    With `shuffle`, each epoch draws `torch.randperm(n)` from torch's global generator (exactly what
+    a hand-written loop does, so `torch.manual_seed` makes runs repeatable) and takes batches by
+    index; without it, batches are contiguous views in order `0..n-1`.
+    """
+
+    def __init__(
+        self,
+        x: Tree,
+        y: Tree | None,
+        sample_weight: torch.Tensor | None,
+        *,
+        num_samples: int,
+        batch_size: int,
+        shuffle: bool,
+        steps: int | None = None,
+    ) -> None:
+        self.x, self.y, self.sample_weight = x, y, sample_weight
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        available = math.ceil(num_samples / batch_size)
+        if steps is not None and steps > available:
+            raise ValueError(
+                f"`steps` asks for {steps} batches per epoch but the arrays hold only {available} batches "
+                f"of {batch_size} ({num_samples} samples). Pass steps <= {available}, or a dataset."
+            )
+        self.steps = available if steps is None else steps
+        self.ran_dry = False  # arrays never run out
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        """The batches of one epoch (`epoch` is unused: the order comes from the global generator)."""
+        order = torch.randperm(self.num_samples).to(self._device()) if self.shuffle else None
+        return self._batches(order)
+
+    def _batches(self, order: torch.Tensor | None) -> Iterator[Batch]:
+        size = self.batch_size
+        for start in range(0, self.steps * size, size):
+            stop = min(start + size, self.num_samples)
+            if order is None:
+                yield Batch(*(None if part is None else slice_rows(part, start, stop) for part in self._parts()))
+            else:
+                index = order[start:stop]
+                yield Batch(*(None if part is None else take(part, index) for part in self._parts()))
+
+    def _parts(self) -> tuple[Tree, Tree | None, torch.Tensor | None]:
+        return self.x, self.y, self.sample_weight
+
+    def _device(self) -> torch.device:
+        return flatten(self.x)[0].device

@@ -1,0 +1,120 @@
+"""Streaming data: DataLoaders, re-iterables and one-shot iterators/generators of batches."""
+
+from __future__ import annotations
+
+import collections.abc
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+
+from epochal.data.batch import Batch
+from epochal.data.class_weights import class_sample_weights
+from epochal.data.structure import to_device, to_tensors
+
+
+class DatasetAdapter:
+    """Each element is `(x, y)` or `(x, y, sample_weight)`, already batched.
+
+    Without `steps`, every epoch makes a fresh iterator and ends when it is exhausted. With `steps`,
+    one iterator serves the whole run and each epoch takes `steps` batches; when it runs dry the
+    adapter sets `ran_dry` and the loop stops training (TF.js `fitDataset` semantics).
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        *,
+        steps: int | None,
+        device: torch.device,
+        float_dtype: torch.dtype,
+        name: str = "dataset",
+        targets: bool = True,
+        persistent: bool | None = None,
+        class_weight: Mapping[int, float] | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.device = device
+        self.float_dtype = float_dtype
+        self.name = name
+        self.targets = targets
+        self.class_weight = class_weight
+        self._limit = steps
+        self._persistent = steps is not None if persistent is None else persistent
+        self._iterator: Iterator[Any] | None = None
+        self.ran_dry = False
+        self.steps = steps if steps is not None else _length(dataset)
+        self._non_blocking = device.type == "cuda"
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        """The batches of one epoch, converted to tensors on the device."""
+        if self._persistent:
+            if self._iterator is None:
+                self._iterator = iter(self.dataset)
+            iterator = self._iterator
+        else:
+            iterator = iter(self.dataset)
+        return self._take(iterator)
+
+    def _take(self, iterator: Iterator[Any]) -> Iterator[Batch]:
+        taken = 0
+        while self._limit is None or taken < self._limit:
+            try:
+                element = next(iterator)
+            except StopIteration:
+                if self._persistent and self._limit is not None:
+                    self.ran_dry = True
+                return
+            taken += 1
+            yield self._convert(element)
+
+    def _convert(self, element: Any) -> Batch:
+        if not self.targets:  # predict: an element is x, or a tuple whose first entry is x
+            x = element[0] if isinstance(element, (tuple, list)) and len(element) in (2, 3) else element
+            return Batch(self._tensors(x, "x"))
+        if not isinstance(element, (tuple, list)) or len(element) not in (2, 3):
+            kind = f"a {type(element).__name__}" + (f" of length {len(element)}" if isinstance(element, (tuple, list)) else "")
+            raise ValueError(
+                f"Each element of `{self.name}` must be a tuple (x, y) or (x, y, sample_weight). Received: {kind}"
+            )
+        x, y = self._tensors(element[0], "x"), self._tensors(element[1], "y")
+        sample_weight = self._tensors(element[2], "sample_weight").float() if len(element) == 3 else None
+        if self.class_weight is not None:
+            weights = class_sample_weights(y, self.class_weight)
+            sample_weight = weights if sample_weight is None else sample_weight * weights
+        return Batch(x, y, sample_weight)
+
+    def _tensors(self, value: Any, part: str) -> Any:
+        tensors = to_tensors(value, f"{self.name} element's {part}", self.float_dtype)
+        return to_device(tensors, self.device, self._non_blocking)
+
+
+def _length(dataset: Any) -> int | None:
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
+
+
+def is_dataset(value: Any) -> bool:
+    """Whether `value` is streaming data rather than in-memory arrays."""
+    if isinstance(value, (torch.Tensor, str, bytes, collections.abc.Mapping, tuple)):
+        return False
+    if type(value).__module__.startswith(("numpy", "pandas")):
+        return False
+    if isinstance(value, torch.utils.data.DataLoader) or isinstance(value, collections.abc.Iterator):
+        return True
+    if isinstance(value, list):  # a list of (x, y) batches, not a list of numbers
+        return bool(value) and isinstance(value[0], (tuple, list)) and len(value[0]) in (2, 3) \
+            and isinstance(value[0][0], torch.Tensor)
+    return isinstance(value, collections.abc.Iterable)
+
+
+def warn_ran_dry(name: str, steps: int | None) -> None:
+    warnings.warn(
+        f"`{name}` ran out of data"
+        + (f" before the requested {steps} batches per epoch" if steps else "")
+        + "; training stops. Pass a re-iterable dataset, or fewer `batches_per_epoch` x `epochs`.",
+        stacklevel=4,
+    )
