@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from epochal.callbacks.callback import Callback
 from epochal.saving import atomic_write
@@ -81,7 +81,7 @@ class CSVLogger(Callback):
         with open(self.filename, newline="", encoding="utf-8") as handle:
             return list(csv.reader(handle, delimiter=self.separator))
 
-    def _write_row(self, row: list[object]) -> None:
+    def _write_row(self, row: Sequence[object]) -> None:
         with open(self.filename, "a", newline="", encoding="utf-8") as handle:
             csv.writer(handle, delimiter=self.separator).writerow(row)
             handle.flush()

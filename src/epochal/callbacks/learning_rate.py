@@ -15,6 +15,7 @@ from epochal.callbacks.optimizer_lr import get_lr, set_lr
 from epochal.callbacks.run_position import first_global_batch
 
 TorchScheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+_TORCH_SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
 class LearningRateScheduler(Callback):
@@ -52,6 +53,8 @@ class LearningRateScheduler(Callback):
         0.1
     """
 
+    reports_learning_rate = True  # asks the loop to record `learning_rate` in the epoch logs
+
     def __init__(
         self,
         schedule: Callable[..., float] | TorchScheduler,
@@ -62,8 +65,7 @@ class LearningRateScheduler(Callback):
         super().__init__()
         if per not in ("epoch", "batch"):
             raise ValueError(f"`per` must be 'epoch' or 'batch'. Received: per={per!r}")
-        self._torch = isinstance(schedule, (torch.optim.lr_scheduler.LRScheduler,
-                                            torch.optim.lr_scheduler.ReduceLROnPlateau))
+        self._torch = isinstance(schedule, _TORCH_SCHEDULERS)
         if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau) and per != "epoch":
             raise ValueError(
                 f"`per` must be 'epoch' for a PyTorch ReduceLROnPlateau, which is fed `{monitor}` from the epoch "
@@ -78,7 +80,7 @@ class LearningRateScheduler(Callback):
         self.per = per
         self.verbose = verbose
         self.monitor = monitor
-        self._takes_lr = not self._torch and _accepts_two_arguments(schedule)
+        self._takes_lr = not isinstance(schedule, _TORCH_SCHEDULERS) and _accepts_two_arguments(schedule)
         # Listen only to the hooks this combination needs, so per-epoch schedules cost nothing per batch.
         if per == "batch":
             if self._torch:
@@ -104,8 +106,9 @@ class LearningRateScheduler(Callback):
                 print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        if self.per != "epoch" or not self._torch:
+        if self.per != "epoch":
             return
+        # ReduceLROnPlateau first: recent PyTorch makes it an LRScheduler too.
         if isinstance(self.schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
             current = (logs or {}).get(self.monitor)
             if current is None:
@@ -114,7 +117,7 @@ class LearningRateScheduler(Callback):
                     warn_missing_monitor("LearningRateScheduler", self.monitor, logs)
                 return
             self.schedule.step(float(current))
-        else:
+        elif isinstance(self.schedule, torch.optim.lr_scheduler.LRScheduler):
             self.schedule.step()
 
     def _apply_on_batch(self, batch: int, logs: Mapping[str, float] | None = None) -> None:

@@ -43,6 +43,8 @@ class ReduceLROnPlateau(Callback):
         0.25
     """
 
+    reports_learning_rate = True  # asks the loop to record `learning_rate` in the epoch logs
+
     def __init__(
         self,
         monitor: str = "val_loss",
