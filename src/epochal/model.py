@@ -3,7 +3,7 @@ arguments, builds data adapters and callbacks, and hands over to the loop."""
 
 from __future__ import annotations
 
-import warnings
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import torch
 
-from epochal import distributed
+from epochal import distributed, saving
 from epochal.distributed import connect as _connect  # `distributed` is also Model's argument name
 from epochal import validation as check
 from epochal.callbacks.callback import Callback, CallbackList
@@ -340,6 +340,24 @@ class Model:
         self.module.train()
         values = self._steps.train(batch)  # type: ignore[union-attr]
         return dict(zip(task.log_keys(), values.tolist()))
+
+    # -- saving ---------------------------------------------------------------------------------
+
+    def save_weights(self, path: str | os.PathLike[str]) -> None:
+        """Write the module's weights and buffers to a safetensors file, atomically."""
+        saving.save_weights(self.module, path)
+
+    def load_weights(self, path: str | os.PathLike[str]) -> None:
+        """Load weights saved by `save_weights` (or `save`); another architecture is a ValueError."""
+        saving.load_weights(self.module, path)
+
+    def save(self, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
+        """Write weights and optimizer state (and plain `metadata`) to one file loadable without pickle."""
+        saving.save_checkpoint(path, self.module, self.optimizer, metadata)
+
+    def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Restore a `save` (or ModelCheckpoint) file: weights, and optimizer state if compiled; returns its metadata."""
+        return saving.load_checkpoint(path, self.module, self.optimizer)
 
     # -- helpers --------------------------------------------------------------------------------
 
