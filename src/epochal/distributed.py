@@ -39,9 +39,9 @@ if TYPE_CHECKING:
 #: How long a collective (or joining the group) may wait for a peer before it is an error, not a hang.
 DEFAULT_TIMEOUT = timedelta(minutes=10)
 
-# Hooks that may set `stop_training` mid-epoch or read per-batch logs: when a callback overrides one,
-# batch logs are all-reduced and the stop flag is agreed after every batch.
-_BATCH_HOOKS = ("on_epoch_begin", "on_train_batch_begin", "on_train_batch_end")
+# When a callback overrides one of these, batch logs are all-reduced and `stop_training` is agreed
+# after every batch; otherwise ranks agree on it at each epoch's end only.
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
 
 
 # -- the job ------------------------------------------------------------------------------------

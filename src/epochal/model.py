@@ -344,22 +344,34 @@ class Model:
     # -- saving ---------------------------------------------------------------------------------
 
     def save_weights(self, path: str | os.PathLike[str]) -> None:
-        """Write the module's weights and buffers to a safetensors file, atomically."""
-        saving.save_weights(self.module, path)
+        """Write the module's weights and buffers to a safetensors file, atomically (rank 0 only when distributed)."""
+        self._on_main_then_wait(lambda: saving.save_weights(self.module, path))
 
     def load_weights(self, path: str | os.PathLike[str]) -> None:
         """Load weights saved by `save_weights` (or `save`); another architecture is a ValueError."""
         saving.load_weights(self.module, path)
 
     def save(self, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
-        """Write weights and optimizer state (and plain `metadata`) to one file loadable without pickle."""
-        saving.save_checkpoint(path, self.module, self.optimizer, metadata)
+        """Write weights and optimizer state (and plain `metadata`) to one file loadable without pickle.
+
+        Under torch.distributed rank 0 writes and every rank returns once the file is there.
+        """
+        self._on_main_then_wait(lambda: saving.save_checkpoint(path, self.module, self.optimizer, metadata))
 
     def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Restore a `save` (or ModelCheckpoint) file: weights, and optimizer state if compiled; returns its metadata."""
         return saving.load_checkpoint(path, self.module, self.optimizer)
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _on_main_then_wait(self, write: Any) -> None:
+        """`write()` in one process only (rank 0 when distributed), the other ranks waiting for it."""
+        if self._cluster is None:
+            write()
+            return
+        if self._cluster.is_main:
+            write()
+        distributed.barrier()
 
     def _require_compiled(self, verb: str) -> Task:
         if self._task is None or self.optimizer is None:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from epochal.callbacks.callback import Callback
+from epochal.distributed import is_main_process
 from epochal.saving import atomic_write
 
 _MISSING = "NA"  # what Keras writes for a key an epoch's logs lack; pandas reads it as NaN
@@ -49,6 +50,8 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._columns = []
+        if not is_main_process():  # under torch.distributed rank 0 alone writes the file
+            return
         if self.append and os.path.exists(self.filename):
             rows = self._read_rows()
             self._columns = rows[0] if rows else []
@@ -57,6 +60,8 @@ class CSVLogger(Callback):
                 pass  # start from an empty file
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        if not is_main_process():
+            return
         values: dict[str, object] = {"epoch": epoch, **(logs or {})}
         new = sorted(key for key in values if key not in self._columns)
         if new and not self._columns:

@@ -9,6 +9,7 @@ import torch
 
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode, warn_missing_monitor
+from epochal.distributed import is_main_process
 
 
 class EarlyStopping(Callback):
@@ -93,10 +94,10 @@ class EarlyStopping(Callback):
             self.model.stop_training = True  # type: ignore[union-attr]
 
     def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
-        if self.stopped and self.verbose > 0:
+        if self.stopped and self.verbose > 0 and is_main_process():
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
-            if self.verbose > 0:
+            if self.verbose > 0 and is_main_process():
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.module.load_state_dict(self.best_weights)  # type: ignore[union-attr]
 

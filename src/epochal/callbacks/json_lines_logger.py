@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from epochal.callbacks.callback import Callback
+from epochal.distributed import is_main_process
 
 
 class JSONLinesLogger(Callback):
@@ -48,7 +49,8 @@ class JSONLinesLogger(Callback):
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._close()
-        self._file = open(self.filename, "a" if self.append else "w", encoding="utf-8")  # noqa: SIM115
+        if is_main_process():  # under torch.distributed rank 0 alone writes; elsewhere _file stays None
+            self._file = open(self.filename, "a" if self.append else "w", encoding="utf-8")  # noqa: SIM115
         self._epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
@@ -58,13 +60,17 @@ class JSONLinesLogger(Callback):
         self._write({"epoch": self._epoch, "batch": batch, **_finite_or_none(logs)})
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        if self._file is None:
+            return
         self._write({"epoch": epoch, **_finite_or_none(logs)})
-        os.fsync(self._file.fileno())  # type: ignore[union-attr]
+        os.fsync(self._file.fileno())
 
     def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
         self._close()
 
     def _write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            return
         self._file.write(json.dumps(record) + "\n")  # type: ignore[union-attr]
         self._file.flush()  # type: ignore[union-attr]
 

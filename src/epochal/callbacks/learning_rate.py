@@ -13,6 +13,7 @@ from epochal.callbacks.callback import Callback
 from epochal.callbacks.improvement import warn_missing_monitor
 from epochal.callbacks.optimizer_lr import get_lr, set_lr
 from epochal.callbacks.run_position import first_global_batch
+from epochal.distributed import is_main_process
 
 TorchScheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
 _TORCH_SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -102,7 +103,7 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         if self.per == "epoch" and not self._torch:
             lr = self._apply(epoch)
-            if self.verbose > 0:
+            if self.verbose > 0 and is_main_process():
                 print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:

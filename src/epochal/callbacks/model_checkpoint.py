@@ -8,6 +8,7 @@ from typing import Any
 
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode, warn_missing_monitor
+from epochal.distributed import is_main_process
 from epochal.saving import save_checkpoint, save_weights
 
 
@@ -108,6 +109,8 @@ class ModelCheckpoint(Callback):
         filepath = self._format(epoch, batch, logs)
         if self.save_best_only and not self._improved(epoch, logs, filepath):
             return
+        if not is_main_process():  # every rank tracks `best` alike; rank 0 alone writes (torch.distributed)
+            return
         if self.verbose > 0 and not self.save_best_only:
             print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
         folder = os.path.dirname(filepath)
@@ -130,12 +133,12 @@ class ModelCheckpoint(Callback):
             return False
         current = float(current)
         if is_improvement(current, self.best, mode=self.mode, min_delta=0.0):
-            if self.verbose > 0:
+            if self.verbose > 0 and is_main_process():
                 print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
                       f"saving model to {filepath}")
             self.best = current
             return True
-        if self.verbose > 0:
+        if self.verbose > 0 and is_main_process():
             print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
         return False
 

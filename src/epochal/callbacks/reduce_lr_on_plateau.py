@@ -8,6 +8,7 @@ from typing import Any
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode, warn_missing_monitor
 from epochal.callbacks.optimizer_lr import get_lr, set_lr
+from epochal.distributed import is_main_process
 
 
 class ReduceLROnPlateau(Callback):
@@ -101,7 +102,7 @@ class ReduceLROnPlateau(Callback):
         elif self.cooldown_counter == 0:
             self.wait += 1
             if self.wait >= self.patience and self._reduce():
-                if self.verbose > 0:
+                if self.verbose > 0 and is_main_process():
                     rates = ", ".join(f"{get_lr(g):g}" for g in self.model.optimizer.param_groups)  # type: ignore[union-attr]
                     print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {rates}.")
                 self.cooldown_counter = self.cooldown

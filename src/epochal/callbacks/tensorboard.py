@@ -8,6 +8,7 @@ from typing import Any
 
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.run_position import first_global_batch
+from epochal.distributed import is_main_process
 
 
 def _summary_writer_class() -> type:
@@ -78,12 +79,14 @@ class TensorBoard(Callback):
 
     def _on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
         self._global_batch += 1
-        if self._global_batch % self.update_freq == 0:  # type: ignore[operator]
+        if self._global_batch % self.update_freq == 0 and is_main_process():  # type: ignore[operator]
             writer = self._writer("train")
             for key, value in (logs or {}).items():
                 writer.add_scalar(f"batch_{key}", value, self._global_batch)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        if not is_main_process():  # under torch.distributed rank 0 alone writes the event files
+            return
         for key, value in (logs or {}).items():
             run, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             self._writer(run).add_scalar(f"epoch_{name}", value, epoch)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 
 from epochal.callbacks.callback import Callback
+from epochal.distributed import is_main_process
 
 
 class NonFiniteLossError(RuntimeError):
@@ -61,5 +62,6 @@ class TerminateOnNaN(Callback):
                 f"progress output), batch {batch}. Look for a too-high learning rate, unnormalised inputs, or "
                 "NaN/inf in the data."
             )
-        print(f"Epoch {self._epoch + 1}, batch {batch}: invalid loss {loss}, terminating training.")
+        if is_main_process():
+            print(f"Epoch {self._epoch + 1}, batch {batch}: invalid loss {loss}, terminating training.")
         self.model.stop_training = True  # type: ignore[union-attr]
