@@ -17,7 +17,13 @@ import torch
 
 import epochal
 from epochal import distributed
-from epochal.callbacks import CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint, model_checkpoint
+from epochal.callbacks import (
+    CSVLogger,
+    EarlyStopping,
+    LambdaCallback,
+    ModelCheckpoint,
+    model_checkpoint,
+)
 
 
 def data(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

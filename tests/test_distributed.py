@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import distributed_script as script
 import pytest
 import torch
-
-import distributed_script as script
 
 pytestmark = pytest.mark.slow
 

@@ -19,10 +19,10 @@ when distributed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -356,7 +356,7 @@ class ShardedArrays:
             else:
                 index = order[start + lo:start + hi]
                 rows = [None if part is None else take(part, index) for part in parts]
-            yield Batch(*rows, loss_scale=scale)  # type: ignore[misc]
+            yield Batch(rows[0], rows[1], rows[2], loss_scale=scale)
 
 
 def block_of(arrays: ArrayAdapter, cluster: Cluster) -> ArrayAdapter:

@@ -49,9 +49,9 @@ class DatasetAdapter:
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """The batches of one epoch, converted to tensors on the device."""
-        sampler = getattr(self.dataset, "sampler", None)
-        if hasattr(sampler, "set_epoch"):  # DistributedSampler: a fresh shuffle per epoch, same on every rank
-            sampler.set_epoch(epoch)
+        set_epoch = getattr(getattr(self.dataset, "sampler", None), "set_epoch", None)
+        if set_epoch is not None:  # DistributedSampler: a fresh shuffle per epoch, the same on every rank
+            set_epoch(epoch)
         if self._persistent:
             if self._iterator is None:
                 self._iterator = iter(self.dataset)
