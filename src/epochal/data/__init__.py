@@ -99,6 +99,7 @@ def make_fit_data(
                                      device=device, float_dtype=float_dtype)
     elif validation_split:
         data, held_out = data.split(validation_split)
+        held_out.sample_weight = None  # SPEC: fit's sample/class weights never reach validation
         validation = held_out.adapter(validation_batch_size, steps=validation_steps)
     data = data.with_class_weight(class_weight)
     return data.adapter(batch_size, shuffle=shuffle, steps=steps_per_epoch), validation, data.size
