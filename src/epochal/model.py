@@ -102,11 +102,7 @@ class Model:
         """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics)."""
         task = self._require_compiled("fit")
         if is_dataset(x):
-            if validation_split:
-                raise ValueError(
-                    "`validation_split` is only supported for arrays, not datasets: pass `validation_data`. "
-                    f"Received: validation_split={validation_split!r} with x of type {type(x).__name__}"
-                )
+            _refuse_validation_split(validation_split, x)
             if y is not None:
                 raise ValueError("`y` must be None when `x` is a dataset: it yields (x, y) batches itself.")
             return self.fit_dataset(
@@ -146,14 +142,19 @@ class Model:
         initial_epoch: int = 0,
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
+        validation_split: float = 0.0,
     ) -> History:
-        """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js)."""
+        """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js).
+
+        `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
+        """
         task = self._require_compiled("fit_dataset")
         if not is_dataset(dataset):
             raise TypeError(
                 "`dataset` must be a DataLoader, an iterable or an iterator of (x, y) batches. "
                 f"Received: {type(dataset).__name__}. For arrays use fit(x, y)."
             )
+        _refuse_validation_split(validation_split, dataset)
         self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight)
         check.positive_int("batches_per_epoch", batches_per_epoch, allow_none=True)
         check.positive_int("validation_batches", validation_batches, allow_none=True)
@@ -311,6 +312,14 @@ class Model:
             yield
         finally:
             self._running = False
+
+
+def _refuse_validation_split(validation_split: Any, dataset: Any) -> None:
+    if validation_split:
+        raise ValueError(
+            "`validation_split` is only supported for arrays, not datasets: pass `validation_data`. "
+            f"Received: validation_split={validation_split!r} with x of type {type(dataset).__name__}"
+        )
 
 
 def _chain_first(first: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:
