@@ -100,6 +100,7 @@ class Model:
         validation_freq: int | Sequence[int] = 1,
     ) -> History:
         """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics)."""
+        self._require_idle("fit")
         task = self._require_compiled("fit")
         if is_dataset(x):
             _refuse_validation_split(validation_split, x)
@@ -148,6 +149,7 @@ class Model:
 
         `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
         """
+        self._require_idle("fit_dataset")
         task = self._require_compiled("fit_dataset")
         if not is_dataset(dataset):
             raise TypeError(
@@ -303,10 +305,14 @@ class Model:
             raise RuntimeError(f"You must call `compile()` before `{verb}()`.")
         return self._task
 
-    @contextmanager
-    def _exclusive(self, verb: str) -> Iterator[None]:
+    def _require_idle(self, verb: str) -> None:
+        # Checked first, so a refused nested call touches nothing (model.history, callbacks, the RNG).
         if self._running:
             raise RuntimeError(f"`{verb}()` was called while a `fit()` on this model is running.")
+
+    @contextmanager
+    def _exclusive(self, verb: str) -> Iterator[None]:
+        self._require_idle(verb)
         self._running = True
         try:
             yield
