@@ -14,7 +14,7 @@ import torch
 from epochal import validation as check
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
-from epochal.data import (Adapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
+from epochal.data import (Adapter, ArrayAdapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
 from epochal.data.structure import Tree, call_module, float_dtype_of, to_device, to_tensors
 from epochal.history import History
 from epochal.logs import Logs
@@ -186,6 +186,10 @@ class Model:
             if first_batches is None:
                 raise ValueError("The training data is empty: it yielded no batch.")
             first_batches = self._probe(task, first_batches)
+            if isinstance(validation, ArrayAdapter):
+                # In-memory validation is checked now too, not after a first epoch of training. A
+                # stream is not: drawing from a one-shot iterator would lose that batch.
+                self._probe(task, validation.epoch_batches(0))
         history = History()
         user_callbacks = _callback_list(callbacks)
         progress = progress_callback(resolve_verbose(verbose))
