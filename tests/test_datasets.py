@@ -2,6 +2,7 @@
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -132,3 +133,23 @@ def test_validation_split_is_refused_for_datasets():
     with pytest.raises(ValueError, match="`validation_split` is only supported for arrays"):
         model.fit_dataset(batches(2), epochs=1, validation_split=0.2, verbose=0)
     assert model.module.seen == []
+
+
+class DictInput(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+
+    def forward(self, features):
+        return self.linear(features)
+
+
+@pytest.mark.parametrize("data, module", [
+    ([(np.ones((3, 2), "float32"), np.zeros((3, 1), "float32"))] * 2, torch.nn.Linear(2, 1)),
+    ([({"features": torch.ones(3, 2)}, torch.zeros(3, 1))] * 2, DictInput()),
+], ids=["numpy-batches", "dict-x-batches"])
+def test_a_list_of_batches_of_numpy_arrays_or_dicts_is_a_dataset(data, module):
+    model = epochal.Model(module, device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    history = model.fit(data, epochs=2, verbose=0)
+    assert history.params["steps"] == 2 and history.epoch == [0, 1]
