@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from epochal.callbacks.callback import CallbackList
-from epochal.data import Adapter, Batch, warn_ran_dry
+from epochal.data import Adapter, Batch, warn_empty_validation, warn_ran_dry
 from epochal.data.structure import Tree, flatten, map_structure
 from epochal.logs import Logs
 from epochal.steps import predict_step, test_step, train_step
@@ -163,6 +163,7 @@ def fit_loop(model: Model, task: Task, plan: FitPlan, callbacks: CallbackList) -
     module = model.module
     step = partial(train_step, module, model.optimizer, task)
     epoch_logs: dict[str, float] = {}
+    warned_empty_validation = False
     callbacks.fire("on_train_begin", _NO_LOGS)
     model.stop_training = False
     for epoch in range(plan.initial_epoch, plan.epochs):
@@ -179,6 +180,9 @@ def fit_loop(model: Model, task: Task, plan: FitPlan, callbacks: CallbackList) -
             model.stop_training = True
         if plan.validation is not None and plan.validates(epoch):
             val_logs = evaluate_pass(module, task, plan.validation.epoch_batches(epoch), callbacks)
+            if not val_logs and not warned_empty_validation:  # a one-shot iterator, already used up
+                warned_empty_validation = True
+                warn_empty_validation(epoch)
             epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
         if plan.report_learning_rate:
             epoch_logs["learning_rate"] = float(model.optimizer.param_groups[0]["lr"])

@@ -15,11 +15,11 @@ import torch
 from epochal.data.arrays import ArrayAdapter
 from epochal.data.batch import Batch
 from epochal.data.class_weights import class_sample_weights
-from epochal.data.datasets import DatasetAdapter, is_dataset, warn_ran_dry
+from epochal.data.datasets import DatasetAdapter, is_dataset, warn_empty_validation, warn_ran_dry
 from epochal.data.structure import Tree, flatten, num_samples, slice_rows, to_device, to_tensors
 
 __all__ = ["Adapter", "ArrayAdapter", "Batch", "DatasetAdapter", "is_dataset", "make_eval_data",
-           "make_fit_data", "make_dataset_fit_data", "warn_ran_dry"]
+           "make_fit_data", "make_dataset_fit_data", "warn_empty_validation", "warn_ran_dry"]
 
 
 class Adapter(Protocol):

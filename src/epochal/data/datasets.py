@@ -128,3 +128,11 @@ def warn_ran_dry(name: str, steps: int | None) -> None:
         + "; training stops. Pass a re-iterable dataset, or fewer `batches_per_epoch` x `epochs`.",
         stacklevel=4,
     )
+
+
+def warn_empty_validation(epoch: int) -> None:
+    warnings.warn(
+        f"`validation_data` yielded no batch at epoch {epoch}, so that epoch has no `val_` logs. A generator "
+        "or iterator is used up by its first pass: pass a re-iterable (a list, a DataLoader) or arrays.",
+        stacklevel=4,
+    )
