@@ -153,3 +153,15 @@ def test_a_list_of_batches_of_numpy_arrays_or_dicts_is_a_dataset(data, module):
     model.compile(optimizer="sgd", loss="mse")
     history = model.fit(data, epochs=2, verbose=0)
     assert history.params["steps"] == 2 and history.epoch == [0, 1]
+
+
+def test_a_one_shot_validation_generator_used_up_warns_once_instead_of_silently_dropping_val_logs():
+    def generate():
+        yield from batches(2, start=100)
+
+    model = compiled()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(torch.ones(4, 1), torch.zeros(4, 1), epochs=3, validation_data=generate(), verbose=0)
+    assert len(history.history["val_loss"]) == 1
+    assert len([w for w in caught if "`validation_data` yielded no batch at epoch 1" in str(w.message)]) == 1
