@@ -1,9 +1,5 @@
 """Array inputs: every kind SPEC lists reaches the module as the same tensors, batched in order."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,17 +136,3 @@ def test_history_params_describe_the_run():
     assert (params["initial_epoch"], params["verbose"], params["do_validation"]) == (0, 0, True)
     assert params["metrics"] == ["loss", "val_loss"]
 
-
-def test_pandas_inputs_train_without_warnings():
-    # In a fresh process: torch prints its read-only-array warning only once per process.
-    script = (
-        "import warnings, numpy as np, pandas as pd, torch, epochal\n"
-        "warnings.simplefilter('error')\n"
-        "model = epochal.Model(torch.nn.Linear(2, 1), device='cpu')\n"
-        "model.compile(optimizer='sgd', loss='mse')\n"
-        "frame = pd.DataFrame({'a': np.arange(4.0, dtype='float32'), 'b': np.ones(4, dtype='float32')})\n"
-        "model.fit(frame, pd.Series(np.zeros(4, dtype='float32')), verbose=0)\n"
-    )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    assert run.returncode == 0, run.stderr
