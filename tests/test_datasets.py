@@ -61,7 +61,8 @@ def test_batches_per_epoch_shares_one_iterator_across_epochs():
     assert history.epoch == [0, 1, 2]
 
 
-def test_a_stream_that_runs_dry_warns_once_and_stops_after_closing_the_epoch():
+@pytest.mark.parametrize("available, completed", [(5, [0, 1, 2]), (4, [0, 1])], ids=["mid-epoch", "at-boundary"])
+def test_a_stream_that_runs_dry_warns_once_and_stops_after_closing_the_epoch(available, completed):
     epochs_ended = []
 
     class Spy(Callback):
@@ -71,9 +72,10 @@ def test_a_stream_that_runs_dry_warns_once_and_stops_after_closing_the_epoch():
     model = compiled()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = model.fit_dataset(iter(batches(5)), epochs=10, batches_per_epoch=2, callbacks=[Spy()],
+        history = model.fit_dataset(iter(batches(available)), epochs=10, batches_per_epoch=2, callbacks=[Spy()],
                                     verbose=0)
-    assert epochs_ended == [0, 1, 2] and history.epoch == [0, 1, 2]  # the third epoch had 1 batch
+    assert epochs_ended == completed and history.epoch == completed  # no empty epoch is opened
+    assert len(model.module.seen) == available
     assert len([w for w in caught if "ran out of data" in str(w.message)]) == 1
 
 

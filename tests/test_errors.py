@@ -117,3 +117,15 @@ def test_verbose_and_validation_freq_values(model):
         model.fit(X, Y, verbose=3)
     with pytest.raises(ValueError, match=re.escape("Received: validation_freq=0")):
         model.fit(X, Y, validation_freq=0, verbose=0)
+
+
+def test_y_with_a_dataset_x_is_refused(model):
+    with pytest.raises(ValueError, match="`y` must be None when `x` is a dataset"):
+        model.fit([(X, Y)], Y, verbose=0)
+
+
+def test_fit_dataset_counts_must_be_positive_integers(model):
+    with pytest.raises(ValueError, match=re.escape("`epochs` must be a positive integer. Received: epochs=0")):
+        model.fit_dataset([(X, Y)], epochs=0, verbose=0)
+    with pytest.raises(ValueError, match=re.escape("Received: batches_per_epoch=1.5")):
+        model.fit_dataset([(X, Y)], epochs=1, batches_per_epoch=1.5, verbose=0)

@@ -123,3 +123,20 @@ def test_recompiling_rebuilds_the_optimizer_over_the_currently_trainable_paramet
     assert model.optimizer.state == {}
     model.fit(X, Y, epochs=2, verbose=0)
     assert all(torch.equal(a, b) for a, b in zip(frozen, module[0].parameters()))
+
+
+def test_callbacks_read_plain_floats_and_cannot_change_what_history_records():
+    read = []
+
+    class Meddler(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            read.append(type(logs["loss"]))
+
+        def on_epoch_end(self, epoch, logs=None):
+            with pytest.raises(TypeError):
+                logs["loss"] = -1.0
+            logs.copy()["loss"] = -1.0  # a copy is the callback's own
+
+    history = compiled().fit(X, Y, epochs=2, batch_size=4, callbacks=[Meddler()], verbose=0)
+    assert read == [float] * 4
+    assert all(value >= 0 for value in history.history["loss"])
