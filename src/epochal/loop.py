@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -14,7 +13,7 @@ from epochal.callbacks.callback import CallbackList
 from epochal.data import Adapter, Batch, warn_empty_validation, warn_ran_dry
 from epochal.data.structure import Tree, flatten, map_structure
 from epochal.logs import Logs
-from epochal.steps import predict_step, test_step, train_step
+from epochal.steps import StepFunctions
 from epochal.task import Task
 
 if TYPE_CHECKING:
@@ -95,21 +94,25 @@ def run_pass(
     return accumulator.result()
 
 
-def evaluate_pass(module: torch.nn.Module, task: Task, batches: Iterator[Batch], callbacks: CallbackList) -> dict[str, float]:
+def evaluate_pass(
+    module: torch.nn.Module, steps: StepFunctions, task: Task, batches: Iterator[Batch], callbacks: CallbackList
+) -> dict[str, float]:
     """Loss and metrics over `batches` in eval mode without gradients; weights and buffers untouched."""
     callbacks.fire("on_test_begin", _NO_LOGS)
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            logs = run_pass(partial(test_step, module, task), batches, callbacks, TEST_HOOKS, task)
+            logs = run_pass(steps.test, batches, callbacks, TEST_HOOKS, task)
     finally:
         module.train(was_training)
     callbacks.fire("on_test_end", Logs.from_dict(logs))
     return logs
 
 
-def predict_pass(module: torch.nn.Module, batches: Iterator[Batch], callbacks: CallbackList) -> Tree:
+def predict_pass(
+    module: torch.nn.Module, step: Callable[[Batch], Tree], batches: Iterator[Batch], callbacks: CallbackList
+) -> Tree:
     """The module's outputs for every batch, concatenated in order, on the host."""
     callbacks.fire("on_predict_begin", _NO_LOGS)
     outputs: list[Tree] = []
@@ -117,7 +120,7 @@ def predict_pass(module: torch.nn.Module, batches: Iterator[Batch], callbacks: C
     module.eval()
     try:
         with torch.no_grad():
-            run_batches(partial(predict_step, module), batches, callbacks, PREDICT_HOOKS,
+            run_batches(step, batches, callbacks, PREDICT_HOOKS,
                         lambda out, batch: outputs.append(out), lambda out: {"outputs": out})
     finally:
         module.train(was_training)
@@ -158,10 +161,9 @@ class FitPlan:
         return epoch + 1 in self.validation_freq
 
 
-def fit_loop(model: Model, task: Task, plan: FitPlan, callbacks: CallbackList) -> None:
+def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, callbacks: CallbackList) -> None:
     """The epochs of `fit`, firing callbacks in Keras's order (see SPEC "Order of events")."""
     module = model.module
-    step = partial(train_step, module, model.optimizer, task)
     epoch_logs: dict[str, float] = {}
     warned_empty_validation = False
     callbacks.fire("on_train_begin", _NO_LOGS)
@@ -174,18 +176,18 @@ def fit_loop(model: Model, task: Task, plan: FitPlan, callbacks: CallbackList) -
             break
         callbacks.fire("on_epoch_begin", epoch, _NO_LOGS)
         module.train()
-        epoch_logs = run_pass(step, batches, callbacks, TRAIN_HOOKS, task, lambda: model.stop_training)
+        epoch_logs = run_pass(steps.train, batches, callbacks, TRAIN_HOOKS, task, lambda: model.stop_training)
         if plan.train.ran_dry:
             warn_ran_dry("x", plan.train.steps)
             model.stop_training = True
         if plan.validation is not None and plan.validates(epoch):
-            val_logs = evaluate_pass(module, task, plan.validation.epoch_batches(epoch), callbacks)
+            val_logs = evaluate_pass(module, steps, task, plan.validation.epoch_batches(epoch), callbacks)
             if not val_logs and not warned_empty_validation:  # a one-shot iterator, already used up
                 warned_empty_validation = True
                 warn_empty_validation(epoch)
             epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
         if plan.report_learning_rate:
-            epoch_logs["learning_rate"] = float(model.optimizer.param_groups[0]["lr"])
+            epoch_logs["learning_rate"] = float(model.optimizer.param_groups[0]["lr"])  # type: ignore[union-attr]
         callbacks.fire("on_epoch_end", epoch, Logs.from_dict(epoch_logs))
         if model.stop_training:
             break

@@ -3,7 +3,7 @@ arguments, builds data adapters and callbacks, and hands over to the loop."""
 
 from __future__ import annotations
 
-import warnings
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import torch
 
+from epochal import saving
 from epochal import validation as check
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
@@ -20,7 +21,7 @@ from epochal.history import History
 from epochal.logs import Logs
 from epochal.loop import FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
 from epochal.optimizers import make_optimizer
-from epochal.steps import train_step
+from epochal.steps import StepFunctions, make_steps, predict_step
 from epochal.task import Task
 
 _DEFAULT_BATCH_SIZE = 32
@@ -53,6 +54,7 @@ class Model:
         self.stop_training = False
         self.history: History | None = None
         self._task: Task | None = None
+        self._steps: StepFunctions | None = None
         self._running = False
 
     # -- compile --------------------------------------------------------------------------------
@@ -77,6 +79,7 @@ class Model:
         """
         self._task = Task(loss, metrics, loss_weights)
         self.optimizer = make_optimizer(optimizer, self.module.parameters())
+        self._steps = make_steps(self.module, self.optimizer, self._task)
 
     # -- fit ------------------------------------------------------------------------------------
 
@@ -208,7 +211,7 @@ class Model:
         self.history = history
         with self._exclusive("fit"):
             self.stop_training = False
-            fit_loop(self, task, plan, callback_list)
+            fit_loop(self, self._steps, task, plan, callback_list)  # type: ignore[arg-type]
         return history
 
     def _probe(self, task: Task, batches: Iterator[Batch]) -> Iterator[Batch]:
@@ -249,7 +252,7 @@ class Model:
             raise ValueError("`x` is empty: it yielded no batch.")
         batches = self._probe(task, batches)
         callback_list = self._side_callbacks(callbacks, adapter)
-        logs = evaluate_pass(self.module, task, batches, callback_list)
+        logs = evaluate_pass(self.module, self._steps, task, batches, callback_list)  # type: ignore[arg-type]
         if resolve_verbose(verbose) > 0:
             print(format_logs(logs), flush=True)
         return logs
@@ -267,7 +270,8 @@ class Model:
         batches = prefetch(adapter.epoch_batches(0))
         if batches is None:
             raise ValueError("`x` is empty: it yielded no batch.")
-        return predict_pass(self.module, batches, self._side_callbacks(callbacks, adapter))
+        step = self._steps.predict if self._steps is not None else partial(predict_step, self.module)
+        return predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
 
     def _eval_adapter(self, x: Any, y: Any, sample_weight: Any, batch_size: int | None, steps: int | None,
                       verbose: Any, *, targets: bool) -> Adapter:
@@ -299,8 +303,26 @@ class Model:
         batches = self._probe(task, iter(adapter.epoch_batches(0)))
         batch = next(batches)
         self.module.train()
-        values = train_step(self.module, self.optimizer, task, batch)  # type: ignore[arg-type]
+        values = self._steps.train(batch)  # type: ignore[union-attr]
         return dict(zip(task.log_keys(), values.tolist()))
+
+    # -- saving ---------------------------------------------------------------------------------
+
+    def save_weights(self, path: str | os.PathLike[str]) -> None:
+        """Write the module's weights and buffers to a safetensors file, atomically."""
+        saving.save_weights(self.module, path)
+
+    def load_weights(self, path: str | os.PathLike[str]) -> None:
+        """Load weights saved by `save_weights` (or `save`); another architecture is a ValueError."""
+        saving.load_weights(self.module, path)
+
+    def save(self, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
+        """Write weights and optimizer state (and plain `metadata`) to one file loadable without pickle."""
+        saving.save_checkpoint(path, self.module, self.optimizer, metadata)
+
+    def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Restore a `save` (or ModelCheckpoint) file: weights, and optimizer state if compiled; returns its metadata."""
+        return saving.load_checkpoint(path, self.module, self.optimizer)
 
     # -- helpers --------------------------------------------------------------------------------
 

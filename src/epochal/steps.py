@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
 import torch
 
 from epochal.data.batch import Batch
@@ -31,3 +35,21 @@ def test_step(module: torch.nn.Module, task: Task, batch: Batch) -> torch.Tensor
 def predict_step(module: torch.nn.Module, batch: Batch) -> Tree:
     """The module's outputs for one batch."""
     return call_module(module, batch.x)
+
+
+@dataclass(frozen=True)
+class StepFunctions:
+    """The three steps the loop calls, bound to a module, optimizer and task at compile time."""
+
+    train: Callable[[Batch], torch.Tensor]
+    test: Callable[[Batch], torch.Tensor]
+    predict: Callable[[Batch], Tree]
+
+
+def make_steps(module: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task) -> StepFunctions:
+    """Eager steps: plain PyTorch calls, one batch each."""
+    return StepFunctions(
+        train=partial(train_step, module, optimizer, task),
+        test=partial(test_step, module, task),
+        predict=partial(predict_step, module),
+    )

@@ -1,0 +1,52 @@
+"""epochal trained as a user writes it: `Model`, `compile`, `fit`, timed by an epoch-only callback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+from workloads import Data, Unsupported
+
+import epochal
+
+EpochSpan = tuple[float, float]
+
+
+class EpochTimer(epochal.callbacks.Callback):
+    """Records each epoch's wall-clock (begin, end); it overrides no batch hook, so it costs nothing per batch."""
+
+    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self.spans: list[EpochSpan] = []
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._begin = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self.spans.append((self._begin, time.perf_counter()))
+
+
+def train(
+    module: nn.Module, data: Data, *, batch_size: int, epochs: int, jit_compile: bool
+) -> tuple[list[EpochSpan], dict[str, float]]:
+    """Train `module` through `epochal.Model.fit`, with validation after each epoch.
+
+    Returns the wall-clock (begin, end) of every epoch and the last epoch's logs.
+    Raises `Unsupported` when `compile` does not accept `jit_compile=True` yet.
+    """
+    model = epochal.Model(module)
+    loss = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
+    options: dict[str, Any] = {"jit_compile": True} if jit_compile else {}
+    try:
+        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], **options)
+    except TypeError as error:
+        if "jit_compile" not in str(error):
+            raise
+        raise Unsupported(str(error)) from error
+    timer = EpochTimer()
+    history = model.fit(
+        data.x, data.y, epochs=epochs, batch_size=batch_size,
+        validation_data=(data.x_val, data.y_val), verbose=0, callbacks=[timer],
+    )
+    return timer.spans, {key: values[-1] for key, values in history.history.items()}

@@ -1,0 +1,83 @@
+"""Measure one variant on one workload, once, in this process; print the result as one JSON line.
+
+`run.py` starts this script in a fresh process per measurement so that compile caches, allocator
+state and peak RSS never leak from one variant into the next. Run by hand for a quick look:
+
+    python benchmarks/measure.py hand W2 --samples 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from workloads import WORKLOADS, Unsupported, build_module, make_data
+
+VARIANTS = ("hand", "eager", "compiled")
+
+
+def _trainer(variant: str) -> Callable[..., Any]:
+    # Imported here, not at the top, so the `hand` process never loads epochal: its RSS and
+    # start-up stay those of plain PyTorch, and it runs even while epochal is broken.
+    if variant == "hand":
+        import hand_loop
+
+        return hand_loop.train
+    import functools
+
+    import epochal_runner
+
+    return functools.partial(epochal_runner.train, jit_compile=variant == "compiled")
+
+
+def measure(variant: str, workload_name: str, *, samples: int, epochs: int, seed: int) -> dict[str, Any]:
+    """Train once and return steady-state samples/s (first epoch excluded), warm-up time and peak RSS."""
+    workload = WORKLOADS[workload_name]
+    data = make_data(workload, samples, seed)
+    module = build_module(workload, seed)
+    train = _trainer(variant)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spans, logs = train(module, data, batch_size=workload.batch_size, epochs=epochs)
+    # From the second epoch's start to the last one's end, so work done between epochs counts too.
+    steady_s = spans[-1][1] - spans[1][0]
+    return {
+        "status": "ok",
+        "samples_per_s": len(data.x) * (len(spans) - 1) / steady_s,
+        "warmup_s": spans[0][1] - spans[0][0],
+        "epoch_s": [end - begin for begin, end in spans],
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        "logs": logs,
+        "warnings": sorted({str(w.message).splitlines()[0] for w in caught}),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    """Parse the command line, measure, print one JSON line; an unsupported variant prints status n/a."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variant", choices=VARIANTS)
+    parser.add_argument("workload", choices=sorted(WORKLOADS))
+    parser.add_argument("--samples", type=int, default=60_000, help="training + validation samples")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs, the first excluded as warm-up")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads; torch's default if unset")
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error(f"--epochs must be at least 2 (the first is warm-up). Received: {args.epochs}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        result = measure(args.variant, args.workload, samples=args.samples, epochs=args.epochs, seed=args.seed)
+    except Unsupported as error:
+        result = {"status": "n/a", "reason": str(error)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Benchmark epochal beside a hand-written PyTorch loop on W1–W3 and print a markdown report.
+
+Every measurement runs `measure.py` in a fresh process; variants alternate (hand, eager, compiled,
+hand, ...) and repeat, and the report gives medians with min–max, ratios to `hand` and peak RSS,
+plus the start-up cost of `import epochal` beside `import torch`. Progress goes to stderr, the
+report to stdout:
+
+    python benchmarks/run.py --workloads W1,W2,W3 --variants hand,eager,compiled --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from measure import VARIANTS
+from workloads import VALIDATION_SHARE, WORKLOADS
+
+ROOT = Path(__file__).resolve().parent.parent
+MEASURE = Path(__file__).with_name("measure.py")
+Result = dict[str, Any]
+
+
+def _env() -> dict[str, str]:
+    """The children's environment: this checkout's `src/` first on the path, so it is what gets measured."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _prefix(pin: bool) -> list[str]:
+    return ["taskset", "-c", "0"] if pin else []
+
+
+def run_child(variant: str, workload: str, args: argparse.Namespace) -> Result:
+    """One measurement in a fresh process; a crash becomes status "error" with stderr's last line."""
+    command = [*_prefix(args.pin), sys.executable, str(MEASURE), variant, workload,
+               "--samples", str(args.samples), "--epochs", str(args.epochs), "--seed", str(args.seed)]
+    if args.pin:
+        command += ["--threads", "1"]
+    # A private inductor cache per process: a compiled variant pays its real, cold compile each time.
+    with tempfile.TemporaryDirectory(prefix="epochal-bench-") as cache:
+        env = {**_env(), "TORCHINDUCTOR_CACHE_DIR": cache}
+        done = subprocess.run(command, check=False, capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        return {"status": "error", "reason": lines[-1]}
+    result: Result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def time_imports(runs: int, pin: bool) -> dict[str, list[float]]:
+    """Wall seconds of `python -c "import <name>"` for torch and epochal, alternating; empty if it fails."""
+    times: dict[str, list[float]] = {"torch": [], "epochal": []}
+    failed = set()
+    for _ in range(runs):
+        for name, elapsed in times.items():
+            start = time.perf_counter()
+            done = subprocess.run([*_prefix(pin), sys.executable, "-c", f"import {name}"],
+                                  check=False, capture_output=True, env=_env(), cwd=ROOT)
+            elapsed.append(time.perf_counter() - start)
+            if done.returncode:
+                failed.add(name)
+    return {name: [] if name in failed else elapsed for name, elapsed in times.items()}
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
+
+
+def _machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    return f"{len(os.sched_getaffinity(0))} CPUs (nproc) · {cpu} · {platform.system()} {platform.release()}"
+
+
+def _revision() -> str:
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], check=False, capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
+
+
+def _median(runs: list[Result], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def _rows(results: dict[tuple[str, str], list[Result]], workloads: list[str], variants: list[str]) -> list[str]:
+    """Table rows, then the notes (n/a, errors, warnings) that go under the table, each listed once."""
+    rows: list[str] = []
+    notes: dict[str, list[str]] = {}
+    for w in workloads:
+        ok = {v: [r for r in results[w, v] if r["status"] == "ok"] for v in variants}
+        hand = ok.get("hand", [])
+        for v in variants:
+            failures = [f"{r['status']}: {r['reason']}" for r in results[w, v] if r["status"] != "ok"]
+            for note in failures + [f"warned: {m}" for r in ok[v] for m in r["warnings"]]:
+                if f"{w} {v}" not in notes.setdefault(note, []):
+                    notes[note].append(f"{w} {v}")
+            runs = ok[v]
+            if not runs:
+                rows.append(f"| {w} | {v} | n/a | | | | |")
+                continue
+            speed, rss = _median(runs, "samples_per_s"), _median(runs, "max_rss_mib")
+            ratio = f"{speed / _median(hand, 'samples_per_s'):.2f}×" if hand else ""
+            rss_ratio = f" ({rss / _median(hand, 'max_rss_mib'):.2f}×)" if hand else ""
+            accuracy = statistics.median(r["logs"].get("val_accuracy", math.nan) for r in runs)
+            rows.append(f"| {w} | {v} | {_spread([r['samples_per_s'] for r in runs], ',.0f')} | {ratio} "
+                        f"| {_median(runs, 'warmup_s'):.1f} | {rss:.0f}{rss_ratio} | {accuracy:.3f} |")
+    return rows + [""] * bool(notes) + [f"- {', '.join(where)}: {note}" for note, where in notes.items()]
+
+
+def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Result]],
+           imports: dict[str, list[float]], load: tuple[float, float]) -> str:
+    """The markdown section for BENCHMARKS.md: machine, versions, command, results and start-up."""
+    workloads, variants = args.workloads.split(","), args.variants.split(",")
+    threads = sorted({r["threads"] for rs in results.values() for r in rs if r["status"] == "ok"})
+    n_val = int(args.samples * VALIDATION_SHARE)
+    lines = [
+        f"### {datetime.datetime.now().isoformat(timespec='minutes')}",
+        "",
+        f"- Machine: {_machine()}; load average {load[0]:.2f} before, {load[1]:.2f} after",
+        f"- Python {platform.python_version()}, torch {importlib.metadata.version('torch')}, epochal {_revision()}",
+        f"- Command: `python {shlex.join(sys.argv)}`",
+        f"- {args.samples - n_val:,} training + {n_val:,} validation samples, {args.epochs} epochs (the first "
+        f"excluded), {args.repeats} alternating repeats; torch threads {threads}"
+        + ("; pinned with `taskset -c 0`" if args.pin else ""),
+        "- " + "; ".join(f"{w}: {WORKLOADS[w].description}" for w in workloads),
+        "",
+        ("| workload | variant | train samples/s, median (min–max) | × hand | warm-up epoch, s "
+         "| peak RSS, MiB (× hand) | val accuracy |"),
+        "|---|---|---|---|---|---|---|",
+        *_rows(results, workloads, variants),
+    ]
+    lines += ["", "| start-up (wall s) | median (min–max) |", "|---|---|"]
+    for name, times in imports.items():
+        lines.append(f'| `python -c "import {name}"` | {_spread(times, ".2f") if times else "failed"} |')
+    if imports["torch"] and imports["epochal"]:
+        extra = statistics.median(imports["epochal"]) - statistics.median(imports["torch"])
+        lines.append(f"| epochal over torch | {extra:+.2f} |")
+    return "\n".join(lines)
+
+
+def _names(value: str, known: tuple[str, ...] | list[str], option: str) -> str:
+    unknown = [n for n in value.split(",") if n not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{option} must be names from {', '.join(known)}. Received: {value}")
+    return value
+
+
+def main() -> None:
+    """Run every (workload, variant) `--repeats` times, alternating variants, then print the report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default="W1,W2,W3", type=lambda v: _names(v, sorted(WORKLOADS), "--workloads"))
+    parser.add_argument("--variants", default=",".join(VARIANTS), type=lambda v: _names(v, VARIANTS, "--variants"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="the first is warm-up and excluded")
+    parser.add_argument("--samples", type=int, default=60_000, help="training + validation samples")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pin", action="store_true", help="run on one vCPU (taskset -c 0) with 1 torch thread")
+    parser.add_argument("--import-runs", type=int, default=5, help="runs of each start-up measurement")
+    args = parser.parse_args()
+    workloads, variants = args.workloads.split(","), args.variants.split(",")
+
+    load_before = os.getloadavg()[0]
+    results: dict[tuple[str, str], list[Result]] = {(w, v): [] for w in workloads for v in variants}
+    total, count = len(workloads) * len(variants) * args.repeats, 0
+    for w in workloads:
+        for repeat in range(args.repeats):
+            for v in variants:
+                count += 1
+                result = run_child(v, w, args)
+                results[w, v].append(result)
+                summary = (f"{result['samples_per_s']:,.0f} samples/s, warm-up {result['warmup_s']:.1f} s, "
+                           f"RSS {result['max_rss_mib']:.0f} MiB, logs {result['logs']}"
+                           if result["status"] == "ok" else f"{result['status']}: {result['reason']}")
+                print(f"[{count}/{total}] {w} {v} #{repeat + 1}: {summary}", file=sys.stderr, flush=True)
+    imports = time_imports(args.import_runs, args.pin)
+    print(report(args, results, imports, (load_before, os.getloadavg()[0])))
+
+
+if __name__ == "__main__":
+    main()
