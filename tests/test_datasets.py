@@ -167,3 +167,13 @@ def test_a_one_shot_validation_generator_used_up_warns_once_instead_of_silently_
         history = model.fit(torch.ones(4, 1), torch.zeros(4, 1), epochs=3, validation_data=generate(), verbose=0)
     assert len(history.history["val_loss"]) == 1
     assert len([w for w in caught if "`validation_data` yielded no batch at epoch 1" in str(w.message)]) == 1
+
+
+def test_fit_on_a_dataset_refuses_batch_size_and_sample_weight():
+    model = epochal.Model(torch.nn.Linear(2, 1), device="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    batches = [(torch.randn(4, 2), torch.randn(4, 1))]
+    with pytest.raises(ValueError, match=r"`batch_size` must be None when `x` is a dataset.*batch_size=8"):
+        model.fit(batches, batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match=r"`sample_weight` must be None when `x` is a dataset"):
+        model.fit(batches, sample_weight=torch.ones(4), verbose=0)

@@ -109,6 +109,16 @@ class Model:
             _refuse_validation_split(validation_split, x)
             if y is not None:
                 raise ValueError("`y` must be None when `x` is a dataset: it yields (x, y) batches itself.")
+            if batch_size is not None:
+                raise ValueError(
+                    "`batch_size` must be None when `x` is a dataset: its elements are already batches. "
+                    f"Received: batch_size={batch_size!r}"
+                )
+            if sample_weight is not None:
+                raise ValueError(
+                    "`sample_weight` must be None when `x` is a dataset: "
+                    "yield (x, y, sample_weight) elements instead."
+                )
             return self.fit_dataset(
                 x, epochs=epochs, batches_per_epoch=steps_per_epoch, validation_data=validation_data,
                 validation_batches=validation_steps, verbose=verbose, callbacks=callbacks,
