@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from epochal.callbacks.callback import CallbackList
-from epochal.data import Adapter, Batch, warn_ran_dry
+from epochal.data import Adapter, Batch, warn_empty_validation, warn_ran_dry
 from epochal.data.structure import Tree, flatten, map_structure
 from epochal.logs import Logs
 from epochal.steps import StepFunctions
@@ -207,6 +207,7 @@ def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, call
     # Under torch.distributed a rank may stop mid-epoch only when all agree (else the others would hang).
     should_stop = sync.stop_check(lambda: model.stop_training)
     epoch_logs: dict[str, float] = {}
+    warned_empty_validation = False
     callbacks.fire("on_train_begin", _NO_LOGS)
     model.stop_training = False
     for epoch in range(plan.initial_epoch, plan.epochs):
@@ -223,6 +224,9 @@ def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, call
             model.stop_training = True
         if plan.validation is not None and plan.validates(epoch):
             val_logs = evaluate_pass(module, steps, task, plan.validation.epoch_batches(epoch), callbacks, sync)
+            if not val_logs and not warned_empty_validation:  # a one-shot iterator, already used up
+                warned_empty_validation = True
+                warn_empty_validation(epoch)
             epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
         if plan.report_learning_rate:
             epoch_logs["learning_rate"] = float(model.optimizer.param_groups[0]["lr"])  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ from epochal.distributed import connect as _connect  # `distributed` is also Mod
 from epochal import validation as check
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
-from epochal.data import (Adapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
+from epochal.data import (Adapter, ArrayAdapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
 from epochal.data.structure import Tree, call_module, float_dtype_of, to_device, to_tensors
 from epochal.history import History
 from epochal.logs import Logs
@@ -117,15 +117,22 @@ class Model:
         validation_freq: int | Sequence[int] = 1,
     ) -> History:
         """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics)."""
+        self._require_idle("fit")
         task = self._require_compiled("fit")
         if is_dataset(x):
-            if validation_split:
-                raise ValueError(
-                    "`validation_split` is only supported for arrays, not datasets: pass `validation_data`. "
-                    f"Received: validation_split={validation_split!r} with x of type {type(x).__name__}"
-                )
+            _refuse_validation_split(validation_split, x)
             if y is not None:
                 raise ValueError("`y` must be None when `x` is a dataset: it yields (x, y) batches itself.")
+            if batch_size is not None:
+                raise ValueError(
+                    "`batch_size` must be None when `x` is a dataset: its elements are already batches. "
+                    f"Received: batch_size={batch_size!r}"
+                )
+            if sample_weight is not None:
+                raise ValueError(
+                    "`sample_weight` must be None when `x` is a dataset: "
+                    "yield (x, y, sample_weight) elements instead."
+                )
             return self.fit_dataset(
                 x, epochs=epochs, batches_per_epoch=steps_per_epoch, validation_data=validation_data,
                 validation_batches=validation_steps, verbose=verbose, callbacks=callbacks,
@@ -165,14 +172,20 @@ class Model:
         initial_epoch: int = 0,
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
+        validation_split: float = 0.0,
     ) -> History:
-        """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js)."""
+        """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js).
+
+        `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
+        """
+        self._require_idle("fit_dataset")
         task = self._require_compiled("fit_dataset")
         if not is_dataset(dataset):
             raise TypeError(
                 "`dataset` must be a DataLoader, an iterable or an iterator of (x, y) batches. "
                 f"Received: {type(dataset).__name__}. For arrays use fit(x, y)."
             )
+        _refuse_validation_split(validation_split, dataset)
         self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight)
         check.positive_int("batches_per_epoch", batches_per_epoch, allow_none=True)
         check.positive_int("validation_batches", validation_batches, allow_none=True)
@@ -205,6 +218,10 @@ class Model:
             if first_batches is None:
                 raise ValueError("The training data is empty: it yielded no batch.")
             first_batches = self._probe(task, first_batches)
+            if isinstance(validation, ArrayAdapter):
+                # In-memory validation is checked now too, not after a first epoch of training. A
+                # stream is not: drawing from a one-shot iterator would lose that batch.
+                self._probe(task, validation.epoch_batches(0))
         history = History()
         user_callbacks = _callback_list(callbacks)
         progress = progress_callback(resolve_verbose(verbose) if distributed.is_main_process() else 0)
@@ -378,15 +395,27 @@ class Model:
             raise RuntimeError(f"You must call `compile()` before `{verb}()`.")
         return self._task
 
-    @contextmanager
-    def _exclusive(self, verb: str) -> Iterator[None]:
+    def _require_idle(self, verb: str) -> None:
+        # Checked first, so a refused nested call touches nothing (model.history, callbacks, the RNG).
         if self._running:
             raise RuntimeError(f"`{verb}()` was called while a `fit()` on this model is running.")
+
+    @contextmanager
+    def _exclusive(self, verb: str) -> Iterator[None]:
+        self._require_idle(verb)
         self._running = True
         try:
             yield
         finally:
             self._running = False
+
+
+def _refuse_validation_split(validation_split: Any, dataset: Any) -> None:
+    if validation_split:
+        raise ValueError(
+            "`validation_split` is only supported for arrays, not datasets: pass `validation_data`. "
+            f"Received: validation_split={validation_split!r} with x of type {type(dataset).__name__}"
+        )
 
 
 def _chain_first(first: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:
