@@ -6,27 +6,13 @@ import csv
 import io
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from epochal.saving import atomic_write
+
 if TYPE_CHECKING:
     from epochal.history import History
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and `os.replace`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # O_EXCL: no two writers share a temporary; 0o666 lets the umask decide the mode, as open() does.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def write_csv(history: History, path: str | os.PathLike[str]) -> None:
@@ -38,7 +24,8 @@ def write_csv(history: History, path: str | os.PathLike[str]) -> None:
     writer.writerow(["epoch", *keys])
     for epoch in history.epoch:
         writer.writerow([epoch, *(_cell(columns[key].get(epoch)) for key in keys)])
-    atomic_write_text(path, buffer.getvalue())
+    with atomic_write(path, text=True) as handle:
+        handle.write(buffer.getvalue())
 
 
 def write_json(history: History, path: str | os.PathLike[str]) -> None:
@@ -47,7 +34,8 @@ def write_json(history: History, path: str | os.PathLike[str]) -> None:
     record = {"epoch": list(history.epoch), "history": history.history, "params": history.params}
     if sparse:
         record["key_epochs"] = sparse
-    atomic_write_text(path, json.dumps(record, indent=1, default=str) + "\n")
+    with atomic_write(path, text=True) as handle:
+        json.dump(record, handle, indent=1, default=str)
 
 
 Record = tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any]]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from epochal.callbacks.callback import CallbackList
-from epochal.data import Adapter, Batch, warn_ran_dry
+from epochal.data import Adapter, Batch, warn_empty_validation, warn_ran_dry
 from epochal.data.structure import Tree, flatten, map_structure
 from epochal.logs import Logs
 from epochal.steps import StepFunctions
@@ -48,32 +48,65 @@ def run_batches(
             break
 
 
-class MeanAccumulator:
-    """Sample-weighted sums of each batch's values, kept on the device until the epoch ends."""
+class LocalSync:
+    """One process: batch values, sums and stop flags are already global (see `distributed.GroupSync`)."""
 
-    def __init__(self, task: Task) -> None:
+    per_batch = False
+
+    def totals_only(self) -> LocalSync:
+        return self
+
+    def batch_values(self, values: torch.Tensor, weight: int) -> torch.Tensor:
+        return values
+
+    def totals(self, sums: torch.Tensor | None, count: int, size: int) -> tuple[torch.Tensor | None, int]:
+        return sums, count
+
+    def any(self, flag: bool) -> bool:
+        return flag
+
+    def stop_check(self, stop: Callable[[], bool]) -> Callable[[], bool] | None:
+        return stop
+
+
+LOCAL = LocalSync()
+
+
+class MeanAccumulator:
+    """Sample-weighted sums of each batch's values, kept on the device until the epoch ends.
+
+    Under torch.distributed, `sync` adds up every rank's sums and counts at the end (and, with
+    `sync.per_batch`, gives each batch's logs as the global batch's values).
+    """
+
+    def __init__(self, task: Task, sync: LocalSync | Any = LOCAL) -> None:
         self.task = task
         self.keys = tuple(task.log_keys())
         self.sums: torch.Tensor | None = None
         self.count = 0
+        self.sync = sync
+        self._global_values: torch.Tensor | None = None
 
     def add(self, values: torch.Tensor, batch: Batch) -> None:
-        size = batch.size
+        size = batch.weight
         if self.sums is None:
             dtype = torch.float32 if values.device.type == "mps" else torch.float64
             self.sums = values.to(dtype) * size
         else:
             self.sums.add_(values, alpha=size)
         self.count += size
+        if self.sync.per_batch:
+            self._global_values = self.sync.batch_values(values, size)
 
     def batch_logs(self, values: torch.Tensor) -> Logs:
-        return Logs(self.keys, values)
+        return Logs(self.keys, self._global_values if self.sync.per_batch else values)
 
     def result(self) -> dict[str, float]:
         """Exact means over every sample seen; stateful metrics computed over the whole pass."""
-        if self.sums is None:
+        sums, count = self.sync.totals(self.sums, self.count, len(self.keys))
+        if sums is None:
             return {}
-        means = self.sums / self.count
+        means = sums / count
         for position, metric in self.task.stateful():
             means[position] = metric.compute().to(means)
         return dict(zip(self.keys, means.tolist()))
@@ -86,24 +119,29 @@ def run_pass(
     hooks: tuple[str, str],
     task: Task,
     should_stop: Callable[[], bool] | None = None,
+    sync: LocalSync | Any = LOCAL,
 ) -> dict[str, float]:
     """One pass over `batches` (a training epoch, a validation or an evaluation) -> its mean logs."""
     task.reset_stateful()
-    accumulator = MeanAccumulator(task)
+    accumulator = MeanAccumulator(task, sync)
     run_batches(step, batches, callbacks, hooks, accumulator.add, accumulator.batch_logs, should_stop)
     return accumulator.result()
 
 
 def evaluate_pass(
-    module: torch.nn.Module, steps: StepFunctions, task: Task, batches: Iterator[Batch], callbacks: CallbackList
+    module: torch.nn.Module, steps: StepFunctions, task: Task, batches: Iterator[Batch], callbacks: CallbackList,
+    sync: LocalSync | Any = LOCAL,
 ) -> dict[str, float]:
-    """Loss and metrics over `batches` in eval mode without gradients; weights and buffers untouched."""
+    """Loss and metrics over `batches` in eval mode without gradients; weights and buffers untouched.
+
+    Test-batch logs are this process's own; the returned means are over every rank's samples.
+    """
     callbacks.fire("on_test_begin", _NO_LOGS)
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            logs = run_pass(steps.test, batches, callbacks, TEST_HOOKS, task)
+            logs = run_pass(steps.test, batches, callbacks, TEST_HOOKS, task, sync=sync.totals_only())
     finally:
         module.train(was_training)
     callbacks.fire("on_test_end", Logs.from_dict(logs))
@@ -152,6 +190,7 @@ class FitPlan:
     validation_freq: int | Sequence[int]
     first_batches: Iterator[Batch] | None
     report_learning_rate: bool
+    sync: LocalSync | Any = LOCAL
 
     def validates(self, epoch: int) -> bool:
         if self.validation is None:
@@ -164,7 +203,11 @@ class FitPlan:
 def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, callbacks: CallbackList) -> None:
     """The epochs of `fit`, firing callbacks in Keras's order (see SPEC "Order of events")."""
     module = model.module
+    sync = plan.sync
+    # Under torch.distributed a rank may stop mid-epoch only when all agree (else the others would hang).
+    should_stop = sync.stop_check(lambda: model.stop_training)
     epoch_logs: dict[str, float] = {}
+    warned_empty_validation = False
     callbacks.fire("on_train_begin", _NO_LOGS)
     model.stop_training = False
     for epoch in range(plan.initial_epoch, plan.epochs):
@@ -175,16 +218,20 @@ def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, call
             break
         callbacks.fire("on_epoch_begin", epoch, _NO_LOGS)
         module.train()
-        epoch_logs = run_pass(steps.train, batches, callbacks, TRAIN_HOOKS, task, lambda: model.stop_training)
+        epoch_logs = run_pass(steps.train, batches, callbacks, TRAIN_HOOKS, task, should_stop, sync)
         if plan.train.ran_dry:
             warn_ran_dry("x", plan.train.steps)
             model.stop_training = True
         if plan.validation is not None and plan.validates(epoch):
-            val_logs = evaluate_pass(module, steps, task, plan.validation.epoch_batches(epoch), callbacks)
+            val_logs = evaluate_pass(module, steps, task, plan.validation.epoch_batches(epoch), callbacks, sync)
+            if not val_logs and not warned_empty_validation:  # a one-shot iterator, already used up
+                warned_empty_validation = True
+                warn_empty_validation(epoch)
             epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
         if plan.report_learning_rate:
-            epoch_logs["learning_rate"] = float(model.optimizer.param_groups[0]["lr"])
+            epoch_logs["learning_rate"] = float(model.optimizer.param_groups[0]["lr"])  # type: ignore[union-attr]
         callbacks.fire("on_epoch_end", epoch, Logs.from_dict(epoch_logs))
+        model.stop_training = sync.any(model.stop_training)
         if model.stop_training:
             break
     callbacks.fire("on_train_end", Logs.from_dict(epoch_logs))

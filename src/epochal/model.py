@@ -3,7 +3,7 @@ arguments, builds data adapters and callbacks, and hands over to the loop."""
 
 from __future__ import annotations
 
-import warnings
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -11,14 +11,16 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
+from epochal import distributed, saving
+from epochal.distributed import connect as _connect  # `distributed` is also Model's argument name
 from epochal import validation as check
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
-from epochal.data import (Adapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
+from epochal.data import (Adapter, ArrayAdapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
 from epochal.data.structure import Tree, call_module, float_dtype_of, to_device, to_tensors
 from epochal.history import History
 from epochal.logs import Logs
-from epochal.loop import FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
+from epochal.loop import LOCAL, FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
 from epochal.optimizers import make_optimizer
 from epochal.steps import StepFunctions, make_steps, predict_step
 from epochal.task import Task
@@ -32,9 +34,14 @@ _DEFAULT_BATCH_SIZE = 32
 class Model:
     """Wraps a `torch.nn.Module` (not copied: `model.module` is it) with Keras's training API.
 
+    Under `torchrun` the same script trains data-parallel (DDP); see `epochal.distributed`.
+
     Args:
         module: The network to train.
-        device: Where to train. Defaults to CUDA when available, else CPU.
+        device: Where to train. Defaults to CUDA when available (`cuda:LOCAL_RANK` under torchrun),
+            else CPU.
+        distributed: `None` trains data-parallel when launched by torchrun or when a process group is
+            initialised; `True` requires that; `False` trains each process on its own. Defaults to `None`.
 
     Example:
         >>> import torch, epochal
@@ -45,12 +52,17 @@ class Model:
         [0, 1]
     """
 
-    def __init__(self, module: torch.nn.Module, device: str | torch.device | None = None) -> None:
+    def __init__(self, module: torch.nn.Module, device: str | torch.device | None = None, *,
+                 distributed: bool | None = None) -> None:
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"`module` must be a torch.nn.Module. Received: {type(module).__name__}")
         self.module = module
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        self._cluster = _connect(distributed)
+        if self._cluster is not None:
+            self.device = self._cluster.place(device)
+        else:
+            self.device = torch.device(device) if device is not None else torch.device(
+                "cuda" if torch.cuda.is_available() else "cpu")
         module.to(self.device)
         self.optimizer: torch.optim.Optimizer | None = None
         self.stop_training = False
@@ -81,7 +93,10 @@ class Model:
         """
         self._task = Task(loss, metrics, loss_weights)
         self.optimizer = make_optimizer(optimizer, self.module.parameters())
-        self._steps = make_steps(self.module, self.optimizer, self._task)
+        if self._cluster is not None:  # DDP needs the eager step (see epochal.distributed)
+            self._steps = self._cluster.make_steps(self.module, self.optimizer, self._task)
+        else:
+            self._steps = make_steps(self.module, self.optimizer, self._task)
 
     # -- fit ------------------------------------------------------------------------------------
 
@@ -105,15 +120,22 @@ class Model:
         validation_freq: int | Sequence[int] = 1,
     ) -> History:
         """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics)."""
+        self._require_idle("fit")
         task = self._require_compiled("fit")
         if is_dataset(x):
-            if validation_split:
-                raise ValueError(
-                    "`validation_split` is only supported for arrays, not datasets: pass `validation_data`. "
-                    f"Received: validation_split={validation_split!r} with x of type {type(x).__name__}"
-                )
+            _refuse_validation_split(validation_split, x)
             if y is not None:
                 raise ValueError("`y` must be None when `x` is a dataset: it yields (x, y) batches itself.")
+            if batch_size is not None:
+                raise ValueError(
+                    "`batch_size` must be None when `x` is a dataset: its elements are already batches. "
+                    f"Received: batch_size={batch_size!r}"
+                )
+            if sample_weight is not None:
+                raise ValueError(
+                    "`sample_weight` must be None when `x` is a dataset: "
+                    "yield (x, y, sample_weight) elements instead."
+                )
             return self.fit_dataset(
                 x, epochs=epochs, batches_per_epoch=steps_per_epoch, validation_data=validation_data,
                 validation_batches=validation_steps, verbose=verbose, callbacks=callbacks,
@@ -127,12 +149,14 @@ class Model:
         check.positive_int("validation_steps", validation_steps, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
         check.validation_split(validation_split)
+        validation_data = self._local_dataset(validation_data, train=False)
         train, validation, samples = make_fit_data(
             x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size,
             shuffle=shuffle, validation_split=validation_split, validation_data=validation_data,
             validation_batch_size=validation_batch_size or batch_size, steps_per_epoch=steps_per_epoch,
             validation_steps=validation_steps, device=self.device, float_dtype=float_dtype_of(self.module),
         )
+        train, validation = self._local_arrays(train, train=True), self._local_arrays(validation, train=False)
         return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
                          callbacks=callbacks, validation_freq=validation_freq, batch_size=batch_size,
                          samples=samples)
@@ -151,23 +175,32 @@ class Model:
         initial_epoch: int = 0,
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
+        validation_split: float = 0.0,
     ) -> History:
-        """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js)."""
+        """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js).
+
+        `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
+        """
+        self._require_idle("fit_dataset")
         task = self._require_compiled("fit_dataset")
         if not is_dataset(dataset):
             raise TypeError(
                 "`dataset` must be a DataLoader, an iterable or an iterator of (x, y) batches. "
                 f"Received: {type(dataset).__name__}. For arrays use fit(x, y)."
             )
+        _refuse_validation_split(validation_split, dataset)
         self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight)
         check.positive_int("batches_per_epoch", batches_per_epoch, allow_none=True)
         check.positive_int("validation_batches", validation_batches, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
+        dataset = self._local_dataset(dataset, train=True)
+        validation_data = self._local_dataset(validation_data, train=False)
         train, validation = make_dataset_fit_data(
             dataset, batches_per_epoch=batches_per_epoch, validation_data=validation_data,
             validation_batches=validation_batches, validation_batch_size=validation_batch_size or _DEFAULT_BATCH_SIZE,
             class_weight=class_weight, device=self.device, float_dtype=float_dtype_of(self.module),
         )
+        validation = self._local_arrays(validation, train=False)
         return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
                          callbacks=callbacks, validation_freq=validation_freq, batch_size=None, samples=None)
 
@@ -188,9 +221,13 @@ class Model:
             if first_batches is None:
                 raise ValueError("The training data is empty: it yielded no batch.")
             first_batches = self._probe(task, first_batches)
+            if isinstance(validation, ArrayAdapter):
+                # In-memory validation is checked now too, not after a first epoch of training. A
+                # stream is not: drawing from a one-shot iterator would lose that batch.
+                self._probe(task, validation.epoch_batches(0))
         history = History()
         user_callbacks = _callback_list(callbacks)
-        progress = progress_callback(resolve_verbose(verbose))
+        progress = progress_callback(resolve_verbose(verbose) if distributed.is_main_process() else 0)
         callback_list = CallbackList(([progress] if progress else []) + user_callbacks + [history])
         keys = task.log_keys() if task.built else ["loss"]
         do_validation = validation is not None
@@ -202,7 +239,8 @@ class Model:
         callback_list.set_model(self)
         callback_list.set_params(params)
         plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq, first_batches,
-                       report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks))
+                       report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
+                       sync=self._cluster.fit_sync(user_callbacks) if self._cluster is not None else LOCAL)
         self.history = history
         with self._exclusive("fit"):
             self.stop_training = False
@@ -241,14 +279,15 @@ class Model:
     ) -> dict[str, float]:
         """Loss and metrics over all of `x`, as exact per-sample means: `{"loss": ..., <metric>: ...}`."""
         task = self._require_compiled("evaluate")
-        adapter = self._eval_adapter(x, y, sample_weight, batch_size, steps, verbose, targets=True)
+        adapter, _ = self._eval_adapter(x, y, sample_weight, batch_size, steps, verbose, targets=True)
         batches = prefetch(adapter.epoch_batches(0))
         if batches is None:
             raise ValueError("`x` is empty: it yielded no batch.")
         batches = self._probe(task, batches)
         callback_list = self._side_callbacks(callbacks, adapter)
-        logs = evaluate_pass(self.module, self._steps, task, batches, callback_list)  # type: ignore[arg-type]
-        if resolve_verbose(verbose) > 0:
+        sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
+        logs = evaluate_pass(self.module, self._steps, task, batches, callback_list, sync)  # type: ignore[arg-type]
+        if resolve_verbose(verbose) > 0 and distributed.is_main_process():
             print(format_logs(logs), flush=True)
         return logs
 
@@ -260,22 +299,43 @@ class Model:
         steps: int | None = None,
         callbacks: Iterable[Callback] | None = None,
     ) -> Tree:
-        """The module's outputs for every sample, in order, in eval mode without gradients (on the CPU)."""
-        adapter = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
+        """The module's outputs for every sample, in order, in eval mode without gradients (on the CPU).
+
+        Under torch.distributed each rank predicts its block of samples and every rank returns all of them.
+        """
+        adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
         batches = prefetch(adapter.epoch_batches(0))
         if batches is None:
             raise ValueError("`x` is empty: it yielded no batch.")
         step = self._steps.predict if self._steps is not None else partial(predict_step, self.module)
-        return predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
+        outputs = predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
+        return self._cluster.gather(outputs) if self._cluster is not None and sharded else outputs
 
     def _eval_adapter(self, x: Any, y: Any, sample_weight: Any, batch_size: int | None, steps: int | None,
-                      verbose: Any, *, targets: bool) -> Adapter:
+                      verbose: Any, *, targets: bool) -> tuple[Adapter, bool]:
+        """The adapter for `evaluate`/`predict`, and whether it reads only this rank's part of `x`."""
         resolve_verbose(verbose)
         check.positive_int("batch_size", batch_size, allow_none=True)
         check.positive_int("steps", steps, allow_none=True)
-        return make_eval_data(x, y, sample_weight=sample_weight, batch_size=batch_size or _DEFAULT_BATCH_SIZE,
-                              steps=steps, device=self.device, float_dtype=float_dtype_of(self.module),
-                              targets=targets)
+        sharded = False
+        if self._cluster is not None and is_dataset(x):
+            x, sharded = self._cluster.shard_dataset(x, train=False)
+        adapter = make_eval_data(x, y, sample_weight=sample_weight, batch_size=batch_size or _DEFAULT_BATCH_SIZE,
+                                 steps=steps, device=self.device, float_dtype=float_dtype_of(self.module),
+                                 targets=targets)
+        if self._cluster is not None and not is_dataset(x):
+            adapter, sharded = self._cluster.shard_arrays(adapter, train=False)
+        return adapter, sharded
+
+    def _local_arrays(self, adapter: Any, *, train: bool) -> Any:
+        """This rank's part of in-memory data under torch.distributed; `adapter` itself otherwise."""
+        return adapter if self._cluster is None else self._cluster.shard_arrays(adapter, train=train)[0]
+
+    def _local_dataset(self, data: Any, *, train: bool) -> Any:
+        """A DataLoader rebuilt to read this rank's part under torch.distributed; `data` otherwise."""
+        if self._cluster is None or data is None or not is_dataset(data):
+            return data
+        return self._cluster.shard_dataset(data, train=train)[0]
 
     def _side_callbacks(self, callbacks: Iterable[Callback] | None, adapter: Adapter) -> CallbackList:
         callback_list = CallbackList(_callback_list(callbacks))
@@ -307,22 +367,64 @@ class Model:
 
         return find_lr(self, x, y, **options)
 
+    # -- saving ---------------------------------------------------------------------------------
+
+    def save_weights(self, path: str | os.PathLike[str]) -> None:
+        """Write the module's weights and buffers to a safetensors file, atomically (rank 0 only when distributed)."""
+        self._on_main_then_wait(lambda: saving.save_weights(self.module, path))
+
+    def load_weights(self, path: str | os.PathLike[str]) -> None:
+        """Load weights saved by `save_weights` (or `save`); another architecture is a ValueError."""
+        saving.load_weights(self.module, path)
+
+    def save(self, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
+        """Write weights and optimizer state (and plain `metadata`) to one file loadable without pickle.
+
+        Under torch.distributed rank 0 writes and every rank returns once the file is there.
+        """
+        self._on_main_then_wait(lambda: saving.save_checkpoint(path, self.module, self.optimizer, metadata))
+
+    def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Restore a `save` (or ModelCheckpoint) file: weights, and optimizer state if compiled; returns its metadata."""
+        return saving.load_checkpoint(path, self.module, self.optimizer)
+
     # -- helpers --------------------------------------------------------------------------------
+
+    def _on_main_then_wait(self, write: Any) -> None:
+        """`write()` in one process only (rank 0 when distributed), the other ranks waiting for it."""
+        if self._cluster is None:
+            write()
+            return
+        if self._cluster.is_main:
+            write()
+        distributed.barrier()
 
     def _require_compiled(self, verb: str) -> Task:
         if self._task is None or self.optimizer is None:
             raise RuntimeError(f"You must call `compile()` before `{verb}()`.")
         return self._task
 
-    @contextmanager
-    def _exclusive(self, verb: str) -> Iterator[None]:
+    def _require_idle(self, verb: str) -> None:
+        # Checked first, so a refused nested call touches nothing (model.history, callbacks, the RNG).
         if self._running:
             raise RuntimeError(f"`{verb}()` was called while a `fit()` on this model is running.")
+
+    @contextmanager
+    def _exclusive(self, verb: str) -> Iterator[None]:
+        self._require_idle(verb)
         self._running = True
         try:
             yield
         finally:
             self._running = False
+
+
+def _refuse_validation_split(validation_split: Any, dataset: Any) -> None:
+    if validation_split:
+        raise ValueError(
+            "`validation_split` is only supported for arrays, not datasets: pass `validation_data`. "
+            f"Received: validation_split={validation_split!r} with x of type {type(dataset).__name__}"
+        )
 
 
 def _chain_first(first: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:

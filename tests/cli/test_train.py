@@ -19,7 +19,7 @@ def test_train_with_no_arguments_trains_digits_and_reports_the_test(tmp_path, ep
     assert "Diagnosis of" in out and "Recommendation:" in out
     [run] = (tmp_path / "runs").iterdir()
     assert {p.name for p in run.iterdir()} == {
-        "config.toml", "history.csv", "history.json", "summary.json", "checkpoint.pt", "best.pt",
+        "config.toml", "history.csv", "history.json", "summary.json", "checkpoint.pt", "best.safetensors",
         "learning_curve.png", "diagnosis.txt", "diagnosis.json"}
     assert is_png(run / "learning_curve.png")
     summary = json.loads((run / "summary.json").read_text())

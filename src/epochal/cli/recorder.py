@@ -18,9 +18,9 @@ class RunRecorder(Callback):
     """After each epoch: the history so far (CSV and JSON) and a checkpoint to resume from exactly.
 
     It keeps its own History, started from `previous` when resuming, so the files always hold
-    the whole run. The checkpoint (`checkpoint.pt`: epoch, time, history, module and optimizer
-    state, torch's random state and `extra_state()`, consistent with each other) is what
-    `train --resume` continues from.
+    the whole run. The checkpoint (`checkpoint.pt`, a `Model.save` file: weights and optimizer
+    state, with the epoch, time, history, torch's random state and `extra_state()` as metadata,
+    consistent with each other) is what `train --resume` continues from.
 
     Args:
         folder: The run folder.
@@ -49,10 +49,6 @@ class RunRecorder(Callback):
         self.history.on_epoch_end(epoch, logs)
         self.seconds = time.perf_counter() - self._started
         run_folder.write_history(self.folder, self.history)
-        state = {"epoch": epoch, "seconds": self.seconds, "history": self.history.state_dict(),
-                 "module": self.model.module.state_dict(),  # type: ignore[union-attr]
-                 "optimizer": self.model.optimizer.state_dict(),  # type: ignore[union-attr]
-                 "rng": torch.random.get_rng_state(), **self.extra_state()}
-        temporary = self.folder / (run_folder.CHECKPOINT + ".tmp")
-        torch.save(state, temporary)
-        temporary.replace(self.folder / run_folder.CHECKPOINT)
+        self.model.save(self.folder / run_folder.CHECKPOINT, metadata={  # type: ignore[union-attr]
+            "epoch": epoch, "seconds": self.seconds, "history": self.history.state_dict(),
+            "rng": torch.random.get_rng_state(), **self.extra_state()})

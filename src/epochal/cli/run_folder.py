@@ -13,14 +13,14 @@ import tomllib
 from epochal.cli.errors import CliError
 from epochal.diagnosis import Diagnosis
 from epochal.history import History
-from epochal.history_io import atomic_write_text
+from epochal.saving import atomic_write
 
 CONFIG = "config.toml"
 HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
-BEST_WEIGHTS = "best.pt"
+BEST_WEIGHTS = "best.safetensors"
 CURVES = "learning_curve.png"
 DIAGNOSIS_TXT = "diagnosis.txt"
 DIAGNOSIS_JSON = "diagnosis.json"
@@ -51,9 +51,15 @@ def new_run_folder(out: str, name: str | None, data_name: str) -> Path:
     return path
 
 
+def write_text(path: Path, text: str) -> None:
+    """A text file, written atomically."""
+    with atomic_write(path, text=True) as handle:
+        handle.write(text)
+
+
 def write_json(path: Path, record: dict[str, Any]) -> None:
     """A JSON file, written atomically."""
-    atomic_write_text(path, json.dumps(record, indent=1, default=str) + "\n")
+    write_text(path, json.dumps(record, indent=1, default=str) + "\n")
 
 
 def write_history(folder: Path, history: History) -> None:
@@ -64,7 +70,7 @@ def write_history(folder: Path, history: History) -> None:
 
 def write_diagnosis(folder: Path, diagnosis: Diagnosis) -> None:
     """The diagnosis as the text `report` prints and as JSON."""
-    atomic_write_text(folder / DIAGNOSIS_TXT, str(diagnosis) + "\n")
+    write_text(folder / DIAGNOSIS_TXT, str(diagnosis) + "\n")
     write_json(folder / DIAGNOSIS_JSON, asdict(diagnosis))
 
 

@@ -21,7 +21,6 @@ from epochal.cli.models import build_model
 from epochal.cli.options import config_from, data_for, training_options
 from epochal.cli.recorder import RunRecorder
 from epochal.history import History
-from epochal.history_io import atomic_write_text
 from epochal.model import Model
 
 
@@ -52,7 +51,7 @@ def train(resume: str | None, verbose: str, **flags: Any) -> None:
     else:
         folder = run_folder.new_run_folder(config.out, config.name, data.name)
         initial_epoch, previous, seconds = 0, None, 0.0
-    atomic_write_text(folder / run_folder.CONFIG, to_toml(config))
+    run_folder.write_text(folder / run_folder.CONFIG, to_toml(config))
     click.echo(_describe(config, data, model))
     recorder = RunRecorder(folder, previous, seconds, lambda: {"early_stopping": stopper.state_dict()})
     try:
@@ -73,7 +72,7 @@ def _finish(folder: Path, config: TrainConfig, data: Data, model: Model, recorde
             stopper: EarlyStopping) -> None:
     history = recorder.history
     test = model.evaluate(data.x_test, data.y_test, batch_size=config.batch_size, verbose=0)
-    torch.save(model.module.state_dict(), folder / run_folder.BEST_WEIGHTS)
+    model.save_weights(folder / run_folder.BEST_WEIGHTS)
     diagnosis = write_analysis(folder, history)
     best = diagnosis.best_epoch
     run_folder.write_json(folder / run_folder.SUMMARY, {
@@ -121,9 +120,7 @@ def _restore(folder: Path, model: Model, stopper: _ResumableEarlyStopping) -> tu
     checkpoint = folder / run_folder.CHECKPOINT
     if not checkpoint.is_file():
         raise CliError(f"{folder} has no {run_folder.CHECKPOINT} to resume from (it is written after each epoch).")
-    state = torch.load(checkpoint, weights_only=True)
-    model.module.load_state_dict(state["module"])
-    model.optimizer.load_state_dict(state["optimizer"])  # type: ignore[union-attr]
+    state = model.load(checkpoint)
     torch.random.set_rng_state(state["rng"])
     stopper.resumed_state = state["early_stopping"]
     previous = History()

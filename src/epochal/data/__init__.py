@@ -15,16 +15,21 @@ import torch
 from epochal.data.arrays import ArrayAdapter
 from epochal.data.batch import Batch
 from epochal.data.class_weights import class_sample_weights
-from epochal.data.datasets import DatasetAdapter, is_dataset, warn_ran_dry
+from epochal.data.datasets import DatasetAdapter, is_dataset, warn_empty_validation, warn_ran_dry
 from epochal.data.structure import Tree, flatten, num_samples, slice_rows, to_device, to_tensors
 
 __all__ = ["Adapter", "ArrayAdapter", "Batch", "DatasetAdapter", "is_dataset", "make_eval_data",
-           "make_fit_data", "make_dataset_fit_data", "warn_ran_dry"]
+           "make_fit_data", "make_dataset_fit_data", "warn_empty_validation", "warn_ran_dry"]
 
 
 class Adapter(Protocol):
-    steps: int | None
-    ran_dry: bool
+    """What the loop needs from any input kind."""
+
+    @property
+    def steps(self) -> int | None: ...
+
+    @property
+    def ran_dry(self) -> bool: ...
 
     def epoch_batches(self, epoch: int) -> Any: ...
 
@@ -99,6 +104,7 @@ def make_fit_data(
                                      device=device, float_dtype=float_dtype)
     elif validation_split:
         data, held_out = data.split(validation_split)
+        held_out.sample_weight = None  # SPEC: fit's sample/class weights never reach validation
         validation = held_out.adapter(validation_batch_size, steps=validation_steps)
     data = data.with_class_weight(class_weight)
     return data.adapter(batch_size, shuffle=shuffle, steps=steps_per_epoch), validation, data.size
