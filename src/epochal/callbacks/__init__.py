@@ -3,6 +3,7 @@
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.early_stopping import EarlyStopping
 from epochal.callbacks.lambda_callback import LambdaCallback
+from epochal.callbacks.model_checkpoint import ModelCheckpoint
 from epochal.callbacks.progress import EpochLogger, ProgbarLogger
 from epochal.history import History
 
@@ -13,5 +14,6 @@ __all__ = [
     "EpochLogger",
     "History",
     "LambdaCallback",
+    "ModelCheckpoint",
     "ProgbarLogger",
 ]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode
+from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode, warn_missing_monitor
 
 
 class EarlyStopping(Callback):
@@ -74,12 +73,7 @@ class EarlyStopping(Callback):
         if current is None:
             if not self._warned_missing:
                 self._warned_missing = True
-                available = ", ".join(sorted(logs or {}))
-                warnings.warn(
-                    f"EarlyStopping is monitoring `{self.monitor}`, which is not in the epoch logs. "
-                    f"Available keys: {available}.",
-                    stacklevel=2,
-                )
+                warn_missing_monitor("EarlyStopping", self.monitor, logs)
             return
         if epoch < self.start_from_epoch:
             return

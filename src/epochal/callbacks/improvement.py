@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Mapping
 
 # Metric names where a larger value is better, besides anything containing "acc".
 _HIGHER_IS_BETTER = ("auc", "precision", "recall", "f1", "fbeta", "r2", "iou", "jaccard", "dice", "top_k")
@@ -33,3 +35,12 @@ def is_improvement(current: float, best: float, *, mode: str, min_delta: float =
     if mode == "min":
         return current < best - delta
     return current > best + delta
+
+
+def warn_missing_monitor(owner: str, monitor: str, logs: Mapping[str, float] | None) -> None:
+    """Warn that `monitor` is not in `logs`, listing the keys that are, so a typo is easy to spot."""
+    available = ", ".join(sorted(logs or {})) or "none"
+    warnings.warn(
+        f"{owner} is monitoring `{monitor}`, which is not in the logs. Available keys: {available}.",
+        stacklevel=3,
+    )
