@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import torch
 
 from epochal import validation as check
+from epochal.callbacks.backup_and_restore import BackupAndRestore
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
 from epochal.data import (Adapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
@@ -20,8 +21,10 @@ from epochal.history import History
 from epochal.logs import Logs
 from epochal.loop import FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
 from epochal.optimizers import make_optimizer
+from epochal.preemption import SignalGuard
 from epochal.steps import StepFunctions, make_steps, predict_step
 from epochal.task import Task
+from epochal.training_state import TrainingState
 
 _DEFAULT_BATCH_SIZE = 32
 
@@ -55,6 +58,7 @@ class Model:
         self._task: Task | None = None
         self._steps: StepFunctions | None = None
         self._running = False
+        self.training_state: TrainingState | None = None  # where the last `fit` is or stopped
 
     # -- compile --------------------------------------------------------------------------------
 
@@ -179,9 +183,10 @@ class Model:
     def _fit(self, task: Task, train: Adapter, validation: Adapter | None, *, epochs: int, initial_epoch: int,
              verbose: int | str, callbacks: Iterable[Callback] | None, validation_freq: int | Sequence[int],
              batch_size: int | None, samples: int | None) -> History:
+        state = TrainingState(self, epochs=epochs)
         first_batches = None
         if initial_epoch < epochs:
-            first_batches = prefetch(train.epoch_batches(initial_epoch))
+            first_batches = prefetch(state.epoch_batches(train, initial_epoch))
             if first_batches is None:
                 raise ValueError("The training data is empty: it yielded no batch.")
             first_batches = self._probe(task, first_batches)
@@ -198,10 +203,15 @@ class Model:
         }
         callback_list.set_model(self)
         callback_list.set_params(params)
+        state.callbacks = user_callbacks + [history]
+        state.backup = _backup_callback(user_callbacks)
+        state.fingerprint = _fingerprint(params, validation_freq, train, user_callbacks)
         plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq, first_batches,
-                       report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks))
+                       report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
+                       state=state)
         self.history = history
-        with self._exclusive("fit"):
+        self.training_state = state
+        with self._exclusive("fit"), SignalGuard() as state.guard:
             self.stop_training = False
             fit_loop(self, self._steps, task, plan, callback_list)  # type: ignore[arg-type]
         return history
@@ -333,3 +343,22 @@ def _callback_list(callbacks: Iterable[Callback] | None) -> list[Callback]:
                 f"Every entry of `callbacks` must be an epochal.callbacks.Callback. Received: {type(callback).__name__}"
             )
     return result
+
+
+def _backup_callback(callbacks: list[Callback]) -> BackupAndRestore | None:
+    """The run's BackupAndRestore, which the loop calls at its safe points (at most one per run)."""
+    backups = [cb for cb in callbacks if isinstance(cb, BackupAndRestore)]
+    if len(backups) > 1:
+        raise ValueError(f"`callbacks` may hold at most one BackupAndRestore. Received: {len(backups)}")
+    return backups[0] if backups else None
+
+
+def _fingerprint(params: dict[str, Any], validation_freq: Any, train: Adapter,
+                 callbacks: list[Callback]) -> dict[str, Any]:
+    """The `fit` arguments a backup must have been written with to be resumed exactly (plain values)."""
+    keys = ("epochs", "steps", "batch_size", "samples", "initial_epoch", "do_validation", "metrics")
+    fingerprint = {key: params[key] for key in keys}
+    fingerprint["validation_freq"] = list(validation_freq) if not isinstance(validation_freq, int) else validation_freq
+    fingerprint["shuffle"] = getattr(train, "shuffle", None)
+    fingerprint["callbacks"] = [type(cb).__qualname__ for cb in callbacks]
+    return fingerprint

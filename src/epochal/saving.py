@@ -240,6 +240,10 @@ def load_checkpoint(
     return dict(checkpoint["metadata"])
 
 
+class PickledPayloadError(ValueError):
+    """A file holds a pickled Python object: refused, because unpickling it could run code."""
+
+
 def load_plain(source: PathLike | IO[bytes], name: str | None = None) -> Any:
     """`torch.load(weights_only=True)` that refuses a pickled Python object with a clear error.
 
@@ -248,8 +252,8 @@ def load_plain(source: PathLike | IO[bytes], name: str | None = None) -> Any:
         name: How to call the file in errors. Defaults to the path.
 
     Raises:
-        ValueError: The file holds a pickled object (which could run code when loaded), or is not a
-            `torch.save` file at all.
+        PickledPayloadError: The file holds a pickled object (which could run code when loaded).
+        ValueError: The file is not a `torch.save` file at all.
     """
     name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<file>")
     try:
@@ -258,7 +262,7 @@ def load_plain(source: PathLike | IO[bytes], name: str | None = None) -> Any:
         found = re.search(r"GLOBAL ([\w.]+)", str(error))
         if found is None:
             raise ValueError(f"{name!r} is not a readable torch.save file: {str(error).splitlines()[0]}") from None
-        raise ValueError(
+        raise PickledPayloadError(
             f"Refusing to load {name!r}: it holds a pickled `{found.group(1)}`, which could run code when "
             "loaded. Files written by epochal hold only tensors and plain values."
         ) from None

@@ -1,5 +1,6 @@
 """Callbacks: objects that observe and steer training through Keras-named hooks."""
 
+from epochal.callbacks.backup_and_restore import BackupAndRestore
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.early_stopping import EarlyStopping
 from epochal.callbacks.lambda_callback import LambdaCallback
@@ -8,6 +9,7 @@ from epochal.callbacks.progress import EpochLogger, ProgbarLogger
 from epochal.history import History
 
 __all__ = [
+    "BackupAndRestore",
     "Callback",
     "CallbackList",
     "EarlyStopping",
