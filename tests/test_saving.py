@@ -105,10 +105,9 @@ def test_checkpoint_without_optimizer_state_says_so(tmp_path):
 def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "model.safetensors"
     target.write_bytes(b"previous")
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        with atomic_write(target) as handle:
-            handle.write(b"half of the new")
-            raise RuntimeError("disk on fire")
+    with pytest.raises(RuntimeError, match="disk on fire"), atomic_write(target) as handle:
+        handle.write(b"half of the new")
+        raise RuntimeError("disk on fire")
     assert target.read_bytes() == b"previous"
     assert os.listdir(tmp_path) == ["model.safetensors"]
 

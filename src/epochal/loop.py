@@ -206,7 +206,7 @@ def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, call
             val_logs = evaluate_pass(module, steps, task, plan.validation.epoch_batches(epoch), callbacks)
             epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
         if plan.report_learning_rate:
-            epoch_logs["learning_rate"] = float(model.optimizer.param_groups[0]["lr"])
+            epoch_logs["learning_rate"] = float(model.optimizer.param_groups[0]["lr"])  # type: ignore[union-attr]
         callbacks.fire("on_epoch_end", epoch, Logs.from_dict(epoch_logs))
         state.end_epoch(epoch, epoch_logs)
         if model.stop_training:

@@ -23,8 +23,13 @@ __all__ = ["Adapter", "ArrayAdapter", "Batch", "DatasetAdapter", "is_dataset", "
 
 
 class Adapter(Protocol):
-    steps: int | None
-    ran_dry: bool
+    """What the loop needs from any input kind."""
+
+    @property
+    def steps(self) -> int | None: ...
+
+    @property
+    def ran_dry(self) -> bool: ...
 
     def epoch_batches(self, epoch: int) -> Any: ...
 
