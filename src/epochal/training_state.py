@@ -109,6 +109,7 @@ class TrainingState:
     epoch_logs: dict[str, float] = field(default_factory=dict)
     epoch_rng: dict[str, Any] | None = None
     finished: bool = False
+    finished_cleanly: bool = False  # the run ended and its final, finite state was backed up
     resume_rng: dict[str, Any] | None = None  # the RNG states a mid-epoch resume continues with
 
     # -- what the loop calls ----------------------------------------------------------------------
@@ -157,14 +158,14 @@ class TrainingState:
         self.epoch, self.batch, self.accumulator = epoch + 1, 0, None
         self.epoch_logs = dict(logs)
         self.finished = self.epoch >= self.epochs or self.model.stop_training
-        if self.backup is not None:
-            self.save()
+        saved = self.backup is not None and self.save()
+        self.finished_cleanly = self.finished and saved
         if self.guard is not None and self.guard.received is not None and not self.finished:
-            self._stop_for_signal(saved=True)
+            self._stop_for_signal(saved=saved)
 
     def finish(self) -> None:
         """After `on_train_end`: a run that finished normally removes its backup (if asked to)."""
-        if self.backup is not None and self.finished:
+        if self.backup is not None and self.finished_cleanly:  # never after a non-finite stop: keep the last good one
             self.backup.finish()
 
     # -- backups ----------------------------------------------------------------------------------
@@ -218,6 +219,7 @@ class TrainingState:
         restore_rng(snapshot["rng"])
         position = snapshot["position"]
         self.epoch, self.batch, self.finished = position["epoch"], position["batch"], position["finished"]
+        self.finished_cleanly = self.finished
         self.epoch_logs = dict(snapshot["epoch_logs"])
         self.epoch_rng = snapshot["epoch_rng"]
         self.resume_rng = snapshot["rng"]
