@@ -3,6 +3,8 @@ arguments, builds data adapters and callbacks, and hands over to the loop."""
 
 from __future__ import annotations
 
+import os
+import traceback
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,8 +17,8 @@ from epochal import validation as check
 from epochal.callbacks.backup_and_restore import BackupAndRestore
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
-from epochal.data import (Adapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
-from epochal.data.structure import Tree, call_module, float_dtype_of, to_device, to_tensors
+from epochal.data import (Adapter, ArrayAdapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
+from epochal.data.structure import Tree, call_module, flatten, float_dtype_of, to_device, to_tensors
 from epochal.history import History
 from epochal.logs import Logs
 from epochal.loop import FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
@@ -203,6 +205,8 @@ class Model:
         }
         callback_list.set_model(self)
         callback_list.set_params(params)
+        if isinstance(validation, ArrayAdapter):  # arrays draw no random numbers: probing them changes nothing
+            self._forward_first(next(validation.epoch_batches(0)), "validation_data")
         state.callbacks = user_callbacks + [history]
         state.backup = _backup_callback(user_callbacks)
         state.fingerprint = _fingerprint(params, validation_freq, train, user_callbacks)
@@ -222,17 +226,33 @@ class Model:
         One forward pass in eval mode without gradients, so nothing (weights, buffers, RNG) changes.
         """
         first = next(batches)
-        was_training = self.module.training
-        self.module.eval()
-        try:
-            with torch.no_grad():
-                outputs = call_module(self.module, first.x)
-        finally:
-            self.module.train(was_training)
+        outputs = self._forward_first(first, "x")
         if not task.built:
             task.build(outputs, first.y)
         task.check(outputs, first.y)
         return _chain_first(first, batches)
+
+    def _forward_first(self, batch: Batch, name: str) -> Tree:
+        """The module's output on a first batch, in eval mode without gradients (no state changes).
+
+        An error raised inside torch itself (wrong shape or dtype for a layer) becomes a ValueError
+        naming the argument the batch came from; an error from the user's own code passes unchanged.
+        """
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                return call_module(self.module, batch.x)
+        except (RuntimeError, TypeError, IndexError) as error:
+            if not _raised_inside_torch(error):
+                raise
+            leaves = ", ".join(f"shape {tuple(t.shape)} {t.dtype}" for t in flatten(batch.x))
+            raise ValueError(
+                f"The module cannot run on the first batch of `{name}` ({leaves}): {error}. Check that `{name}` "
+                "has the shape and dtype the module expects."
+            ) from error
+        finally:
+            self.module.train(was_training)
 
     # -- evaluate / predict ---------------------------------------------------------------------
 
@@ -272,6 +292,9 @@ class Model:
         batches = prefetch(adapter.epoch_batches(0))
         if batches is None:
             raise ValueError("`x` is empty: it yielded no batch.")
+        first = next(batches)
+        self._forward_first(first, "x")
+        batches = _chain_first(first, batches)
         step = self._steps.predict if self._steps is not None else partial(predict_step, self.module)
         return predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
 
@@ -336,6 +359,8 @@ def _callback_list(callbacks: Iterable[Callback] | None) -> list[Callback]:
         return []
     if isinstance(callbacks, Callback):
         raise TypeError("`callbacks` must be a list of Callback objects. Received: a single Callback; wrap it in a list.")
+    if not isinstance(callbacks, Iterable) or isinstance(callbacks, (str, bytes, Mapping, torch.Tensor)):
+        raise TypeError(f"`callbacks` must be a list of Callback objects. Received: callbacks={callbacks!r}")
     result = list(callbacks)
     for callback in result:
         if not isinstance(callback, Callback):
@@ -362,3 +387,12 @@ def _fingerprint(params: dict[str, Any], validation_freq: Any, train: Adapter,
     fingerprint["shuffle"] = getattr(train, "shuffle", None)
     fingerprint["callbacks"] = [type(cb).__qualname__ for cb in callbacks]
     return fingerprint
+
+
+def _raised_inside_torch(error: BaseException) -> bool:
+    """Whether the innermost frame of `error` is torch's own code (not the user's module)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].filename.startswith(_TORCH_DIR)
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
