@@ -71,8 +71,8 @@ def _numpy_state() -> dict[str, Any] | None:
         import numpy as np
     except ImportError:
         return None
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
-    return {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
             "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
 
 
