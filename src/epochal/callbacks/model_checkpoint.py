@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
+
+import torch
 
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode, warn_missing_monitor
@@ -106,6 +110,11 @@ class ModelCheckpoint(Callback):
             self._save(self._epoch, batch, logs or {})
 
     def _save(self, epoch: int, batch: int | None, logs: Mapping[str, float]) -> None:
+        if not _finite(logs, self.model.module):  # type: ignore[union-attr]
+            # The last finite file must survive a NaN run (keras#21771): never write over it.
+            warnings.warn(f"ModelCheckpoint: the loss or weights are not finite at epoch {epoch + 1}; nothing saved.",
+                          stacklevel=3)
+            return
         filepath = self._format(epoch, batch, logs)
         if self.save_best_only and not self._improved(epoch, logs, filepath):
             return
@@ -161,3 +170,9 @@ class ModelCheckpoint(Callback):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.best = float(state["best"])
         self._batches_since_save = int(state["batches_since_save"])
+
+
+def _finite(logs: Mapping[str, float], module: torch.nn.Module) -> bool:
+    if not math.isfinite(float(logs.get("loss", 0.0))):
+        return False
+    return all(bool(torch.isfinite(t).all()) for t in module.state_dict().values() if torch.is_floating_point(t))
