@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode, warn_missing_monitor
+from epochal.callbacks.improvement import MonitorReader, initial_best, is_improvement, resolve_mode
 from epochal.distributed import is_main_process
 from epochal.saving import save_checkpoint, save_weights
 
@@ -76,6 +76,7 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"`save_freq` must be 'epoch' or a positive integer. Received: save_freq={save_freq!r}")
         self.filepath = os.fspath(filepath)
         self.monitor = monitor
+        self._monitor = MonitorReader("ModelCheckpoint", monitor)
         self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
@@ -91,7 +92,7 @@ class ModelCheckpoint(Callback):
         self.best = initial_best(self.mode, self.initial_value_threshold)
         self._batches_since_save = 0
         self._epoch = 0
-        self._warned_missing = False
+        self._monitor.reset()
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._reset()
@@ -134,13 +135,9 @@ class ModelCheckpoint(Callback):
 
     def _improved(self, epoch: int, logs: Mapping[str, float], filepath: str) -> bool:
         """Whether `monitor` beat the best so far (updating it), with Keras's verbose messages."""
-        current = logs.get(self.monitor)
+        current = self._monitor.read(logs)
         if current is None:
-            if not self._warned_missing:
-                self._warned_missing = True
-                warn_missing_monitor("ModelCheckpoint", self.monitor, logs)
             return False
-        current = float(current)
         if is_improvement(current, self.best, mode=self.mode, min_delta=0.0):
             if self.verbose > 0 and is_main_process():
                 print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
