@@ -90,7 +90,6 @@ class LearningRateScheduler(Callback):
             else:
                 self.on_train_batch_begin = self._apply_on_batch  # type: ignore[method-assign]
         self._step = 0
-        self._monitor.reset()
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         if self._torch and self.schedule.optimizer is not self.model.optimizer:  # type: ignore[union-attr]
