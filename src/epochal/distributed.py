@@ -284,9 +284,19 @@ class GroupSync:
         dist.all_reduce(packed, op=dist.ReduceOp.MAX)
         return bool(packed.item())
 
-    def stop_check(self, stop: Callable[[], bool]) -> Callable[[], bool] | None:
-        """The per-batch stop test: agreed across ranks, or none at all (ranks must not diverge)."""
-        return (lambda: self.any(stop())) if self.per_batch else None
+    def stop_check(self, stop: Callable[[], bool]) -> Callable[[], bool]:
+        """The per-batch stop test: agreed across ranks, or never true mid-epoch (ranks must not diverge).
+
+        `stop` runs after every batch either way: it also tracks the training position.
+        """
+        if self.per_batch:
+            return lambda: self.any(stop())
+
+        def run_but_never_stop() -> bool:
+            stop()
+            return False
+
+        return run_but_never_stop
 
 
 # -- the training step ---------------------------------------------------------------------------

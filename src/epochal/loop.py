@@ -15,6 +15,7 @@ from epochal.data.structure import Tree, flatten, map_structure
 from epochal.logs import Logs
 from epochal.steps import StepFunctions
 from epochal.task import Task
+from epochal.training_state import TrainingState
 
 if TYPE_CHECKING:
     from epochal.model import Model
@@ -33,11 +34,15 @@ def run_batches(
     consume: Callable[[Any, Batch], None],
     logs_for: Callable[[Any], Any],
     should_stop: Callable[[], bool] | None = None,
+    start: int = 0,
 ) -> None:
-    """Run `step` on each batch, firing the batch hooks only if some callback listens to them."""
+    """Run `step` on each batch, firing the batch hooks only if some callback listens to them.
+
+    `start` is the index of the first batch (a resumed epoch continues its numbering).
+    """
     begin, end = hooks
     fire_begin, fire_end = callbacks.wants(begin), callbacks.wants(end)
-    for index, batch in enumerate(batches):
+    for index, batch in enumerate(batches, start):
         if fire_begin:
             callbacks.fire(begin, index, _NO_LOGS)
         result = step(batch)
@@ -65,7 +70,7 @@ class LocalSync:
     def any(self, flag: bool) -> bool:
         return flag
 
-    def stop_check(self, stop: Callable[[], bool]) -> Callable[[], bool] | None:
+    def stop_check(self, stop: Callable[[], bool]) -> Callable[[], bool]:
         return stop
 
 
@@ -120,11 +125,18 @@ def run_pass(
     task: Task,
     should_stop: Callable[[], bool] | None = None,
     sync: LocalSync | Any = LOCAL,
+    accumulator: MeanAccumulator | None = None,
+    start: int = 0,
 ) -> dict[str, float]:
-    """One pass over `batches` (a training epoch, a validation or an evaluation) -> its mean logs."""
-    task.reset_stateful()
-    accumulator = MeanAccumulator(task, sync)
-    run_batches(step, batches, callbacks, hooks, accumulator.add, accumulator.batch_logs, should_stop)
+    """One pass over `batches` (a training epoch, a validation or an evaluation) -> its mean logs.
+
+    `accumulator` (already holding batches `0..start-1`) continues a resumed epoch; by default the
+    pass starts from zero.
+    """
+    if accumulator is None:
+        task.reset_stateful()
+        accumulator = MeanAccumulator(task, sync)
+    run_batches(step, batches, callbacks, hooks, accumulator.add, accumulator.batch_logs, should_stop, start)
     return accumulator.result()
 
 
@@ -191,6 +203,7 @@ class FitPlan:
     first_batches: Iterator[Batch] | None
     report_learning_rate: bool
     sync: LocalSync | Any = LOCAL
+    state: TrainingState | None = None  # position and backups; a bare one when None
 
     def validates(self, epoch: int) -> bool:
         if self.validation is None:
@@ -201,24 +214,36 @@ class FitPlan:
 
 
 def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, callbacks: CallbackList) -> None:
-    """The epochs of `fit`, firing callbacks in Keras's order (see SPEC "Order of events")."""
+    """The epochs of `fit`, firing callbacks in Keras's order (see SPEC "Order of events").
+
+    `plan.state` follows the position; after `on_train_begin` it may restore a backup, and then the
+    loop starts at the saved epoch and batch (see `epochal.training_state`).
+    """
     module = model.module
     sync = plan.sync
-    # Under torch.distributed a rank may stop mid-epoch only when all agree (else the others would hang).
-    should_stop = sync.stop_check(lambda: model.stop_training)
-    epoch_logs: dict[str, float] = {}
+    state = plan.state if plan.state is not None else TrainingState(model, epochs=plan.epochs)
+    # `state.after_batch` tracks the position (backups, signals) after every batch; under
+    # torch.distributed its stop request is agreed across ranks, or deferred to the epoch's end.
+    should_stop = sync.stop_check(state.after_batch)
     warned_empty_validation = False
     callbacks.fire("on_train_begin", _NO_LOGS)
     model.stop_training = False
-    for epoch in range(plan.initial_epoch, plan.epochs):
-        batches = plan.first_batches if epoch == plan.initial_epoch else None
-        batches = batches or prefetch(plan.train.epoch_batches(epoch))
+    resume = state.resume()
+    epoch_logs: dict[str, float] = {} if resume is None else resume.epoch_logs
+    for epoch in range(plan.initial_epoch if resume is None else resume.epoch, plan.epochs):
+        skip = resume.batch if resume is not None and epoch == resume.epoch else 0
+        batches = plan.first_batches if epoch == plan.initial_epoch and resume is None else None
+        batches = batches or prefetch(state.epoch_batches(plan.train, epoch, skip))
+        if batches is None and skip:
+            batches = iter(())  # every batch of the epoch was done: only its validation and end remain
         if batches is None:
             warn_ran_dry("x", plan.train.steps)
             break
         callbacks.fire("on_epoch_begin", epoch, _NO_LOGS)
         module.train()
-        epoch_logs = run_pass(steps.train, batches, callbacks, TRAIN_HOOKS, task, should_stop, sync)
+        accumulator = state.begin_epoch(epoch, task, resume if skip else None, sync)
+        epoch_logs = run_pass(steps.train, batches, callbacks, TRAIN_HOOKS, task, should_stop, sync,
+                              accumulator, skip)
         if plan.train.ran_dry:
             warn_ran_dry("x", plan.train.steps)
             model.stop_training = True
@@ -232,6 +257,8 @@ def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, call
             epoch_logs["learning_rate"] = float(model.optimizer.param_groups[0]["lr"])  # type: ignore[union-attr]
         callbacks.fire("on_epoch_end", epoch, Logs.from_dict(epoch_logs))
         model.stop_training = sync.any(model.stop_training)
+        state.end_epoch(epoch, epoch_logs)
         if model.stop_training:
             break
     callbacks.fire("on_train_end", Logs.from_dict(epoch_logs))
+    state.finish()

@@ -4,6 +4,8 @@ arguments, builds data adapters and callbacks, and hands over to the loop."""
 from __future__ import annotations
 
 import os
+import traceback
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -14,16 +16,19 @@ import torch
 from epochal import distributed, saving
 from epochal.distributed import connect as _connect  # `distributed` is also Model's argument name
 from epochal import validation as check
+from epochal.callbacks.backup_and_restore import BackupAndRestore
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
 from epochal.data import (Adapter, ArrayAdapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
-from epochal.data.structure import Tree, call_module, float_dtype_of, to_device, to_tensors
+from epochal.data.structure import Tree, call_module, flatten, float_dtype_of, to_device, to_tensors
 from epochal.history import History
 from epochal.logs import Logs
 from epochal.loop import LOCAL, FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
 from epochal.optimizers import make_optimizer
+from epochal.preemption import SignalGuard
 from epochal.steps import StepFunctions, make_steps, predict_step
 from epochal.task import Task
+from epochal.training_state import TrainingState
 
 if TYPE_CHECKING:
     from epochal.lr_finder import LRFinderResult
@@ -70,6 +75,7 @@ class Model:
         self._task: Task | None = None
         self._steps: StepFunctions | None = None
         self._running = False
+        self.training_state: TrainingState | None = None  # where the last `fit` is or stopped
 
     # -- compile --------------------------------------------------------------------------------
 
@@ -215,16 +221,17 @@ class Model:
     def _fit(self, task: Task, train: Adapter, validation: Adapter | None, *, epochs: int, initial_epoch: int,
              verbose: int | str, callbacks: Iterable[Callback] | None, validation_freq: int | Sequence[int],
              batch_size: int | None, samples: int | None) -> History:
+        state = TrainingState(self, epochs=epochs)
         first_batches = None
         if initial_epoch < epochs:
-            first_batches = prefetch(train.epoch_batches(initial_epoch))
+            first_batches = prefetch(state.epoch_batches(train, initial_epoch))
             if first_batches is None:
                 raise ValueError("The training data is empty: it yielded no batch.")
             first_batches = self._probe(task, first_batches)
             if isinstance(validation, ArrayAdapter):
                 # In-memory validation is checked now too, not after a first epoch of training. A
                 # stream is not: drawing from a one-shot iterator would lose that batch.
-                self._probe(task, validation.epoch_batches(0))
+                self._probe(task, validation.epoch_batches(0), "validation_data")
         history = History()
         user_callbacks = _callback_list(callbacks)
         progress = progress_callback(resolve_verbose(verbose) if distributed.is_main_process() else 0)
@@ -238,32 +245,53 @@ class Model:
         }
         callback_list.set_model(self)
         callback_list.set_params(params)
+        state.callbacks = user_callbacks + [history]
+        state.backup = _backup_callback(user_callbacks)
+        state.fingerprint = _fingerprint(params, validation_freq, train, user_callbacks)
         plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq, first_batches,
                        report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
-                       sync=self._cluster.fit_sync(user_callbacks) if self._cluster is not None else LOCAL)
+                       sync=self._cluster.fit_sync(user_callbacks) if self._cluster is not None else LOCAL,
+                       state=state)
         self.history = history
-        with self._exclusive("fit"):
+        self.training_state = state
+        with self._exclusive("fit"), SignalGuard() as state.guard:
             self.stop_training = False
             fit_loop(self, self._steps, task, plan, callback_list)  # type: ignore[arg-type]
         return history
 
-    def _probe(self, task: Task, batches: Iterator[Batch]) -> Iterator[Batch]:
-        """Check the first batch against the outputs before training: shapes, value ranges, metric kinds.
+    def _probe(self, task: Task, batches: Iterator[Batch], name: str = "x") -> Iterator[Batch]:
+        """Check the first batch of `name` against the outputs: shapes, value ranges, metric kinds.
 
         One forward pass in eval mode without gradients, so nothing (weights, buffers, RNG) changes.
         """
         first = next(batches)
-        was_training = self.module.training
-        self.module.eval()
-        try:
-            with torch.no_grad():
-                outputs = call_module(self.module, first.x)
-        finally:
-            self.module.train(was_training)
+        outputs = self._forward_first(first, name)
         if not task.built:
             task.build(outputs, first.y)
         task.check(outputs, first.y)
         return _chain_first(first, batches)
+
+    def _forward_first(self, batch: Batch, name: str) -> Tree:
+        """The module's output on a first batch, in eval mode without gradients (no state changes).
+
+        An error raised inside torch itself (wrong shape or dtype for a layer) becomes a ValueError
+        naming the argument the batch came from; an error from the user's own code passes unchanged.
+        """
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                return call_module(self.module, batch.x)
+        except (RuntimeError, TypeError, IndexError) as error:
+            if not _raised_inside_torch(error):
+                raise
+            leaves = ", ".join(f"shape {tuple(t.shape)} {t.dtype}" for t in flatten(batch.x))
+            raise ValueError(
+                f"The module cannot run on the first batch of `{name}` ({leaves}): {error}. Check that `{name}` "
+                "has the shape and dtype the module expects."
+            ) from error
+        finally:
+            self.module.train(was_training)
 
     # -- evaluate / predict ---------------------------------------------------------------------
 
@@ -307,6 +335,9 @@ class Model:
         batches = prefetch(adapter.epoch_batches(0))
         if batches is None:
             raise ValueError("`x` is empty: it yielded no batch.")
+        first = next(batches)
+        self._forward_first(first, "x")
+        batches = _chain_first(first, batches)
         step = self._steps.predict if self._steps is not None else partial(predict_step, self.module)
         outputs = predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
         return self._cluster.gather(outputs) if self._cluster is not None and sharded else outputs
@@ -437,6 +468,8 @@ def _callback_list(callbacks: Iterable[Callback] | None) -> list[Callback]:
         return []
     if isinstance(callbacks, Callback):
         raise TypeError("`callbacks` must be a list of Callback objects. Received: a single Callback; wrap it in a list.")
+    if not isinstance(callbacks, Iterable) or isinstance(callbacks, (str, bytes, Mapping, torch.Tensor)):
+        raise TypeError(f"`callbacks` must be a list of Callback objects. Received: callbacks={callbacks!r}")
     result = list(callbacks)
     for callback in result:
         if not isinstance(callback, Callback):
@@ -444,3 +477,31 @@ def _callback_list(callbacks: Iterable[Callback] | None) -> list[Callback]:
                 f"Every entry of `callbacks` must be an epochal.callbacks.Callback. Received: {type(callback).__name__}"
             )
     return result
+
+
+def _backup_callback(callbacks: list[Callback]) -> BackupAndRestore | None:
+    """The run's BackupAndRestore, which the loop calls at its safe points (at most one per run)."""
+    backups = [cb for cb in callbacks if isinstance(cb, BackupAndRestore)]
+    if len(backups) > 1:
+        raise ValueError(f"`callbacks` may hold at most one BackupAndRestore. Received: {len(backups)}")
+    return backups[0] if backups else None
+
+
+def _fingerprint(params: dict[str, Any], validation_freq: Any, train: Adapter,
+                 callbacks: list[Callback]) -> dict[str, Any]:
+    """The `fit` arguments a backup must have been written with to be resumed exactly (plain values)."""
+    keys = ("epochs", "steps", "batch_size", "samples", "initial_epoch", "do_validation", "metrics")
+    fingerprint = {key: params[key] for key in keys}
+    fingerprint["validation_freq"] = list(validation_freq) if not isinstance(validation_freq, int) else validation_freq
+    fingerprint["shuffle"] = getattr(train, "shuffle", None)
+    fingerprint["callbacks"] = [type(cb).__qualname__ for cb in callbacks]
+    return fingerprint
+
+
+def _raised_inside_torch(error: BaseException) -> bool:
+    """Whether the innermost frame of `error` is torch's own code (not the user's module)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].filename.startswith(_TORCH_DIR)
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
+import re
 import secrets
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
@@ -238,8 +240,40 @@ def load_checkpoint(
     return dict(checkpoint["metadata"])
 
 
+class PickledPayloadError(ValueError):
+    """A file holds a pickled Python object: refused, because unpickling it could run code."""
+
+
+def load_plain(source: PathLike | IO[bytes], name: str | None = None) -> Any:
+    """`torch.load(weights_only=True)` that refuses a pickled Python object with a clear error.
+
+    Args:
+        source: A path, or a binary file object.
+        name: How to call the file in errors. Defaults to the path.
+
+    Raises:
+        PickledPayloadError: The file holds a pickled object (which could run code when loaded).
+        ValueError: The file is not a `torch.save` file at all.
+    """
+    name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<file>")
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if found is None:
+            raise ValueError(f"{name!r} is not a readable torch.save file: {str(error).splitlines()[0]}") from None
+        raise PickledPayloadError(
+            f"Refusing to load {name!r}: it holds a pickled `{found.group(1)}`, which could run code when "
+            "loaded. Files written by epochal hold only tensors and plain values."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"{name!r} is not a readable torch.save file: {error}") from None
+
+
 def _read_checkpoint(path: PathLike) -> dict[str, Any]:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_plain(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{os.fspath(path)!r} is not an epochal checkpoint (written by `save_checkpoint`).")
     return checkpoint

@@ -1,5 +1,6 @@
 """Callbacks: objects that observe and steer training through Keras-named hooks."""
 
+from epochal.callbacks.backup_and_restore import BackupAndRestore
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.csv_logger import CSVLogger
 from epochal.callbacks.early_stopping import EarlyStopping
@@ -14,6 +15,7 @@ from epochal.callbacks.terminate_on_nan import NonFiniteLossError, TerminateOnNa
 from epochal.history import History
 
 __all__ = [
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CallbackList",

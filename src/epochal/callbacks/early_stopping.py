@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode, warn_missing_monitor
+from epochal.callbacks.improvement import MonitorReader, initial_best, is_improvement, resolve_mode
 from epochal.distributed import is_main_process
 
 
@@ -48,6 +48,7 @@ class EarlyStopping(Callback):
         if not isinstance(patience, int) or patience < 0:
             raise ValueError(f"`patience` must be a non-negative integer. Received: patience={patience!r}")
         self.monitor = monitor
+        self._monitor = MonitorReader("EarlyStopping", monitor)
         self.min_delta = abs(min_delta)
         self.patience = patience
         self.verbose = verbose
@@ -64,17 +65,14 @@ class EarlyStopping(Callback):
         self.best = initial_best(self.mode, self.baseline)
         self.best_epoch = 0
         self.best_weights: dict[str, torch.Tensor] | None = None
-        self._warned_missing = False
+        self._monitor.reset()
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._reset()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        current = (logs or {}).get(self.monitor)
+        current = self._monitor.read(logs)
         if current is None:
-            if not self._warned_missing:
-                self._warned_missing = True
-                warn_missing_monitor("EarlyStopping", self.monitor, logs)
             return
         if epoch < self.start_from_epoch:
             return

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.improvement import warn_missing_monitor
+from epochal.callbacks.improvement import MonitorReader
 from epochal.callbacks.optimizer_lr import get_lr, set_lr
 from epochal.callbacks.run_position import first_global_batch
 from epochal.distributed import is_main_process
@@ -81,6 +81,7 @@ class LearningRateScheduler(Callback):
         self.per = per
         self.verbose = verbose
         self.monitor = monitor
+        self._monitor = MonitorReader("LearningRateScheduler", monitor)
         self._takes_lr = not isinstance(schedule, _TORCH_SCHEDULERS) and _accepts_two_arguments(schedule)
         # Listen only to the hooks this combination needs, so per-epoch schedules cost nothing per batch.
         if per == "batch":
@@ -89,7 +90,6 @@ class LearningRateScheduler(Callback):
             else:
                 self.on_train_batch_begin = self._apply_on_batch  # type: ignore[method-assign]
         self._step = 0
-        self._warned_missing = False
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         if self._torch and self.schedule.optimizer is not self.model.optimizer:  # type: ignore[union-attr]
@@ -98,7 +98,7 @@ class LearningRateScheduler(Callback):
                 "model's. Build it on `model.optimizer` after `compile`."
             )
         self._step = first_global_batch(self.params)
-        self._warned_missing = False
+        self._monitor.reset()
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         if self.per == "epoch" and not self._torch:
@@ -111,11 +111,8 @@ class LearningRateScheduler(Callback):
             return
         # ReduceLROnPlateau first: recent PyTorch makes it an LRScheduler too.
         if isinstance(self.schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            current = (logs or {}).get(self.monitor)
+            current = self._monitor.read(logs)
             if current is None:
-                if not self._warned_missing:
-                    self._warned_missing = True
-                    warn_missing_monitor("LearningRateScheduler", self.monitor, logs)
                 return
             self.schedule.step(float(current))
         elif isinstance(self.schedule, torch.optim.lr_scheduler.LRScheduler):

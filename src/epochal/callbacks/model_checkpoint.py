@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode, warn_missing_monitor
+from epochal.callbacks.improvement import MonitorReader, initial_best, is_improvement, resolve_mode
 from epochal.distributed import is_main_process
 from epochal.saving import save_checkpoint, save_weights
 
@@ -72,6 +76,7 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"`save_freq` must be 'epoch' or a positive integer. Received: save_freq={save_freq!r}")
         self.filepath = os.fspath(filepath)
         self.monitor = monitor
+        self._monitor = MonitorReader("ModelCheckpoint", monitor)
         self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
@@ -87,7 +92,7 @@ class ModelCheckpoint(Callback):
         self.best = initial_best(self.mode, self.initial_value_threshold)
         self._batches_since_save = 0
         self._epoch = 0
-        self._warned_missing = False
+        self._monitor.reset()
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._reset()
@@ -106,6 +111,11 @@ class ModelCheckpoint(Callback):
             self._save(self._epoch, batch, logs or {})
 
     def _save(self, epoch: int, batch: int | None, logs: Mapping[str, float]) -> None:
+        if not _finite(logs, self.model.module):  # type: ignore[union-attr]
+            # The last finite file must survive a NaN run (keras#21771): never write over it.
+            warnings.warn(f"ModelCheckpoint: the loss or weights are not finite at epoch {epoch + 1}; nothing saved.",
+                          stacklevel=3)
+            return
         filepath = self._format(epoch, batch, logs)
         if self.save_best_only and not self._improved(epoch, logs, filepath):
             return
@@ -125,13 +135,9 @@ class ModelCheckpoint(Callback):
 
     def _improved(self, epoch: int, logs: Mapping[str, float], filepath: str) -> bool:
         """Whether `monitor` beat the best so far (updating it), with Keras's verbose messages."""
-        current = logs.get(self.monitor)
+        current = self._monitor.read(logs)
         if current is None:
-            if not self._warned_missing:
-                self._warned_missing = True
-                warn_missing_monitor("ModelCheckpoint", self.monitor, logs)
             return False
-        current = float(current)
         if is_improvement(current, self.best, mode=self.mode, min_delta=0.0):
             if self.verbose > 0 and is_main_process():
                 print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
@@ -161,3 +167,9 @@ class ModelCheckpoint(Callback):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.best = float(state["best"])
         self._batches_since_save = int(state["batches_since_save"])
+
+
+def _finite(logs: Mapping[str, float], module: torch.nn.Module) -> bool:
+    if not math.isfinite(float(logs.get("loss", 0.0))):
+        return False
+    return all(bool(torch.isfinite(t).all()) for t in module.state_dict().values() if torch.is_floating_point(t))

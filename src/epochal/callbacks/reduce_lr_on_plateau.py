@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode, warn_missing_monitor
+from epochal.callbacks.improvement import MonitorReader, initial_best, is_improvement, resolve_mode
 from epochal.callbacks.optimizer_lr import get_lr, set_lr
 from epochal.distributed import is_main_process
 
@@ -68,6 +68,7 @@ class ReduceLROnPlateau(Callback):
         if min_lr < 0.0:
             raise ValueError(f"`min_lr` must be >= 0. Received: min_lr={min_lr!r}")
         self.monitor = monitor
+        self._monitor = MonitorReader("ReduceLROnPlateau", monitor)
         self.factor = factor
         self.patience = patience
         self.verbose = verbose
@@ -81,17 +82,14 @@ class ReduceLROnPlateau(Callback):
         self.best = initial_best(self.mode)
         self.wait = 0
         self.cooldown_counter = 0
-        self._warned_missing = False
+        self._monitor.reset()
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._reset()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        current = (logs or {}).get(self.monitor)
+        current = self._monitor.read(logs)
         if current is None:
-            if not self._warned_missing:
-                self._warned_missing = True
-                warn_missing_monitor("ReduceLROnPlateau", self.monitor, logs)
             return
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
