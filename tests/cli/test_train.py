@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import tomllib
 
+from epochal.cli.recorder import RunRecorder
 from epochal.history import History
 
 
@@ -19,7 +20,7 @@ def test_train_with_no_arguments_trains_digits_and_reports_the_test(tmp_path, ep
     assert "Diagnosis of" in out and "Recommendation:" in out
     [run] = (tmp_path / "runs").iterdir()
     assert {p.name for p in run.iterdir()} == {
-        "config.toml", "history.csv", "history.json", "summary.json", "checkpoint.pt", "best.safetensors",
+        "config.toml", "history.csv", "history.json", "summary.json", "best.safetensors",
         "learning_curve.png", "diagnosis.txt", "diagnosis.json"}
     assert is_png(run / "learning_curve.png")
     summary = json.loads((run / "summary.json").read_text())
@@ -61,12 +62,24 @@ def test_npz_data_and_a_model_factory(tmp_path, monkeypatch, epochal_cli):
     assert "Training mynet:make (12 parameters) on points (2 classes)" in out
 
 
-def test_resume_continues_exactly_where_the_run_stopped(tmp_path, epochal_cli):
-    common = ["--data", "iris", "--out", tmp_path, "--verbose", "0", "--patience", "50"]
-    assert epochal_cli("train", *common, "--name", "whole", "--epochs", "6")[0] == 0
-    assert epochal_cli("train", *common, "--name", "parts", "--epochs", "3")[0] == 0
-    code, out = epochal_cli("train", "--resume", tmp_path / "parts", "--epochs", "6", "--verbose", "0")
-    assert code == 0 and out.startswith(f"Resuming {tmp_path / 'parts'} at epoch 4\n")
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path, epochal_cli, monkeypatch):
+    common = ["--data", "iris", "--out", tmp_path, "--verbose", "0", "--patience", "50", "--epochs", "6"]
+    assert epochal_cli("train", *common, "--name", "whole")[0] == 0
+
+    def stop_after_three_epochs(self, epoch, logs=None):
+        recorded(self, epoch, logs)
+        if epoch == 2:
+            raise KeyboardInterrupt  # as Ctrl-C between epochs, after the backup of epoch 3
+
+    recorded = RunRecorder.on_epoch_end
+    monkeypatch.setattr(RunRecorder, "on_epoch_end", stop_after_three_epochs)
+    code, out = epochal_cli("train", *common, "--name", "parts")
+    assert (code, out.splitlines()[-1]) == (1, f"Error: Interrupted. Continue with: epochal train --resume "
+                                               f"{tmp_path / 'parts'}")
+    assert json.loads((tmp_path / "parts" / "summary.json").read_text())["status"] == "interrupted"
+    monkeypatch.undo()
+    code, out = epochal_cli("train", "--resume", tmp_path / "parts", "--verbose", "0")
+    assert code == 0 and out.startswith(f"Resuming {tmp_path / 'parts'}\n")
     assert (tmp_path / "parts" / "history.csv").read_text() == (tmp_path / "whole" / "history.csv").read_text()
-    code, out = epochal_cli("train", "--resume", tmp_path / "parts", "--epochs", "6")
-    assert code == 1 and "already trained 6 epochs of --epochs 6: pass a larger --epochs" in out
+    code, out = epochal_cli("train", "--resume", tmp_path / "parts")
+    assert code == 1 and "has no backup to resume from: the run finished" in out

@@ -1,13 +1,11 @@
-"""The callback that keeps a run folder current after every epoch, so an interrupted run can be read and resumed."""
+"""The callback that keeps a run folder's history current after every epoch, so any run can be read."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from epochal.callbacks.callback import Callback
 from epochal.cli import run_folder
@@ -15,40 +13,36 @@ from epochal.history import History
 
 
 class RunRecorder(Callback):
-    """After each epoch: the history so far (CSV and JSON) and a checkpoint to resume from exactly.
+    """After each epoch, the history so far as CSV and JSON, and the training time spent.
 
-    It keeps its own History, started from `previous` when resuming, so the files always hold
-    the whole run. The checkpoint (`checkpoint.pt`, a `Model.save` file: weights and optimizer
-    state, with the epoch, time, history, torch's random state and `extra_state()` as metadata,
-    consistent with each other) is what `train --resume` continues from.
+    It keeps its own History (and `state_dict()`), so a run resumed by BackupAndRestore carries on
+    the files and the clock where they were.
 
     Args:
         folder: The run folder.
-        previous: The history of the epochs already trained. Defaults to `None`.
-        seconds: Training time already spent on them. Defaults to `0.0`.
-        extra_state: Returns more state to keep in the checkpoint (the caller's other callbacks).
-            Defaults to `None`.
     """
 
-    def __init__(self, folder: Path, previous: History | None = None, seconds: float = 0.0,
-                 extra_state: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(self, folder: Path) -> None:
         super().__init__()
         self.folder = folder
         self.history = History()
-        if previous is not None:
-            self.history.load_state_dict(previous.state_dict())
-            self.history.params = previous.params
-        self.seconds = seconds
-        self.extra_state = extra_state or dict
+        self.seconds = 0.0
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self.history.on_train_begin()
         self.history.params = dict(self.params)
-        self._started = time.perf_counter() - self.seconds
+        self.seconds = 0.0
+        self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self.history.on_epoch_end(epoch, logs)
         self.seconds = time.perf_counter() - self._started
         run_folder.write_history(self.folder, self.history)
-        self.model.save(self.folder / run_folder.CHECKPOINT, metadata={  # type: ignore[union-attr]
-            "epoch": epoch, "seconds": self.seconds, "history": self.history.state_dict(),
-            "rng": torch.random.get_rng_state(), **self.extra_state()})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history.state_dict(), "seconds": time.perf_counter() - self._started}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.history.load_state_dict(state["history"])
+        self.seconds = float(state["seconds"])
+        self._started = time.perf_counter() - self.seconds

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
-import torch
 
+from epochal.callbacks.backup_and_restore import BackupAndRestore
 from epochal.callbacks.early_stopping import EarlyStopping
 from epochal.callbacks.progress import format_logs
 from epochal.cli import run_folder
@@ -28,37 +27,34 @@ from epochal.model import Model
 @training_options
 @click.option("--name", help="The run folder's name. Defaults to <date>-<time>-<data>.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False),
-              help="Continue the interrupted run in this folder from its last finished epoch.")
+              help="Continue the interrupted run in this folder exactly where it stopped (its own settings).")
 @click.option("--verbose", type=click.Choice(["auto", "0", "1", "2"]), default="auto", show_default=True,
               help="0 silent, 1 a progress bar, 2 one line per epoch; auto picks 1 on a terminal.")
 def train(resume: str | None, verbose: str, **flags: Any) -> None:
     """Train a model (default: an MLP on scikit-learn's digits) with early stopping, then test it.
 
     The run folder keeps the resolved config, the history (CSV and JSON), the best weights, the
-    learning curves and the diagnosis. Run with no arguments to see it work.
+    learning curves and the diagnosis, and a backup after every epoch (BackupAndRestore) until the
+    run finishes, for --resume. Run with no arguments to see it work.
     """
-    folder = Path(resume) if resume else None
-    config = config_from(flags, base=_run_config(folder) if folder else None)
+    folder = _resumable(Path(resume)) if resume else None
+    config = config_from(flags, base=load_toml(folder / run_folder.CONFIG) if folder else None)
     data = data_for(config)
     model = build_model(config, data)
-    stopper = _ResumableEarlyStopping(patience=config.patience, restore_best_weights=True)
     if folder:
-        initial_epoch, previous, seconds = _restore(folder, model, stopper)
-        if initial_epoch >= config.epochs:
-            raise CliError(f"{folder} already trained {initial_epoch} epochs of --epochs {config.epochs}: "
-                           "pass a larger --epochs to continue it.")
-        click.echo(f"Resuming {folder} at epoch {initial_epoch + 1}")
+        click.echo(f"Resuming {folder}")
     else:
         folder = run_folder.new_run_folder(config.out, config.name, data.name)
-        initial_epoch, previous, seconds = 0, None, 0.0
-    run_folder.write_text(folder / run_folder.CONFIG, to_toml(config))
+        run_folder.write_text(folder / run_folder.CONFIG, to_toml(config))
     click.echo(_describe(config, data, model))
-    recorder = RunRecorder(folder, previous, seconds, lambda: {"early_stopping": stopper.state_dict()})
+    recorder = RunRecorder(folder)
+    stopper = EarlyStopping(patience=config.patience, restore_best_weights=True)
+    backup = BackupAndRestore(folder / run_folder.BACKUPS)
     try:
         model.fit(data.x_train, data.y_train, epochs=config.epochs, batch_size=config.batch_size,
-                  validation_split=config.validation_split, callbacks=[stopper, recorder],
-                  initial_epoch=initial_epoch, verbose=int(verbose) if verbose != "auto" else "auto")
-    except KeyboardInterrupt:
+                  validation_split=config.validation_split, callbacks=[stopper, recorder, backup],
+                  verbose=int(verbose) if verbose != "auto" else "auto")
+    except KeyboardInterrupt:  # SIGINT or SIGTERM: BackupAndRestore has written a backup after the batch
         run_folder.write_json(folder / run_folder.SUMMARY, {"status": "interrupted", "seconds": recorder.seconds})
         raise CliError(f"Interrupted. Continue with: epochal train --resume {folder}") from None
     except (ValueError, TypeError):
@@ -98,34 +94,13 @@ def _describe(config: TrainConfig, data: Data, model: Model) -> str:
             f"{len(data.x_train) - fitted} to validate, {len(data.x_test)} held out for the test")
 
 
-def _run_config(folder: Path) -> dict[str, Any]:
+def _resumable(folder: Path) -> Path:
+    """`folder`, if it holds a run that can be resumed; else an error saying why not."""
     if not (folder / run_folder.CONFIG).is_file():
         raise CliError(f"{folder} has no {run_folder.CONFIG}: --resume takes a folder that `epochal train` made.")
-    return load_toml(folder / run_folder.CONFIG)
-
-
-class _ResumableEarlyStopping(EarlyStopping):
-    """EarlyStopping that starts a resumed run from the interrupted run's state instead of afresh."""
-
-    resumed_state: dict[str, Any] | None = None
-
-    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
-        super().on_train_begin(logs)
-        if self.resumed_state is not None:
-            self.load_state_dict(self.resumed_state)
-
-
-def _restore(folder: Path, model: Model, stopper: _ResumableEarlyStopping) -> tuple[int, History, float]:
-    """Load the checkpoint into the model and `stopper`; the epoch to start at, the history so far, the time."""
-    checkpoint = folder / run_folder.CHECKPOINT
-    if not checkpoint.is_file():
-        raise CliError(f"{folder} has no {run_folder.CHECKPOINT} to resume from (it is written after each epoch).")
-    state = model.load(checkpoint)
-    torch.random.set_rng_state(state["rng"])
-    stopper.resumed_state = state["early_stopping"]
-    previous = History()
-    previous.load_state_dict(state["history"])
-    return state["epoch"] + 1, previous, state["seconds"]
+    if not (folder / run_folder.BACKUPS).is_dir():
+        raise CliError(f"{folder} has no backup to resume from: the run finished, or stopped before its first epoch.")
+    return folder
 
 
 def _at(history: History, key: str, epoch: int | None) -> float | None:
