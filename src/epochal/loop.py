@@ -57,6 +57,8 @@ class LocalSync:
     """One process: batch values, sums and stop flags are already global (see `distributed.GroupSync`)."""
 
     per_batch = False
+    rank = 0
+    world_size = 1
 
     def totals_only(self) -> LocalSync:
         return self
@@ -66,9 +68,6 @@ class LocalSync:
 
     def totals(self, sums: torch.Tensor | None, count: int, size: int) -> tuple[torch.Tensor | None, int]:
         return sums, count
-
-    rank = 0
-    world_size = 1
 
     def any(self, flag: bool) -> bool:
         return flag

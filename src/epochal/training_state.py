@@ -229,6 +229,9 @@ class TrainingState:
         if snapshot is None:
             return None
         self._check_fingerprint(snapshot)
+        position = snapshot["position"]
+        self.epoch, self.batch, self.finished = position["epoch"], position["batch"], position["finished"]
+        own = self._own_part(snapshot["ranks"])  # first: it may refuse, before anything is overwritten
         from epochal.saving import _load_module_state
 
         model = self.model
@@ -240,9 +243,6 @@ class TrainingState:
             scaler.load_state_dict(snapshot["grad_scaler"])
         for callback, saved in zip(self.callbacks, snapshot["callbacks"]):
             callback.load_state_dict(saved["state"])
-        position = snapshot["position"]
-        self.epoch, self.batch, self.finished = position["epoch"], position["batch"], position["finished"]
-        own = self._own_part(snapshot["ranks"])
         restore_rng(own["rng"])
         self.finished_cleanly = self.finished
         self.epoch_logs = dict(snapshot["epoch_logs"])
