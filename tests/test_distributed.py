@@ -5,7 +5,9 @@ Slow (each launch imports torch in three processes): marked `slow`, so `-m "not 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -142,9 +144,13 @@ def test_a_job_interrupted_twice_resumes_exactly_with_backup_and_restore(launche
     own dropout RNG and partial epoch sums back), and only rank 0 wrote files.
     """
     signalled = finish(torchrun("resume_interrupted", tmp_path), succeed=False)
-    assert "Training stopped by SIGTERM after batch 2 of epoch 2" in signalled  # rank 1's own signal
-    assert "Training stopped by a signal to another process after batch 2 of epoch 2" in signalled  # rank 0
-    assert (tmp_path / "killed").exists() is False
+    # Whichever rank exits first gets its message out; torchrun may then kill the other before it prints.
+    assert re.search(r"Training stopped by (SIGTERM|a signal to another process) after batch 2 of epoch 2",
+                     signalled), signalled[-4000:]
+    backup = tmp_path / "resume" / "backup"
+    newest = json.loads(max(backup.glob("backup-*.json")).read_text())
+    assert (newest["epoch"], newest["batch"]) == (1, 2)  # rank 0, never signalled itself, stopped and saved there
+    assert not (tmp_path / "killed").exists()
     finish(torchrun("resume_interrupted", tmp_path), succeed=False)
     assert (tmp_path / "killed").exists()
     finish(torchrun("resume_interrupted", tmp_path))
