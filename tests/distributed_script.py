@@ -9,7 +9,10 @@ go to OUT_DIR/files).
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -18,10 +21,13 @@ import torch
 import epochal
 from epochal import distributed
 from epochal.callbacks import (
+    BackupAndRestore,
+    Callback,
     CSVLogger,
     EarlyStopping,
     LambdaCallback,
     ModelCheckpoint,
+    backup_and_restore,
     model_checkpoint,
 )
 
@@ -32,9 +38,10 @@ def data(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 1).long()
 
 
-def mlp_model() -> epochal.Model:
+def mlp_model(dropout: float = 0.0) -> epochal.Model:
     torch.manual_seed(0)
-    module = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    layers = [torch.nn.Linear(4, 16), torch.nn.Tanh()] + ([torch.nn.Dropout(dropout)] if dropout else [])
+    module = torch.nn.Sequential(*layers, torch.nn.Linear(16, 3))
     model = epochal.Model(module, device="cpu")
     model.compile(optimizer=lambda params: torch.optim.SGD(params, lr=0.2, momentum=0.5),
                   loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
@@ -80,22 +87,37 @@ def stop(out: str) -> dict[str, Any]:
             "batches": batches}
 
 
-def files(out: str) -> dict[str, Any]:
-    """Checkpoints, a CSV log, epoch lines and `save_weights`: rank 0 writes and prints, the others train."""
+@contextmanager
+def recording_writes() -> Iterator[list[str]]:
+    """The names of the files this process's ModelCheckpoint and BackupAndRestore write, in order."""
     written: list[str] = []
-    real_save = model_checkpoint.save_weights
+    real_save, real_write = model_checkpoint.save_weights, backup_and_restore.atomic_write
 
     def recording_save(module: torch.nn.Module, path: str) -> None:
         written.append(os.path.basename(path))
         real_save(module, path)
 
+    def recording_write(path: str, **kwargs: Any) -> Any:
+        written.append(os.path.basename(path))
+        return real_write(path, **kwargs)
+
     model_checkpoint.save_weights = recording_save  # type: ignore[assignment]
+    backup_and_restore.atomic_write = recording_write  # type: ignore[assignment]
+    try:
+        yield written
+    finally:
+        model_checkpoint.save_weights, backup_and_restore.atomic_write = real_save, real_write
+
+
+def files(out: str) -> dict[str, Any]:
+    """Checkpoints, a CSV log, epoch lines and `save_weights`: rank 0 writes and prints, the others train."""
     model = mlp_model()
     x, y = data(32, 1)
     folder = os.path.join(out, "files")
-    history = model.fit(x, y, batch_size=8, epochs=2, verbose=2, callbacks=[
-        ModelCheckpoint(os.path.join(folder, "w-{epoch:02d}.safetensors"), save_weights_only=True),
-        CSVLogger(os.path.join(out, "log.csv"))])
+    with recording_writes() as written:
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=2, callbacks=[
+            ModelCheckpoint(os.path.join(folder, "w-{epoch:02d}.safetensors"), save_weights_only=True),
+            CSVLogger(os.path.join(out, "log.csv"))])
     model.save_weights(os.path.join(out, "final.safetensors"))
     return {"history": history.history, "checkpoints_written": written,
             "final_exists_after_save": os.path.exists(os.path.join(out, "final.safetensors"))}
@@ -114,7 +136,60 @@ def die(out: str) -> dict[str, Any]:
     return {}
 
 
-SCENARIOS = {"fit": fit, "stop": stop, "files": files, "die": die}
+RESUME_STEPS = 5  # 37 samples in global batches of 8: the last one (5) splits 3/2
+SIGTERM_AT, KILL_AT = 7, 14  # global batch numbers (1-based) at which rank 1 is interrupted, once each
+
+
+class Interrupter(Callback):
+    """On rank 1 alone, once per `out` folder (a marker file remembers): SIGTERM itself after global
+    batch SIGTERM_AT, then die with `os._exit` after global batch KILL_AT."""
+
+    def __init__(self, out: str | None) -> None:
+        super().__init__()
+        self.out = out
+        self.epoch = 0
+        self.batches = 0  # batches this process ran
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.batches += 1
+        if self.out is None or distributed.rank() != 1:
+            return
+        done = self.epoch * RESUME_STEPS + batch + 1
+        for at, marker in ((SIGTERM_AT, "signalled"), (KILL_AT, "killed")):
+            path = os.path.join(self.out, marker)
+            if done == at and not os.path.exists(path):
+                open(path, "w").close()
+                if marker == "killed":
+                    os._exit(1)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+
+def resume(out: str, interrupt: bool = False) -> dict[str, Any]:
+    """BackupAndRestore every 3 batches and ModelCheckpoint, with shuffling and per-rank dropout.
+
+    With `interrupt`, the same command is run until it completes: its first launch stops on rank 1's
+    SIGTERM, its second dies with rank 1 mid-epoch, its third finishes the job.
+    """
+    model = mlp_model(dropout=0.25)
+    torch.manual_seed(100 + distributed.rank())  # each rank's dropout masks are its own: per-rank RNGs matter
+    x, y = data(37, 1)
+    x_val, y_val = data(11, 2)
+    folder = os.path.join(out, "resume")
+    interrupter = Interrupter(out if interrupt else None)
+    with recording_writes() as written:
+        history = model.fit(x, y, batch_size=8, epochs=4, validation_data=(x_val, y_val), verbose=0, callbacks=[
+            BackupAndRestore(os.path.join(folder, "backup"), save_freq=3),
+            ModelCheckpoint(os.path.join(folder, "w-{epoch:02d}.safetensors"), save_weights_only=True),
+            interrupter])
+    return {"history": history.history, "epoch": history.epoch, "state": model.module.state_dict(),
+            "batches": interrupter.batches, "written": written}
+
+
+SCENARIOS = {"fit": fit, "stop": stop, "files": files, "die": die, "resume": resume,
+             "resume_interrupted": lambda out: resume(out, interrupt=True)}
 
 
 def run(names: str, out: str) -> dict[str, Any]:

@@ -171,3 +171,21 @@ def test_model_checkpoint_never_writes_a_non_finite_state(tmp_path):
     with pytest.warns(UserWarning, match="ModelCheckpoint: the loss or weights are not finite"):
         _model().fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[checkpoint, _At(6, poison)])
     assert _files(tmp_path) == ["w-1.safetensors"]
+
+
+def test_a_backup_from_two_processes_resumes_in_one_with_a_warning():
+    """Rank 0 keeps rank 0's RNGs (the data order) and takes every rank's partial sums; not bit-exact."""
+    from epochal.training_state import TrainingState
+
+    def part(rng, sums, count, stateful=()):
+        return {"rng": rng, "epoch_rng": rng, "accumulator": {"sums": torch.tensor(sums, dtype=torch.float64),
+                                                              "count": count, "stateful": list(stateful)}}
+
+    state = TrainingState(_model(), batch=3)  # mid-epoch, one process
+    with pytest.warns(UserWarning, match=r"written by 2 process\(es\) and is resumed by 1.*not bit-identically"):
+        own = state._own_part([part("rank0", [1.0, 2.0], 3), part("rank1", [4.0, 0.5], 2)])
+    assert own["rng"] == own["epoch_rng"] == "rank0"
+    assert torch.equal(own["accumulator"]["sums"], torch.tensor([5.0, 2.5], dtype=torch.float64))
+    assert own["accumulator"]["count"] == 5
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="torchmetrics states are per process"):
+        state._own_part([part("rank0", [1.0], 3, [{"values": {}}]), part("rank1", [1.0], 2)])

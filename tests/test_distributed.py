@@ -5,7 +5,9 @@ Slow (each launch imports torch in three processes): marked `slow`, so `-m "not 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -41,14 +43,15 @@ def torchrun(scenario: str, out: Path, *, nodes: int = 1, node_rank: int = 0, po
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish(process: subprocess.Popen[str]) -> str:
+def finish(process: subprocess.Popen[str], *, succeed: bool = True) -> str:
+    """Its output, once it ended (within LAUNCH_TIMEOUT) with success, or with a failure when not `succeed`."""
     try:
         output, _ = process.communicate(timeout=LAUNCH_TIMEOUT)
     except subprocess.TimeoutExpired:
         process.kill()
         output, _ = process.communicate()
         pytest.fail(f"torchrun did not finish in {LAUNCH_TIMEOUT}s:\n{output[-4000:]}")
-    assert process.returncode == 0, output[-4000:]
+    assert (process.returncode == 0) == succeed, output[-4000:]
     return output
 
 
@@ -61,7 +64,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One 2-process launch on one "node" and one across two "nodes", run side by side."""
     one, two = tmp_path_factory.mktemp("one_node"), tmp_path_factory.mktemp("two_nodes")
     port = free_port()
-    processes = [torchrun("fit,stop,files", one)] + [
+    processes = [torchrun("fit,stop,files,resume", one)] + [
         torchrun("fit", two, nodes=2, node_rank=rank, port=port, procs=1) for rank in (0, 1)]
     outputs = [finish(process) for process in processes]
     return {"one": ranks(one), "two": ranks(two), "one_dir": one, "output": outputs[0]}
@@ -126,10 +129,40 @@ def test_a_dead_rank_is_an_error_not_a_hang(tmp_path):
     """Rank 1 (alone on "node" 1) dies mid-run; rank 0 must fail: gloo sees the peer gone, or times out."""
     started, port = time.monotonic(), free_port()
     processes = [torchrun("die", tmp_path, nodes=2, node_rank=rank, port=port, procs=1) for rank in (0, 1)]
-    outputs = []
-    for process in processes:
-        output, _ = process.communicate(timeout=LAUNCH_TIMEOUT)
-        assert process.returncode != 0, output[-4000:]
-        outputs.append(output)
+    outputs = [finish(process, succeed=False) for process in processes]
     assert "[default0]" in outputs[0] and "Error" in outputs[0]  # rank 0's own failure, reported
     assert time.monotonic() - started < LAUNCH_TIMEOUT
+
+
+def test_a_job_interrupted_twice_resumes_exactly_with_backup_and_restore(launched, tmp_path):
+    """The same command, three times over one backup folder (backups every 3 batches and at epoch ends).
+
+    1. Rank 1 alone gets SIGTERM after global batch 7: both ranks agree to stop there, rank 0 writes
+       the backup, both report it. 2. Rank 1 dies (`os._exit`) after global batch 14, mid-epoch, one
+       batch after a backup: the job fails, without hanging. 3. It finishes the job from batch 13.
+    Weights are bit-identical and History equal to the uninterrupted run's (which needs every rank's
+    own dropout RNG and partial epoch sums back), and only rank 0 wrote files.
+    """
+    signalled = finish(torchrun("resume_interrupted", tmp_path), succeed=False)
+    # Whichever rank exits first gets its message out; torchrun may then kill the other before it prints.
+    assert re.search(r"Training stopped by (SIGTERM|a signal to another process) after batch 2 of epoch 2",
+                     signalled), signalled[-4000:]
+    backup = tmp_path / "resume" / "backup"
+    newest = json.loads(max(backup.glob("backup-*.json")).read_text())
+    assert (newest["epoch"], newest["batch"]) == (1, 2)  # rank 0, never signalled itself, stopped and saved there
+    assert not (tmp_path / "killed").exists()
+    finish(torchrun("resume_interrupted", tmp_path), succeed=False)
+    assert (tmp_path / "killed").exists()
+    finish(torchrun("resume_interrupted", tmp_path))
+    resumed = [result["resume_interrupted"] for result in ranks(tmp_path)]
+    reference = [result["resume"] for result in launched["one"]]
+    for ran, expected in zip(resumed, reference):
+        assert ran["batches"] == 4 * script.RESUME_STEPS - 13
+        assert ran["epoch"] == expected["epoch"] == [0, 1, 2, 3]
+        assert ran["history"] == expected["history"]
+        for name, value in expected["state"].items():
+            assert torch.equal(ran["state"][name], value), name
+    assert resumed[1]["written"] == [] and reference[1]["written"] == []
+    assert {"w-03.safetensors", "w-04.safetensors"} <= set(resumed[0]["written"])
+    assert any(name.startswith("backup-") and name.endswith(".json") for name in resumed[0]["written"])
+    assert sorted(os.listdir(tmp_path / "resume")) == [f"w-0{epoch}.safetensors" for epoch in (1, 2, 3, 4)]

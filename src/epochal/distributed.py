@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 #: How long a collective (or joining the group) may wait for a peer before it is an error, not a hang.
 DEFAULT_TIMEOUT = timedelta(minutes=10)
 
-# When a callback overrides one of these, batch logs are all-reduced and `stop_training` is agreed
-# after every batch; otherwise ranks agree on it at each epoch's end only.
+# When a callback overrides one of these, each batch's logs are all-reduced (the global batch's);
+# otherwise only the epoch's sums are.
 _BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
 
 
@@ -251,8 +251,9 @@ class Cluster:
 class GroupSync:
     """Cross-rank reductions the loop asks for: exact sums and counts, and agreed stop flags.
 
-    With `per_batch`, each batch's logs are the global batch's (one small all-reduce per batch)
-    and `stop_training` is agreed after every batch; otherwise ranks reduce only at a pass's end.
+    With `per_batch`, each batch's logs are the global batch's (one small all-reduce per batch);
+    otherwise sums are reduced only at a pass's end. Stop requests and signals are agreed after every
+    training batch either way (`agree`, called by `TrainingState.after_batch`).
     """
 
     def __init__(self, device: torch.device, *, per_batch: bool = False) -> None:
@@ -280,23 +281,44 @@ class GroupSync:
 
     def any(self, flag: bool) -> bool:
         """True on every rank if `flag` is true on any."""
-        packed = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        return self.agree(flag)[0]
+
+    def agree(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag true on every rank if it is true on any (one all-reduce for all of them)."""
+        packed = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=self.device)
         dist.all_reduce(packed, op=dist.ReduceOp.MAX)
-        return bool(packed.item())
+        return tuple(bool(value) for value in packed.tolist())
 
-    def stop_check(self, stop: Callable[[], bool]) -> Callable[[], bool]:
-        """The per-batch stop test: agreed across ranks, or never true mid-epoch (ranks must not diverge).
+    @property
+    def rank(self) -> int:
+        return dist.get_rank()
 
-        `stop` runs after every batch either way: it also tracks the training position.
+    @property
+    def world_size(self) -> int:
+        return dist.get_world_size()
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value` (plain values and CPU tensors), in rank order, on every rank."""
+        values: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(values, value)
+        return values
+
+    def main_then_wait(self, write: Callable[[], None]) -> None:
+        """`write()` on rank 0 only; every rank returns once it is done, and fails if it failed.
+
+        The agreement doubles as the barrier, so a failed write on rank 0 is an error everywhere at
+        once instead of the other ranks waiting out the timeout.
         """
-        if self.per_batch:
-            return lambda: self.any(stop())
-
-        def run_but_never_stop() -> bool:
-            stop()
-            return False
-
-        return run_but_never_stop
+        failure: Exception | None = None
+        if dist.get_rank() == 0:
+            try:
+                write()
+            except Exception as error:  # re-raised below, once the other ranks know
+                failure = error
+        if self.agree(failure is not None)[0]:
+            if failure is not None:
+                raise failure
+            raise RuntimeError("Rank 0 failed to write a file the job depends on; its own error says why.")
 
 
 # -- the training step ---------------------------------------------------------------------------
@@ -342,6 +364,10 @@ class ShardedArrays:
         self.cluster = cluster
         self.steps = arrays.steps
         self.ran_dry = False
+
+    @property
+    def shuffle(self) -> bool:
+        return self.arrays.shuffle
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         arrays = self.arrays

@@ -57,6 +57,8 @@ class LocalSync:
     """One process: batch values, sums and stop flags are already global (see `distributed.GroupSync`)."""
 
     per_batch = False
+    rank = 0
+    world_size = 1
 
     def totals_only(self) -> LocalSync:
         return self
@@ -70,8 +72,14 @@ class LocalSync:
     def any(self, flag: bool) -> bool:
         return flag
 
-    def stop_check(self, stop: Callable[[], bool]) -> Callable[[], bool]:
-        return stop
+    def agree(self, *flags: bool) -> tuple[bool, ...]:
+        return flags
+
+    def gather(self, value: Any) -> list[Any]:
+        return [value]
+
+    def main_then_wait(self, write: Callable[[], None]) -> None:
+        write()
 
 
 LOCAL = LocalSync()
@@ -221,10 +229,10 @@ def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, call
     """
     module = model.module
     sync = plan.sync
-    state = plan.state if plan.state is not None else TrainingState(model, epochs=plan.epochs)
+    state = plan.state if plan.state is not None else TrainingState(model, epochs=plan.epochs, sync=sync)
     # `state.after_batch` tracks the position (backups, signals) after every batch; under
-    # torch.distributed its stop request is agreed across ranks, or deferred to the epoch's end.
-    should_stop = sync.stop_check(state.after_batch)
+    # torch.distributed it agrees with the other ranks on stopping, so they all stop at the same batch.
+    should_stop = state.after_batch
     warned_empty_validation = False
     callbacks.fire("on_train_begin", _NO_LOGS)
     model.stop_training = False

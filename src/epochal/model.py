@@ -248,10 +248,10 @@ class Model:
         state.callbacks = user_callbacks + [history]
         state.backup = _backup_callback(user_callbacks)
         state.fingerprint = _fingerprint(params, validation_freq, train, user_callbacks)
+        state.sync = self._cluster.fit_sync(user_callbacks) if self._cluster is not None else LOCAL
         plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq, first_batches,
                        report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
-                       sync=self._cluster.fit_sync(user_callbacks) if self._cluster is not None else LOCAL,
-                       state=state)
+                       sync=state.sync, state=state)
         self.history = history
         self.training_state = state
         with self._exclusive("fit"), SignalGuard() as state.guard:

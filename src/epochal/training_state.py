@@ -11,12 +11,20 @@ The data order is not stored as such: the state keeps the RNG states from just b
 batches were drawn, and a mid-epoch resume redraws the epoch from them and skips the batches already
 done. This restores a shuffled array's permutation and a DataLoader's sampler and worker seeds alike
 (creating a DataLoader iterator draws from torch's global generator).
+
+Under torch.distributed (`sync` is a `distributed.GroupSync`) every rank reaches the same safe points
+and agrees there: on stopping and on a signal after every batch, on whether the state is finite
+before a backup. The weights, optimizer and callbacks are the same on every rank, but the RNG states
+and the partial epoch's sums are each rank's own: a backup gathers them from every rank (`"ranks"`,
+in rank order), rank 0 writes it while the others wait, and on resume every rank reads it and takes
+back its own part, so the resumed run continues exactly as the interrupted one would have.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,7 +42,7 @@ if TYPE_CHECKING:
     from epochal.task import Task
 
 FORMAT = "epochal.backup"
-VERSION = 1
+VERSION = 2  # 2: the RNG states and partial sums are per rank ("ranks")
 
 
 # -- random number generators ---------------------------------------------------------------------
@@ -111,6 +119,7 @@ class TrainingState:
     finished: bool = False
     finished_cleanly: bool = False  # the run ended and its final, finite state was backed up
     resume_rng: dict[str, Any] | None = None  # the RNG states a mid-epoch resume continues with
+    sync: Any = None  # how the ranks agree (`loop.LocalSync` or `distributed.GroupSync`); one process when None
 
     # -- what the loop calls ----------------------------------------------------------------------
 
@@ -145,13 +154,18 @@ class TrainingState:
         return self.accumulator
 
     def after_batch(self) -> bool:
-        """A safe point after a batch and its hooks; returns whether training should stop."""
+        """A safe point after a batch and its hooks; returns whether training should stop.
+
+        Ranks agree on a signal and on `stop_training` here (one all-reduce), since each may notice
+        a signal at a different batch and a callback may ask one rank alone to stop.
+        """
         self.batch += 1
-        if self.guard is not None and self.guard.received is not None:
+        signalled, stop = self._sync.agree(self._signalled(), self.model.stop_training)
+        if signalled:
             self._stop_for_signal()
         if self.backup is not None and self.backup.batch_done():
             self.save()
-        return self.model.stop_training
+        return stop
 
     def end_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
         """A safe point after `on_epoch_end`: the next position is the start of the following epoch."""
@@ -160,7 +174,7 @@ class TrainingState:
         self.finished = self.epoch >= self.epochs or self.model.stop_training
         saved = self.backup is not None and self.save()
         self.finished_cleanly = self.finished and saved
-        if self.guard is not None and self.guard.received is not None and not self.finished:
+        if self._sync.any(self._signalled()) and not self.finished:
             self._stop_for_signal(saved=saved)
 
     def finish(self) -> None:
@@ -171,40 +185,53 @@ class TrainingState:
     # -- backups ----------------------------------------------------------------------------------
 
     def save(self) -> bool:
-        """Write a backup of the whole run now, unless its loss or weights are not finite."""
+        """Write a backup of the whole run now, unless its loss or weights are not finite (on any rank)."""
         assert self.backup is not None
-        if not self._finite():
+        sync = self._sync
+        if sync.any(not self._finite()):
             self.backup.skip_non_finite(self.epoch, self.batch)
             return False
-        self.backup.write(self.snapshot(), position={"epoch": self.epoch, "batch": self.batch,
-                                                     "finished": self.finished})
+        ranks = sync.gather(self._rank_state())
+        position = {"epoch": self.epoch, "batch": self.batch, "finished": self.finished}
+        sync.main_then_wait(lambda: self.backup.write(self.snapshot(ranks), position))  # type: ignore[union-attr]
+        self.backup.saved()
         return True
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything the rest of the run depends on, as tensors and plain values (no pickle needed)."""
+    def snapshot(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything the rest of the run depends on, as tensors and plain values (no pickle needed).
+
+        `ranks` holds every rank's `_rank_state()`; by default this process's alone.
+        """
         model = self.model
         scaler = getattr(model, "grad_scaler", None)
         return {
             "format": FORMAT, "version": VERSION, "fingerprint": self.fingerprint,
             "position": {"epoch": self.epoch, "batch": self.batch, "finished": self.finished},
             "epoch_logs": dict(self.epoch_logs),
-            "accumulator": _accumulator_state(self.accumulator) if self.batch else {},
             "module": {name: t.detach() for name, t in model.module.state_dict().items()},
             "optimizer": model.optimizer.state_dict() if model.optimizer is not None else None,
             "grad_scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": capture_rng(),
-            "epoch_rng": self.epoch_rng if self.batch else None,
+            "ranks": ranks if ranks is not None else [self._rank_state()],
             "callbacks": [{"class": type(cb).__qualname__, "state": cb.state_dict()} for cb in self.callbacks],
         }
+
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: the RNGs and the partial epoch's sums (on the CPU, to be gathered)."""
+        return {"rng": capture_rng(), "epoch_rng": self.epoch_rng if self.batch else None,
+                "accumulator": _accumulator_state(self.accumulator) if self.batch else {}}
 
     def resume(self) -> ResumePoint | None:
         """Restore the newest backup, if any, into the model, optimizer, callbacks and RNGs."""
         if self.backup is None:
             return None
         snapshot = self.backup.read()
+        self._check_same_backup(snapshot)
         if snapshot is None:
             return None
         self._check_fingerprint(snapshot)
+        position = snapshot["position"]
+        self.epoch, self.batch, self.finished = position["epoch"], position["batch"], position["finished"]
+        own = self._own_part(snapshot["ranks"])  # first: it may refuse, before anything is overwritten
         from epochal.saving import _load_module_state
 
         model = self.model
@@ -216,21 +243,69 @@ class TrainingState:
             scaler.load_state_dict(snapshot["grad_scaler"])
         for callback, saved in zip(self.callbacks, snapshot["callbacks"]):
             callback.load_state_dict(saved["state"])
-        restore_rng(snapshot["rng"])
-        position = snapshot["position"]
-        self.epoch, self.batch, self.finished = position["epoch"], position["batch"], position["finished"]
+        restore_rng(own["rng"])
         self.finished_cleanly = self.finished
         self.epoch_logs = dict(snapshot["epoch_logs"])
-        self.epoch_rng = snapshot["epoch_rng"]
-        self.resume_rng = snapshot["rng"]
+        self.epoch_rng = own["epoch_rng"]
+        self.resume_rng = own["rng"]
         return ResumePoint(self.epoch if not self.finished else self.epochs, self.batch, self.epoch_logs,
-                           snapshot["accumulator"])
+                           own["accumulator"])
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    @property
+    def _sync(self) -> Any:
+        if self.sync is None:
+            from epochal.loop import LOCAL
+
+            return LOCAL
+        return self.sync
+
+    def _signalled(self) -> bool:
+        return self.guard is not None and self.guard.received is not None
+
+    def _check_same_backup(self, snapshot: Mapping[str, Any] | None) -> None:
+        """Every rank must have read the same backup (a folder not shared by all machines would not be)."""
+        read = self._sync.gather(self.backup.sequence_read if snapshot is not None else None)  # type: ignore[union-attr]
+        if any(sequence != read[0] for sequence in read):
+            found = ", ".join(f"rank {rank}: {'none' if seq is None else f'backup {seq}'}" for rank, seq in enumerate(read))
+            raise RuntimeError(
+                f"The processes found different backups in {self.backup.backup_dir!r} ({found}). "  # type: ignore[union-attr]
+                "Every process must read the backups rank 0 writes: put `backup_dir` on storage that every "
+                "machine shares."
+            )
+
+    def _own_part(self, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+        """This rank's RNG states and partial sums from a backup; exact when the world size is unchanged.
+
+        With another number of processes the run continues, but not bit-identically: rank `k` takes
+        the RNGs of saved rank `k % saved` (rank 0 keeps rank 0's, and with it the data order) and rank 0
+        takes every saved rank's sums; partial torchmetrics states cannot be split and are refused.
+        """
+        sync = self._sync
+        if len(ranks) == sync.world_size:
+            return ranks[sync.rank]
+        warnings.warn(
+            f"The backup was written by {len(ranks)} process(es) and is resumed by {sync.world_size}: training "
+            "continues from it, but not bit-identically to a run that was never interrupted.", stacklevel=3)
+        own = dict(ranks[sync.rank % len(ranks)])
+        if self.batch and any(part["accumulator"].get("stateful") for part in ranks):
+            raise ValueError(
+                f"Cannot resume mid-epoch with {sync.world_size} processes from a backup written by {len(ranks)}: "
+                "the partial epoch's torchmetrics states are per process. Resume with the same number of processes."
+            )
+        if self.batch:
+            own["accumulator"] = _merged_accumulators([part["accumulator"] for part in ranks]) if sync.rank == 0 else {}
+        return own
 
     def _check_fingerprint(self, snapshot: Mapping[str, Any]) -> None:
         if snapshot.get("format") != FORMAT:
             raise ValueError(f"{self.backup.backup_dir!r} holds no epochal backup.")  # type: ignore[union-attr]
+        if snapshot.get("version") != VERSION:
+            raise ValueError(
+                f"The backup in {self.backup.backup_dir!r} has format version {snapshot.get('version')!r}; this "  # type: ignore[union-attr]
+                f"epochal reads version {VERSION}. Resume with the epochal that wrote it, or delete the folder."
+            )
         saved, now = snapshot["fingerprint"], self.fingerprint
         differences = [f"{key}={saved.get(key)!r} in the backup but {now.get(key)!r} now"
                        for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
@@ -251,7 +326,8 @@ class TrainingState:
                    if torch.is_floating_point(t))
 
     def _stop_for_signal(self, saved: bool = False) -> None:
-        name = self.guard.received  # type: ignore[union-attr]
+        # Under torch.distributed another rank may have received it (they agree in `after_batch`).
+        name = (self.guard.received if self.guard is not None else None) or "a signal to another process"
         where = f"after batch {self.batch} of epoch {self.epoch + 1}" if self.batch else f"after epoch {self.epoch}"
         if self.backup is None:
             outcome = "No BackupAndRestore callback was given, so nothing was saved."
@@ -267,9 +343,16 @@ def _accumulator_state(accumulator: MeanAccumulator | None) -> dict[str, Any]:
     if accumulator is None:
         return {}
     return {
-        "sums": accumulator.sums, "count": accumulator.count,
+        "sums": None if accumulator.sums is None else accumulator.sums.cpu(), "count": accumulator.count,
         "stateful": [_metric_state(metric) for _, metric in accumulator.task.stateful()],
     }
+
+
+def _merged_accumulators(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """One accumulator holding several ranks' sums and counts (their total is what the epoch needs)."""
+    sums = [part["sums"] for part in parts if part.get("sums") is not None]
+    return {"sums": sum(sums[1:], sums[0].clone()) if sums else None,
+            "count": sum(int(part.get("count", 0)) for part in parts), "stateful": []}
 
 
 def _load_accumulator(accumulator: MeanAccumulator, state: Mapping[str, Any], device: torch.device) -> None:
@@ -283,7 +366,7 @@ def _load_accumulator(accumulator: MeanAccumulator, state: Mapping[str, Any], de
 def _metric_state(metric: Any) -> dict[str, Any]:
     """A torchmetrics Metric's accumulated state (its `_defaults` names), plus its update count."""
     inner = metric.metric
-    return {"values": {name: getattr(inner, name) for name in inner._defaults},
+    return {"values": {name: _to_cpu(getattr(inner, name)) for name in inner._defaults},
             "updates": int(getattr(inner, "_update_count", 0))}
 
 
@@ -294,3 +377,7 @@ def _load_metric_state(metric: Any, state: Mapping[str, Any]) -> None:
         setattr(inner, name, [v.to(device) for v in value] if isinstance(value, list) else value.to(device))
     inner._update_count = state["updates"]
     inner._computed = None
+
+
+def _to_cpu(value: Any) -> Any:
+    return [v.cpu() for v in value] if isinstance(value, list) else value.cpu()

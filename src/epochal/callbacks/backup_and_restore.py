@@ -36,6 +36,11 @@ class BackupAndRestore(Callback):
     The two newest backups are kept, so if the newest is damaged the previous one is used (with a
     warning). A backup written by a `fit` with other arguments is refused with a `ValueError`.
 
+    Under torch.distributed (torchrun) the backup holds every rank's RNG states and partial sums;
+    rank 0 writes it while the others wait, and every rank reads it back and takes its own part, so
+    `backup_dir` must be storage that every machine sees. Restart the whole job (the same torchrun
+    command) after a failure; with the same number of processes the resumed run is exact.
+
     Args:
         backup_dir: Folder for the backups; created when needed. A missing folder means a fresh start.
         save_freq: `"epoch"`, or an integer N to also back up every N training batches (counted across
@@ -68,6 +73,7 @@ class BackupAndRestore(Callback):
         self.delete_checkpoint = delete_checkpoint
         self._batches_since_save = 0
         self._warned_non_finite = False
+        self.sequence_read: int | None = None  # which backup `read()` returned
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._batches_since_save = 0
@@ -82,9 +88,12 @@ class BackupAndRestore(Callback):
         self._batches_since_save += 1
         return self._batches_since_save >= self.save_freq  # type: ignore[operator]
 
-    def write(self, snapshot: Mapping[str, Any], position: Mapping[str, Any]) -> None:
-        """Commit `snapshot` as the newest backup, then delete all but the two newest."""
+    def saved(self) -> None:
+        """A backup was just committed (on every rank, whichever wrote it): count afresh from here."""
         self._batches_since_save = 0
+
+    def write(self, snapshot: Mapping[str, Any], position: Mapping[str, Any]) -> None:
+        """Commit `snapshot` as the newest backup, then delete all but the two newest (one process only)."""
         _check_plain(snapshot, "backup")
         buffer = io.BytesIO()
         torch.save(dict(snapshot), buffer)
@@ -103,11 +112,14 @@ class BackupAndRestore(Callback):
 
     def read(self) -> dict[str, Any] | None:
         """The newest intact backup, falling back to older ones with a warning; None when there is none."""
+        self.sequence_read = None
         committed = sorted(self._committed(), reverse=True)
         for sequence in committed:
             stem = os.path.join(self.backup_dir, f"backup-{sequence:08d}")
             try:
-                return self._load(stem)
+                snapshot = self._load(stem)
+                self.sequence_read = sequence
+                return snapshot
             except PickledPayloadError:
                 raise
             except (OSError, ValueError, KeyError, TypeError) as error:
