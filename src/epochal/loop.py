@@ -37,9 +37,13 @@ def run_batches(
     """Run `step` on each batch, firing the batch hooks only if some callback listens to them."""
     begin, end = hooks
     fire_begin, fire_end = callbacks.wants(begin), callbacks.wants(end)
-    for index, batch in enumerate(batches):
+    index = -1
+    for batch in batches:
+        # An Execution (steps_per_execution) holds several batches: its events carry the indices
+        # of its first (begin) and last (end) batch, as Keras's.
+        first, index = index + 1, index + getattr(batch, "steps", 1)
         if fire_begin:
-            callbacks.fire(begin, index, _NO_LOGS)
+            callbacks.fire(begin, first, _NO_LOGS)
         result = step(batch)
         consume(result, batch)
         if fire_end:
@@ -59,6 +63,8 @@ class MeanAccumulator:
 
     def add(self, values: torch.Tensor, batch: Batch) -> None:
         size = batch.size
+        if values.ndim == 2:  # one row per batch of an Execution, all of the same size
+            values = values.mean(0)
         if self.sums is None:
             dtype = torch.float32 if values.device.type == "mps" else torch.float64
             self.sums = values.to(dtype) * size
@@ -67,7 +73,7 @@ class MeanAccumulator:
         self.count += size
 
     def batch_logs(self, values: torch.Tensor) -> Logs:
-        return Logs(self.keys, values)
+        return Logs(self.keys, values[-1] if values.ndim == 2 else values)  # an Execution: its last batch
 
     def result(self) -> dict[str, float]:
         """Exact means over every sample seen; stateful metrics computed over the whole pass."""
@@ -175,7 +181,9 @@ def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, call
             break
         callbacks.fire("on_epoch_begin", epoch, _NO_LOGS)
         module.train()
-        epoch_logs = run_pass(steps.train, batches, callbacks, TRAIN_HOOKS, task, lambda: model.stop_training)
+        epoch_logs = run_pass(steps.train, steps.group(batches), callbacks, TRAIN_HOOKS, task,
+                              lambda: model.stop_training)
+        steps.flush()
         if plan.train.ran_dry:
             warn_ran_dry("x", plan.train.steps)
             model.stop_training = True
