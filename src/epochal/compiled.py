@@ -24,6 +24,7 @@ not use get a zero gradient (so weight decay and momentum still move them), wher
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -172,7 +173,7 @@ class CompiledSteps:
                     target.copy_(value)
             return values
 
-        return torch.compile(train_step, **_COMPILE)
+        return torch.compile(_own_code(train_step), **_COMPILE)
 
     def _loss_and_values(self, tensors: dict[str, torch.Tensor], x: Tree, y: Tree,
                          sample_weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,13 +220,22 @@ class CompiledSteps:
 
     def _compiled_test(self) -> Callable[..., torch.Tensor]:
         if self._test is None:
-            self._test = torch.compile(self.eager_test.values, **_COMPILE)
+            values = self.eager_test.values
+            self._test = torch.compile(_own_code(values.__func__).__get__(values.__self__), **_COMPILE)
         return self._test
 
     # -- end of a pass --------------------------------------------------------------------------
 
     def flush(self) -> None:
         self.eager_train.flush()
+
+
+def _own_code(function: Any) -> Any:
+    """`function` with a code object of its own: torch.compile caches graphs per code object (at most
+    8), so each Model's steps get their own cache instead of evicting other Models' graphs."""
+    code = function.__code__.replace()
+    return types.FunctionType(code, function.__globals__, function.__name__, function.__defaults__,
+                              function.__closure__)
 
 
 def _row(tree: Tree, i: int) -> Tree:

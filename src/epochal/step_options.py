@@ -113,7 +113,8 @@ def make_step_options(
             f"Received: {', '.join(f'{name}={clipping[name]!r}' for name in chosen)}"
         )
     return StepOptions(
-        jit_compile=jit_compile,  # type: ignore[arg-type]  # checked above steps_per_execution=steps_per_execution, precision=precision,
+        jit_compile=jit_compile,  # type: ignore[arg-type]  # checked above
+        steps_per_execution=steps_per_execution, precision=precision,
         clipnorm=None if clipnorm is None else float(clipnorm),
         clipvalue=None if clipvalue is None else float(clipvalue),
         global_clipnorm=None if global_clipnorm is None else float(global_clipnorm),
