@@ -78,11 +78,13 @@ class CompiledSteps:
         example: Batch | Execution = batch
         if self.options.steps_per_execution > 1:
             example = stack([batch] * self.options.steps_per_execution)
+        guess = Batch(batch.x, batch.y, None)
         try:
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                self._warm_up_train(example)
-                if validates:
-                    self._warm_up_test(Batch(batch.x, batch.y, None))
+                if self._train is None or shapes(example) != self._train_signature:
+                    self._warm_up_train(example)
+                if validates and shapes(guess) not in self._test_signatures:
+                    self._warm_up_test(guess)
         except Exception as error:  # noqa: BLE001 - any compiler failure means "run eagerly", reported below
             self._fall_back(f"torch.compile failed: {type(error).__name__}: {_first_line(error)}")
 
