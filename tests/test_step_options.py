@@ -6,7 +6,11 @@ import pytest
 import torch
 
 import epochal
-from epochal.step_options import AUTO_COMPILE_MIN_BATCHES, AUTO_COMPILE_MIN_BATCHES_CUDA, StepOptions
+from epochal.step_options import (
+    AUTO_COMPILE_MIN_BATCHES,
+    AUTO_COMPILE_MIN_BATCHES_CUDA,
+    StepOptions,
+)
 
 LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -63,8 +67,9 @@ def test_eager_steps_per_execution_trains_exactly_as_single_steps():
         model.compile(optimizer="adam", loss=LOSS, metrics=["accuracy"], steps_per_execution=n)
         torch.manual_seed(3)
         model.fit(x, y, sample_weight=w, batch_size=8, epochs=2, verbose=0, callbacks=[
-            epochal.callbacks.LambdaCallback(on_train_batch_begin=lambda batch, logs: events.append(("begin", batch)),
-                                             on_train_batch_end=lambda batch, logs: events.append(("end", batch)))])
+            epochal.callbacks.LambdaCallback(
+                on_train_batch_begin=lambda batch, logs, events=events: events.append(("begin", batch)),
+                on_train_batch_end=lambda batch, logs, events=events: events.append(("end", batch)))])
         runs[n] = model, events
     (single, _), (grouped, events) = runs[1], runs[4]
     for ours, theirs in zip(grouped.module.parameters(), single.module.parameters()):

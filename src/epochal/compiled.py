@@ -222,8 +222,8 @@ class CompiledSteps:
 
     def _compiled_test(self) -> Callable[..., torch.Tensor]:
         if self._test is None:
-            values = self.eager_test.values
-            self._test = torch.compile(_own_code(values.__func__).__get__(values.__self__), **_COMPILE)
+            values = _own_code(EagerTestStep.values).__get__(self.eager_test)
+            self._test = torch.compile(values, **_COMPILE)
         return self._test
 
     # -- end of a pass --------------------------------------------------------------------------

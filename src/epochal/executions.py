@@ -10,6 +10,7 @@ batch callbacks once per Execution with the index of its last batch, as Keras do
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any, NamedTuple
 
 import torch
@@ -53,8 +54,12 @@ def stack(batches: list[Batch]) -> Execution:
             continue
         leaves = [flatten(batch[index]) for batch in batches]
         joined = iter([torch.stack([leaf[i] for leaf in leaves]) for i in range(len(leaves[0]))])
-        parts.append(map_structure(lambda _, joined=joined: next(joined), first))
+        parts.append(map_structure(partial(_next, joined), first))
     return Execution(parts[0], parts[1], parts[2], len(batches))
+
+
+def _next(iterator: Iterator[torch.Tensor], _: torch.Tensor) -> torch.Tensor:
+    return next(iterator)
 
 
 def group_batches(batches: Iterator[Batch], n: int) -> Iterator[Batch | Execution]:
