@@ -70,3 +70,23 @@ def test_named_adam_matches_torch_adam_with_keras_learning_rate():
 
     for ours, theirs in zip(module.parameters(), reference.parameters()):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_save_and_load_round_trip_weights_and_optimizer_state(tmp_path):
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    model = epochal.Model(make_mlp(), device="cpu")
+    model.compile(optimizer="adam", loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    model.save(tmp_path / "full.pt", {"epoch": 0})
+    model.save_weights(tmp_path / "weights.safetensors")
+
+    other = epochal.Model(make_mlp(), device="cpu")
+    other.compile(optimizer="adam", loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert other.load(tmp_path / "full.pt") == {"epoch": 0}
+    for ours, theirs in zip(model.module.parameters(), other.module.parameters()):
+        assert torch.equal(ours, theirs)
+    assert other.optimizer.state_dict()["state"][0]["step"] == model.optimizer.state_dict()["state"][0]["step"]
+
+    third = epochal.Model(make_mlp(), device="cpu")
+    third.load_weights(tmp_path / "weights.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(model.module.parameters(), third.module.parameters()))

@@ -16,7 +16,7 @@ class Recording(torch.nn.Module):
 
     def forward(self, x):
         h = self.hidden(x)
-        self.dtypes.append(h.dtype)
+        self.dtypes.append((self.training, h.dtype))
         return self.out(torch.relu(h))
 
 
@@ -29,8 +29,8 @@ def test_mixed_precision_runs_the_forward_pass_in_half_precision_on_cpu(precisio
     model.compile(optimizer="adam", loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], precision=precision)
     history = model.fit(x, y, batch_size=16, epochs=2, validation_split=0.25, verbose=0)
-    assert module.dtypes[0] == torch.float32  # fit's first-batch shape check, outside any step
-    assert set(module.dtypes[1:]) == {dtype}  # every training and validation step
+    assert {d for training, d in module.dtypes if training} == {dtype}  # every training step
+    assert module.dtypes[-1] == (False, dtype)  # the last validation step (fit's shape checks are float32)
     assert all(p.dtype == torch.float32 for p in module.parameters())
     assert any(not torch.equal(p, q) for p, q in zip(module.parameters(), before))
     assert all(torch.isfinite(torch.tensor(values)).all() for values in history.history.values())

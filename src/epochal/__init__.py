@@ -1,9 +1,9 @@
 """epochal: Keras/TF.js-style `compile` / `fit` / `evaluate` / `predict` for PyTorch modules."""
 
-from epochal import callbacks, losses
+from epochal import callbacks, losses, schedules
 from epochal.history import History
 from epochal.model import Model
 
 __version__ = "0.1.0"
 
-__all__ = ["History", "Model", "callbacks", "losses", "__version__"]
+__all__ = ["History", "Model", "callbacks", "losses", "schedules", "__version__"]

@@ -33,6 +33,11 @@ class Execution(NamedTuple):
         first = flatten(self.x)[0]
         return int(first.shape[0] * first.shape[1])
 
+    @property
+    def weight(self) -> int:
+        """Samples the Execution's values stand for in epoch means (all of them)."""
+        return self.size
+
     def batches(self) -> list[Batch]:
         """The batches this Execution stacks, in order (views)."""
         return [Batch(*(None if part is None else map_structure(lambda t: t[i], part)  # noqa: B023

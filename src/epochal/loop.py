@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from epochal.callbacks.callback import CallbackList
-from epochal.data import Adapter, Batch, warn_ran_dry
+from epochal.data import Adapter, Batch, warn_empty_validation, warn_ran_dry
 from epochal.data.structure import Tree, flatten, map_structure
 from epochal.logs import Logs
 from epochal.steps import StepFunctions
 from epochal.task import Task
+from epochal.training_state import TrainingState
 
 if TYPE_CHECKING:
     from epochal.model import Model
@@ -33,36 +34,72 @@ def run_batches(
     consume: Callable[[Any, Batch], None],
     logs_for: Callable[[Any], Any],
     should_stop: Callable[[], bool] | None = None,
+    start: int = 0,
 ) -> None:
-    """Run `step` on each batch, firing the batch hooks only if some callback listens to them."""
+    """Run `step` on each batch, firing the batch hooks only if some callback listens to them.
+
+    `start` is the index of the first batch (a resumed epoch continues its numbering).
+    """
     begin, end = hooks
     fire_begin, fire_end = callbacks.wants(begin), callbacks.wants(end)
-    index = -1
+    index = start - 1
     for batch in batches:
         # An Execution (steps_per_execution) holds several batches: its events carry the indices
         # of its first (begin) and last (end) batch, as Keras's.
-        first, index = index + 1, index + getattr(batch, "steps", 1)
+        count = getattr(batch, "steps", 1)
+        first, index = index + 1, index + count
         if fire_begin:
             callbacks.fire(begin, first, _NO_LOGS)
         result = step(batch)
         consume(result, batch)
         if fire_end:
             callbacks.fire(end, index, logs_for(result))
-        if should_stop is not None and should_stop():
+        # One safe point per batch, so a resumable position counts batches, not executions.
+        if should_stop is not None and any([should_stop() for _ in range(count)]):
             break
 
 
-class MeanAccumulator:
-    """Sample-weighted sums of each batch's values, kept on the device until the epoch ends."""
+class LocalSync:
+    """One process: batch values, sums and stop flags are already global (see `distributed.GroupSync`)."""
 
-    def __init__(self, task: Task) -> None:
+    per_batch = False
+
+    def totals_only(self) -> LocalSync:
+        return self
+
+    def batch_values(self, values: torch.Tensor, weight: int) -> torch.Tensor:
+        return values
+
+    def totals(self, sums: torch.Tensor | None, count: int, size: int) -> tuple[torch.Tensor | None, int]:
+        return sums, count
+
+    def any(self, flag: bool) -> bool:
+        return flag
+
+    def stop_check(self, stop: Callable[[], bool]) -> Callable[[], bool]:
+        return stop
+
+
+LOCAL = LocalSync()
+
+
+class MeanAccumulator:
+    """Sample-weighted sums of each batch's values, kept on the device until the epoch ends.
+
+    Under torch.distributed, `sync` adds up every rank's sums and counts at the end (and, with
+    `sync.per_batch`, gives each batch's logs as the global batch's values).
+    """
+
+    def __init__(self, task: Task, sync: LocalSync | Any = LOCAL) -> None:
         self.task = task
         self.keys = tuple(task.log_keys())
         self.sums: torch.Tensor | None = None
         self.count = 0
+        self.sync = sync
+        self._global_values: torch.Tensor | None = None
 
     def add(self, values: torch.Tensor, batch: Batch) -> None:
-        size = batch.size
+        size = batch.weight
         if values.ndim == 2:  # one row per batch of an Execution, all of the same size
             values = values.mean(0)
         if self.sums is None:
@@ -71,15 +108,20 @@ class MeanAccumulator:
         else:
             self.sums.add_(values, alpha=size)
         self.count += size
+        if self.sync.per_batch:
+            self._global_values = self.sync.batch_values(values, size)
 
     def batch_logs(self, values: torch.Tensor) -> Logs:
+        if self.sync.per_batch:
+            return Logs(self.keys, self._global_values)
         return Logs(self.keys, values[-1] if values.ndim == 2 else values)  # an Execution: its last batch
 
     def result(self) -> dict[str, float]:
         """Exact means over every sample seen; stateful metrics computed over the whole pass."""
-        if self.sums is None:
+        sums, count = self.sync.totals(self.sums, self.count, len(self.keys))
+        if sums is None:
             return {}
-        means = self.sums / self.count
+        means = sums / count
         for position, metric in self.task.stateful():
             means[position] = metric.compute().to(means)
         return dict(zip(self.keys, means.tolist()))
@@ -92,24 +134,36 @@ def run_pass(
     hooks: tuple[str, str],
     task: Task,
     should_stop: Callable[[], bool] | None = None,
+    sync: LocalSync | Any = LOCAL,
+    accumulator: MeanAccumulator | None = None,
+    start: int = 0,
 ) -> dict[str, float]:
-    """One pass over `batches` (a training epoch, a validation or an evaluation) -> its mean logs."""
-    task.reset_stateful()
-    accumulator = MeanAccumulator(task)
-    run_batches(step, batches, callbacks, hooks, accumulator.add, accumulator.batch_logs, should_stop)
+    """One pass over `batches` (a training epoch, a validation or an evaluation) -> its mean logs.
+
+    `accumulator` (already holding batches `0..start-1`) continues a resumed epoch; by default the
+    pass starts from zero.
+    """
+    if accumulator is None:
+        task.reset_stateful()
+        accumulator = MeanAccumulator(task, sync)
+    run_batches(step, batches, callbacks, hooks, accumulator.add, accumulator.batch_logs, should_stop, start)
     return accumulator.result()
 
 
 def evaluate_pass(
-    module: torch.nn.Module, steps: StepFunctions, task: Task, batches: Iterator[Batch], callbacks: CallbackList
+    module: torch.nn.Module, steps: StepFunctions, task: Task, batches: Iterator[Batch], callbacks: CallbackList,
+    sync: LocalSync | Any = LOCAL,
 ) -> dict[str, float]:
-    """Loss and metrics over `batches` in eval mode without gradients; weights and buffers untouched."""
+    """Loss and metrics over `batches` in eval mode without gradients; weights and buffers untouched.
+
+    Test-batch logs are this process's own; the returned means are over every rank's samples.
+    """
     callbacks.fire("on_test_begin", _NO_LOGS)
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            logs = run_pass(steps.test, batches, callbacks, TEST_HOOKS, task)
+            logs = run_pass(steps.test, batches, callbacks, TEST_HOOKS, task, sync=sync.totals_only())
     finally:
         module.train(was_training)
     callbacks.fire("on_test_end", Logs.from_dict(logs))
@@ -158,6 +212,8 @@ class FitPlan:
     validation_freq: int | Sequence[int]
     first_batches: Iterator[Batch] | None
     report_learning_rate: bool
+    sync: LocalSync | Any = LOCAL
+    state: TrainingState | None = None  # position and backups; a bare one when None
 
     def validates(self, epoch: int) -> bool:
         if self.validation is None:
@@ -168,31 +224,52 @@ class FitPlan:
 
 
 def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, callbacks: CallbackList) -> None:
-    """The epochs of `fit`, firing callbacks in Keras's order (see SPEC "Order of events")."""
+    """The epochs of `fit`, firing callbacks in Keras's order (see SPEC "Order of events").
+
+    `plan.state` follows the position; after `on_train_begin` it may restore a backup, and then the
+    loop starts at the saved epoch and batch (see `epochal.training_state`).
+    """
     module = model.module
-    epoch_logs: dict[str, float] = {}
+    sync = plan.sync
+    state = plan.state if plan.state is not None else TrainingState(model, epochs=plan.epochs)
+    # `state.after_batch` tracks the position (backups, signals) after every batch; under
+    # torch.distributed its stop request is agreed across ranks, or deferred to the epoch's end.
+    should_stop = sync.stop_check(state.after_batch)
+    warned_empty_validation = False
     callbacks.fire("on_train_begin", _NO_LOGS)
     model.stop_training = False
-    for epoch in range(plan.initial_epoch, plan.epochs):
-        batches = plan.first_batches if epoch == plan.initial_epoch else None
-        batches = batches or prefetch(plan.train.epoch_batches(epoch))
+    resume = state.resume()
+    epoch_logs: dict[str, float] = {} if resume is None else resume.epoch_logs
+    for epoch in range(plan.initial_epoch if resume is None else resume.epoch, plan.epochs):
+        skip = resume.batch if resume is not None and epoch == resume.epoch else 0
+        batches = plan.first_batches if epoch == plan.initial_epoch and resume is None else None
+        batches = batches or prefetch(state.epoch_batches(plan.train, epoch, skip))
+        if batches is None and skip:
+            batches = iter(())  # every batch of the epoch was done: only its validation and end remain
         if batches is None:
             warn_ran_dry("x", plan.train.steps)
             break
         callbacks.fire("on_epoch_begin", epoch, _NO_LOGS)
         module.train()
-        epoch_logs = run_pass(steps.train, steps.group(batches), callbacks, TRAIN_HOOKS, task,
-                              lambda: model.stop_training)
-        steps.flush()
+        accumulator = state.begin_epoch(epoch, task, resume if skip else None, sync)
+        epoch_logs = run_pass(steps.train, steps.group(batches), callbacks, TRAIN_HOOKS, task, should_stop, sync,
+                              accumulator, skip)
+        steps.flush()  # a partial gradient-accumulation group is applied before validation
         if plan.train.ran_dry:
             warn_ran_dry("x", plan.train.steps)
             model.stop_training = True
         if plan.validation is not None and plan.validates(epoch):
-            val_logs = evaluate_pass(module, steps, task, plan.validation.epoch_batches(epoch), callbacks)
+            val_logs = evaluate_pass(module, steps, task, plan.validation.epoch_batches(epoch), callbacks, sync)
+            if not val_logs and not warned_empty_validation:  # a one-shot iterator, already used up
+                warned_empty_validation = True
+                warn_empty_validation(epoch)
             epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
         if plan.report_learning_rate:
-            epoch_logs["learning_rate"] = float(model.optimizer.param_groups[0]["lr"])
+            epoch_logs["learning_rate"] = float(model.optimizer.param_groups[0]["lr"])  # type: ignore[union-attr]
         callbacks.fire("on_epoch_end", epoch, Logs.from_dict(epoch_logs))
+        model.stop_training = sync.any(model.stop_training)
+        state.end_epoch(epoch, epoch_logs)
         if model.stop_training:
             break
     callbacks.fire("on_train_end", Logs.from_dict(epoch_logs))
+    state.finish()

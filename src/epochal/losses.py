@@ -23,8 +23,43 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+__all__ = [
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "CategoricalHinge",
+    "CosineSimilarity",
+    "Hinge",
+    "Huber",
+    "KLDivergence",
+    "LogCosh",
+    "Loss",
+    "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
+    "MeanSquaredError",
+    "MeanSquaredLogarithmicError",
+    "Poisson",
+    "SparseCategoricalCrossentropy",
+    "SquaredHinge",
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "categorical_hinge",
+    "cosine_similarity",
+    "get",
+    "hinge",
+    "huber",
+    "kl_divergence",
+    "log_cosh",
+    "mean_absolute_error",
+    "mean_absolute_percentage_error",
+    "mean_squared_error",
+    "mean_squared_logarithmic_error",
+    "poisson",
+    "sparse_categorical_crossentropy",
+    "squared_hinge",
+]
+
 # Keras's `backend.epsilon()`: the clipping bound of probability losses and the floor of divisors.
-EPSILON = 1e-7
+_EPSILON = 1e-7
 
 
 class Loss:
@@ -110,7 +145,7 @@ class MeanAbsolutePercentageError(Loss):
     """
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        ratio = (y_true - y_pred) / y_true.abs().clamp_min(EPSILON)
+        ratio = (y_true - y_pred) / y_true.abs().clamp_min(_EPSILON)
         return 100.0 * _mean_per_sample(ratio.abs())
 
 
@@ -122,7 +157,7 @@ class MeanSquaredLogarithmicError(Loss):
     """
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        diff = torch.log1p(y_pred.clamp_min(EPSILON)) - torch.log1p(y_true.clamp_min(EPSILON))
+        diff = torch.log1p(y_pred.clamp_min(_EPSILON)) - torch.log1p(y_true.clamp_min(_EPSILON))
         return _mean_per_sample(diff.square())
 
 
@@ -172,8 +207,8 @@ class CosineSimilarity(Loss):
         return super().prepare_target(y_true, y_pred)
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        y_true = F.normalize(y_true, dim=self.axis, eps=EPSILON)
-        y_pred = F.normalize(y_pred, dim=self.axis, eps=EPSILON)
+        y_true = F.normalize(y_true, dim=self.axis, eps=_EPSILON)
+        y_pred = F.normalize(y_pred, dim=self.axis, eps=_EPSILON)
         return _mean_per_sample(-(y_true * y_pred).sum(dim=self.axis))
 
 
@@ -215,7 +250,7 @@ class BinaryCrossentropy(Loss):
             return _mean_per_sample(F.binary_cross_entropy_with_logits(y_pred, y_true, reduction="none"))
         # Written out rather than F.binary_cross_entropy, which refuses to run under autocast;
         # after clipping both give the same values.
-        p = y_pred.clamp(EPSILON, 1.0 - EPSILON)
+        p = y_pred.clamp(_EPSILON, 1.0 - _EPSILON)
         return _mean_per_sample(-(y_true * torch.log(p) + (1.0 - y_true) * torch.log(1.0 - p)))
 
 
@@ -299,9 +334,7 @@ class SparseCategoricalCrossentropy(Loss):
         if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
             y_true = y_true.squeeze(-1)
         if y_true.shape != labels_shape:
-            hint = (
-                " For one-hot `y` use `categorical_crossentropy`." if y_true.shape == y_pred.shape else ""
-            )
+            hint = " For one-hot `y` use `categorical_crossentropy`." if y_true.shape == y_pred.shape else ""
             raise ValueError(
                 f"{_shape_mismatch(y_true, y_pred)} `{self.name}` expects integer class indices of shape "
                 f"{_fmt(labels_shape)} or {_fmt((*labels_shape, 1))}.{hint}"
@@ -312,15 +345,7 @@ class SparseCategoricalCrossentropy(Loss):
         if not self.from_logits:
             _check_probabilities(y_pred, self, upper_bound=False)
         labels = self.prepare_target(y_true, y_pred)
-        if self.ignore_class is not None:
-            labels = labels[labels != self.ignore_class]
-        num_classes = y_pred.shape[-1]
-        if labels.numel() and (bool((labels < 0).any()) or bool((labels >= num_classes).any())):
-            raise ValueError(
-                f"`y` holds class indices in [{int(labels.min())}, {int(labels.max())}] but the model's "
-                f"output has {num_classes} classes (shape {_fmt(y_pred.shape)}); `{self.name}` expects "
-                f"indices in [0, {num_classes - 1}]."
-            )
+        _check_label_range(labels, y_pred, y_pred.shape[-1], self.name, ignore=self.ignore_class)
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         log_p = _log_probabilities(y_pred, -1, self.from_logits)
@@ -349,8 +374,8 @@ class KLDivergence(Loss):
         return super().prepare_target(y_true, y_pred)
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        y_true = y_true.clamp(EPSILON, 1.0)
-        y_pred = y_pred.clamp(EPSILON, 1.0)
+        y_true = y_true.clamp(_EPSILON, 1.0)
+        y_pred = y_pred.clamp(_EPSILON, 1.0)
         return _mean_per_sample((y_true * torch.log(y_true / y_pred)).sum(dim=-1))
 
 
@@ -362,7 +387,7 @@ class Poisson(Loss):
     """
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        return _mean_per_sample(y_pred - y_true * torch.log(y_pred + EPSILON))
+        return _mean_per_sample(y_pred - y_true * torch.log(y_pred + _EPSILON))
 
 
 # --- Hinge -----------------------------------------------------------------------------------------------
@@ -427,9 +452,7 @@ class _FunctionLoss(Loss):
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         values = self._evaluate(y_true, y_pred)
         if not isinstance(values, Tensor):
-            raise TypeError(
-                f"The loss `{self.name}` must return a tensor. Received: {type(values).__name__}"
-            )
+            raise TypeError(f"The loss `{self.name}` must return a tensor. Received: {type(values).__name__}")
         if values.ndim == 0:
             return values
         if values.shape[0] != y_pred.shape[0]:
@@ -454,7 +477,7 @@ class _TorchModuleLoss(_FunctionLoss):
         if hasattr(module, "reduction"):
             # A shallow copy shares parameters and buffers (e.g. class weights) with the user's module.
             module = copy.copy(module)
-            module.reduction = "none"
+            module.reduction = "none"  # type: ignore[assignment]  # typeshed types Module attrs as tensors
         super().__init__(module, name=_snake_case(type(module).__name__))
 
     def prepare_target(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
@@ -469,6 +492,12 @@ class _TorchModuleLoss(_FunctionLoss):
                 f"{_fmt(labels_shape)} or class probabilities of the output's shape."
             )
         return y_true.long()
+
+    def check_output(self, y_true: Tensor, y_pred: Tensor) -> None:
+        labels = self.prepare_target(y_true, y_pred)
+        if isinstance(self.fn, self._SPARSE_TARGET_LOSSES) and not labels.is_floating_point():
+            # An out-of-range index is a device-side assert on CUDA; say what is wrong on the host instead.
+            _check_label_range(labels, y_pred, y_pred.shape[1], self.name, ignore=self.fn.ignore_index)
 
     def _evaluate(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return self.fn(y_pred, y_true)
@@ -684,7 +713,7 @@ def _log_probabilities(y_pred: Tensor, axis: int, from_logits: bool) -> Tensor:
     if from_logits:
         return F.log_softmax(y_pred, dim=axis)
     p = y_pred / y_pred.sum(dim=axis, keepdim=True)
-    return torch.log(p.clamp(EPSILON, 1.0 - EPSILON))
+    return torch.log(p.clamp(_EPSILON, 1.0 - _EPSILON))
 
 
 def _signed_labels(y_true: Tensor) -> Tensor:
@@ -703,6 +732,19 @@ def _check_probabilities(y_pred: Tensor, loss: Loss, *, upper_bound: bool) -> No
         f"({expected}, e.g. after {activation}); the output does not look like probabilities. If the model "
         f"outputs logits, use `epochal.losses.{type(loss).__name__}(from_logits=True)`."
     )
+
+
+def _check_label_range(
+    labels: Tensor, y_pred: Tensor, num_classes: int, name: str, *, ignore: int | None
+) -> None:
+    if ignore is not None:
+        labels = labels[labels != ignore]
+    if labels.numel() and (bool((labels < 0).any()) or bool((labels >= num_classes).any())):
+        raise ValueError(
+            f"`y` holds class indices in [{int(labels.min())}, {int(labels.max())}] but the model's output "
+            f"has {num_classes} classes (shape {_fmt(y_pred.shape)}); `{name}` expects indices in "
+            f"[0, {num_classes - 1}]."
+        )
 
 
 def _shape_mismatch(y_true: Tensor, y_pred: Tensor) -> str:

@@ -3,6 +3,8 @@ arguments, builds data adapters and callbacks, and hands over to the loop."""
 
 from __future__ import annotations
 
+import os
+import traceback
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -11,18 +13,23 @@ from typing import Any, Iterator
 
 import torch
 
+from epochal import distributed, saving
+from epochal.distributed import connect as _connect  # `distributed` is also Model's argument name
 from epochal import validation as check
+from epochal.callbacks.backup_and_restore import BackupAndRestore
 from epochal.callbacks.callback import Callback, CallbackList
 from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
-from epochal.data import (Adapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
-from epochal.data.structure import Tree, call_module, float_dtype_of, to_device, to_tensors
+from epochal.data import (Adapter, ArrayAdapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
+from epochal.data.structure import Tree, call_module, flatten, float_dtype_of, to_device, to_tensors
 from epochal.history import History
 from epochal.logs import Logs
-from epochal.loop import FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
+from epochal.loop import LOCAL, FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
 from epochal.optimizers import make_optimizer
+from epochal.preemption import SignalGuard
 from epochal.step_options import StepOptions, make_step_options
 from epochal.steps import StepFunctions, make_steps, predict_step
 from epochal.task import Task
+from epochal.training_state import TrainingState
 
 _DEFAULT_BATCH_SIZE = 32
 
@@ -30,9 +37,14 @@ _DEFAULT_BATCH_SIZE = 32
 class Model:
     """Wraps a `torch.nn.Module` (not copied: `model.module` is it) with Keras's training API.
 
+    Under `torchrun` the same script trains data-parallel (DDP); see `epochal.distributed`.
+
     Args:
         module: The network to train.
-        device: Where to train. Defaults to CUDA when available, else CPU.
+        device: Where to train. Defaults to CUDA when available (`cuda:LOCAL_RANK` under torchrun),
+            else CPU.
+        distributed: `None` trains data-parallel when launched by torchrun or when a process group is
+            initialised; `True` requires that; `False` trains each process on its own. Defaults to `None`.
 
     Example:
         >>> import torch, epochal
@@ -43,12 +55,17 @@ class Model:
         [0, 1]
     """
 
-    def __init__(self, module: torch.nn.Module, device: str | torch.device | None = None) -> None:
+    def __init__(self, module: torch.nn.Module, device: str | torch.device | None = None, *,
+                 distributed: bool | None = None) -> None:
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"`module` must be a torch.nn.Module. Received: {type(module).__name__}")
         self.module = module
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        self._cluster = _connect(distributed)
+        if self._cluster is not None:
+            self.device = self._cluster.place(device)
+        else:
+            self.device = torch.device(device) if device is not None else torch.device(
+                "cuda" if torch.cuda.is_available() else "cpu")
         module.to(self.device)
         self.optimizer: torch.optim.Optimizer | None = None
         self.stop_training = False
@@ -57,6 +74,7 @@ class Model:
         self._steps: StepFunctions | None = None
         self._step_options = StepOptions()
         self._running = False
+        self.training_state: TrainingState | None = None  # where the last `fit` is or stopped
 
     # -- compile --------------------------------------------------------------------------------
 
@@ -111,7 +129,14 @@ class Model:
         self._task = Task(loss, metrics, loss_weights)
         self.optimizer = make_optimizer(optimizer, self.module.parameters())
         self._step_options = options
-        self._steps = make_steps(self.module, self.optimizer, self._task, options, self.device)
+        if self._cluster is not None:  # DDP needs the eager step (see epochal.distributed)
+            if not options.is_plain:
+                warnings.warn("Under torch.distributed the train step is the eager DDP one: `jit_compile`, "
+                              "`steps_per_execution`, `precision`, clipping and gradient accumulation do not "
+                              f"apply. Received: {options}", stacklevel=2)
+            self._steps = self._cluster.make_steps(self.module, self.optimizer, self._task)
+        else:
+            self._steps = make_steps(self.module, self.optimizer, self._task, options, self.device)
 
     # -- fit ------------------------------------------------------------------------------------
 
@@ -135,15 +160,22 @@ class Model:
         validation_freq: int | Sequence[int] = 1,
     ) -> History:
         """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics)."""
+        self._require_idle("fit")
         task = self._require_compiled("fit")
         if is_dataset(x):
-            if validation_split:
-                raise ValueError(
-                    "`validation_split` is only supported for arrays, not datasets: pass `validation_data`. "
-                    f"Received: validation_split={validation_split!r} with x of type {type(x).__name__}"
-                )
+            _refuse_validation_split(validation_split, x)
             if y is not None:
                 raise ValueError("`y` must be None when `x` is a dataset: it yields (x, y) batches itself.")
+            if batch_size is not None:
+                raise ValueError(
+                    "`batch_size` must be None when `x` is a dataset: its elements are already batches. "
+                    f"Received: batch_size={batch_size!r}"
+                )
+            if sample_weight is not None:
+                raise ValueError(
+                    "`sample_weight` must be None when `x` is a dataset: "
+                    "yield (x, y, sample_weight) elements instead."
+                )
             return self.fit_dataset(
                 x, epochs=epochs, batches_per_epoch=steps_per_epoch, validation_data=validation_data,
                 validation_batches=validation_steps, verbose=verbose, callbacks=callbacks,
@@ -157,12 +189,14 @@ class Model:
         check.positive_int("validation_steps", validation_steps, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
         check.validation_split(validation_split)
+        validation_data = self._local_dataset(validation_data, train=False)
         train, validation, samples = make_fit_data(
             x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size,
             shuffle=shuffle, validation_split=validation_split, validation_data=validation_data,
             validation_batch_size=validation_batch_size or batch_size, steps_per_epoch=steps_per_epoch,
             validation_steps=validation_steps, device=self.device, float_dtype=float_dtype_of(self.module),
         )
+        train, validation = self._local_arrays(train, train=True), self._local_arrays(validation, train=False)
         return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
                          callbacks=callbacks, validation_freq=validation_freq, batch_size=batch_size,
                          samples=samples)
@@ -181,23 +215,32 @@ class Model:
         initial_epoch: int = 0,
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
+        validation_split: float = 0.0,
     ) -> History:
-        """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js)."""
+        """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js).
+
+        `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
+        """
+        self._require_idle("fit_dataset")
         task = self._require_compiled("fit_dataset")
         if not is_dataset(dataset):
             raise TypeError(
                 "`dataset` must be a DataLoader, an iterable or an iterator of (x, y) batches. "
                 f"Received: {type(dataset).__name__}. For arrays use fit(x, y)."
             )
+        _refuse_validation_split(validation_split, dataset)
         self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight)
         check.positive_int("batches_per_epoch", batches_per_epoch, allow_none=True)
         check.positive_int("validation_batches", validation_batches, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
+        dataset = self._local_dataset(dataset, train=True)
+        validation_data = self._local_dataset(validation_data, train=False)
         train, validation = make_dataset_fit_data(
             dataset, batches_per_epoch=batches_per_epoch, validation_data=validation_data,
             validation_batches=validation_batches, validation_batch_size=validation_batch_size or _DEFAULT_BATCH_SIZE,
             class_weight=class_weight, device=self.device, float_dtype=float_dtype_of(self.module),
         )
+        validation = self._local_arrays(validation, train=False)
         return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
                          callbacks=callbacks, validation_freq=validation_freq, batch_size=None, samples=None)
 
@@ -212,19 +255,24 @@ class Model:
     def _fit(self, task: Task, train: Adapter, validation: Adapter | None, *, epochs: int, initial_epoch: int,
              verbose: int | str, callbacks: Iterable[Callback] | None, validation_freq: int | Sequence[int],
              batch_size: int | None, samples: int | None) -> History:
+        state = TrainingState(self, epochs=epochs)
         first_batches = None
         if initial_epoch < epochs:
-            first_batches = prefetch(train.epoch_batches(initial_epoch))
+            first_batches = prefetch(state.epoch_batches(train, initial_epoch))
             if first_batches is None:
                 raise ValueError("The training data is empty: it yielded no batch.")
             first_batches = self._probe(task, first_batches)
+            if isinstance(validation, ArrayAdapter):
+                # In-memory validation is checked now too, not after a first epoch of training. A
+                # stream is not: drawing from a one-shot iterator would lose that batch.
+                self._probe(task, validation.epoch_batches(0), "validation_data")
             first = next(first_batches)
             first_batches = _chain_first(first, first_batches)
             planned = None if train.steps is None else train.steps * (epochs - initial_epoch)
             self._steps.prepare(first, planned, validation is not None)  # type: ignore[union-attr]
         history = History()
         user_callbacks = _callback_list(callbacks)
-        progress = progress_callback(resolve_verbose(verbose))
+        progress = progress_callback(resolve_verbose(verbose) if distributed.is_main_process() else 0)
         callback_list = CallbackList(([progress] if progress else []) + user_callbacks + [history])
         keys = task.log_keys() if task.built else ["loss"]
         do_validation = validation is not None
@@ -236,31 +284,53 @@ class Model:
         }
         callback_list.set_model(self)
         callback_list.set_params(params)
+        state.callbacks = user_callbacks + [history]
+        state.backup = _backup_callback(user_callbacks)
+        state.fingerprint = _fingerprint(params, validation_freq, train, user_callbacks)
         plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq, first_batches,
-                       report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks))
+                       report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
+                       sync=self._cluster.fit_sync(user_callbacks) if self._cluster is not None else LOCAL,
+                       state=state)
         self.history = history
-        with self._exclusive("fit"):
+        self.training_state = state
+        with self._exclusive("fit"), SignalGuard() as state.guard:
             self.stop_training = False
             fit_loop(self, self._steps, task, plan, callback_list)  # type: ignore[arg-type]
         return history
 
-    def _probe(self, task: Task, batches: Iterator[Batch]) -> Iterator[Batch]:
-        """Check the first batch against the outputs before training: shapes, value ranges, metric kinds.
+    def _probe(self, task: Task, batches: Iterator[Batch], name: str = "x") -> Iterator[Batch]:
+        """Check the first batch of `name` against the outputs: shapes, value ranges, metric kinds.
 
         One forward pass in eval mode without gradients, so nothing (weights, buffers, RNG) changes.
         """
         first = next(batches)
-        was_training = self.module.training
-        self.module.eval()
-        try:
-            with torch.no_grad():
-                outputs = call_module(self.module, first.x)
-        finally:
-            self.module.train(was_training)
+        outputs = self._forward_first(first, name)
         if not task.built:
             task.build(outputs, first.y)
         task.check(outputs, first.y)
         return _chain_first(first, batches)
+
+    def _forward_first(self, batch: Batch, name: str) -> Tree:
+        """The module's output on a first batch, in eval mode without gradients (no state changes).
+
+        An error raised inside torch itself (wrong shape or dtype for a layer) becomes a ValueError
+        naming the argument the batch came from; an error from the user's own code passes unchanged.
+        """
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                return call_module(self.module, batch.x)
+        except (RuntimeError, TypeError, IndexError) as error:
+            if not _raised_inside_torch(error):
+                raise
+            leaves = ", ".join(f"shape {tuple(t.shape)} {t.dtype}" for t in flatten(batch.x))
+            raise ValueError(
+                f"The module cannot run on the first batch of `{name}` ({leaves}): {error}. Check that `{name}` "
+                "has the shape and dtype the module expects."
+            ) from error
+        finally:
+            self.module.train(was_training)
 
     # -- evaluate / predict ---------------------------------------------------------------------
 
@@ -276,14 +346,15 @@ class Model:
     ) -> dict[str, float]:
         """Loss and metrics over all of `x`, as exact per-sample means: `{"loss": ..., <metric>: ...}`."""
         task = self._require_compiled("evaluate")
-        adapter = self._eval_adapter(x, y, sample_weight, batch_size, steps, verbose, targets=True)
+        adapter, _ = self._eval_adapter(x, y, sample_weight, batch_size, steps, verbose, targets=True)
         batches = prefetch(adapter.epoch_batches(0))
         if batches is None:
             raise ValueError("`x` is empty: it yielded no batch.")
         batches = self._probe(task, batches)
         callback_list = self._side_callbacks(callbacks, adapter)
-        logs = evaluate_pass(self.module, self._steps, task, batches, callback_list)  # type: ignore[arg-type]
-        if resolve_verbose(verbose) > 0:
+        sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
+        logs = evaluate_pass(self.module, self._steps, task, batches, callback_list, sync)  # type: ignore[arg-type]
+        if resolve_verbose(verbose) > 0 and distributed.is_main_process():
             print(format_logs(logs), flush=True)
         return logs
 
@@ -295,22 +366,46 @@ class Model:
         steps: int | None = None,
         callbacks: Iterable[Callback] | None = None,
     ) -> Tree:
-        """The module's outputs for every sample, in order, in eval mode without gradients (on the CPU)."""
-        adapter = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
+        """The module's outputs for every sample, in order, in eval mode without gradients (on the CPU).
+
+        Under torch.distributed each rank predicts its block of samples and every rank returns all of them.
+        """
+        adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
         batches = prefetch(adapter.epoch_batches(0))
         if batches is None:
             raise ValueError("`x` is empty: it yielded no batch.")
+        first = next(batches)
+        self._forward_first(first, "x")
+        batches = _chain_first(first, batches)
         step = self._steps.predict if self._steps is not None else partial(predict_step, self.module)
-        return predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
+        outputs = predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
+        return self._cluster.gather(outputs) if self._cluster is not None and sharded else outputs
 
     def _eval_adapter(self, x: Any, y: Any, sample_weight: Any, batch_size: int | None, steps: int | None,
-                      verbose: Any, *, targets: bool) -> Adapter:
+                      verbose: Any, *, targets: bool) -> tuple[Adapter, bool]:
+        """The adapter for `evaluate`/`predict`, and whether it reads only this rank's part of `x`."""
         resolve_verbose(verbose)
         check.positive_int("batch_size", batch_size, allow_none=True)
         check.positive_int("steps", steps, allow_none=True)
-        return make_eval_data(x, y, sample_weight=sample_weight, batch_size=batch_size or _DEFAULT_BATCH_SIZE,
-                              steps=steps, device=self.device, float_dtype=float_dtype_of(self.module),
-                              targets=targets)
+        sharded = False
+        if self._cluster is not None and is_dataset(x):
+            x, sharded = self._cluster.shard_dataset(x, train=False)
+        adapter = make_eval_data(x, y, sample_weight=sample_weight, batch_size=batch_size or _DEFAULT_BATCH_SIZE,
+                                 steps=steps, device=self.device, float_dtype=float_dtype_of(self.module),
+                                 targets=targets)
+        if self._cluster is not None and not is_dataset(x):
+            adapter, sharded = self._cluster.shard_arrays(adapter, train=False)
+        return adapter, sharded
+
+    def _local_arrays(self, adapter: Any, *, train: bool) -> Any:
+        """This rank's part of in-memory data under torch.distributed; `adapter` itself otherwise."""
+        return adapter if self._cluster is None else self._cluster.shard_arrays(adapter, train=train)[0]
+
+    def _local_dataset(self, data: Any, *, train: bool) -> Any:
+        """A DataLoader rebuilt to read this rank's part under torch.distributed; `data` otherwise."""
+        if self._cluster is None or data is None or not is_dataset(data):
+            return data
+        return self._cluster.shard_dataset(data, train=train)[0]
 
     def _side_callbacks(self, callbacks: Iterable[Callback] | None, adapter: Adapter) -> CallbackList:
         callback_list = CallbackList(_callback_list(callbacks))
@@ -337,22 +432,64 @@ class Model:
         self._steps.flush()  # type: ignore[union-attr]  # one update, even mid-accumulation
         return dict(zip(task.log_keys(), values.tolist()))
 
+    # -- saving ---------------------------------------------------------------------------------
+
+    def save_weights(self, path: str | os.PathLike[str]) -> None:
+        """Write the module's weights and buffers to a safetensors file, atomically (rank 0 only when distributed)."""
+        self._on_main_then_wait(lambda: saving.save_weights(self.module, path))
+
+    def load_weights(self, path: str | os.PathLike[str]) -> None:
+        """Load weights saved by `save_weights` (or `save`); another architecture is a ValueError."""
+        saving.load_weights(self.module, path)
+
+    def save(self, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
+        """Write weights and optimizer state (and plain `metadata`) to one file loadable without pickle.
+
+        Under torch.distributed rank 0 writes and every rank returns once the file is there.
+        """
+        self._on_main_then_wait(lambda: saving.save_checkpoint(path, self.module, self.optimizer, metadata))
+
+    def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Restore a `save` (or ModelCheckpoint) file: weights, and optimizer state if compiled; returns its metadata."""
+        return saving.load_checkpoint(path, self.module, self.optimizer)
+
     # -- helpers --------------------------------------------------------------------------------
+
+    def _on_main_then_wait(self, write: Any) -> None:
+        """`write()` in one process only (rank 0 when distributed), the other ranks waiting for it."""
+        if self._cluster is None:
+            write()
+            return
+        if self._cluster.is_main:
+            write()
+        distributed.barrier()
 
     def _require_compiled(self, verb: str) -> Task:
         if self._task is None or self.optimizer is None:
             raise RuntimeError(f"You must call `compile()` before `{verb}()`.")
         return self._task
 
-    @contextmanager
-    def _exclusive(self, verb: str) -> Iterator[None]:
+    def _require_idle(self, verb: str) -> None:
+        # Checked first, so a refused nested call touches nothing (model.history, callbacks, the RNG).
         if self._running:
             raise RuntimeError(f"`{verb}()` was called while a `fit()` on this model is running.")
+
+    @contextmanager
+    def _exclusive(self, verb: str) -> Iterator[None]:
+        self._require_idle(verb)
         self._running = True
         try:
             yield
         finally:
             self._running = False
+
+
+def _refuse_validation_split(validation_split: Any, dataset: Any) -> None:
+    if validation_split:
+        raise ValueError(
+            "`validation_split` is only supported for arrays, not datasets: pass `validation_data`. "
+            f"Received: validation_split={validation_split!r} with x of type {type(dataset).__name__}"
+        )
 
 
 def _chain_first(first: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:
@@ -365,6 +502,8 @@ def _callback_list(callbacks: Iterable[Callback] | None) -> list[Callback]:
         return []
     if isinstance(callbacks, Callback):
         raise TypeError("`callbacks` must be a list of Callback objects. Received: a single Callback; wrap it in a list.")
+    if not isinstance(callbacks, Iterable) or isinstance(callbacks, (str, bytes, Mapping, torch.Tensor)):
+        raise TypeError(f"`callbacks` must be a list of Callback objects. Received: callbacks={callbacks!r}")
     result = list(callbacks)
     for callback in result:
         if not isinstance(callback, Callback):
@@ -372,3 +511,31 @@ def _callback_list(callbacks: Iterable[Callback] | None) -> list[Callback]:
                 f"Every entry of `callbacks` must be an epochal.callbacks.Callback. Received: {type(callback).__name__}"
             )
     return result
+
+
+def _backup_callback(callbacks: list[Callback]) -> BackupAndRestore | None:
+    """The run's BackupAndRestore, which the loop calls at its safe points (at most one per run)."""
+    backups = [cb for cb in callbacks if isinstance(cb, BackupAndRestore)]
+    if len(backups) > 1:
+        raise ValueError(f"`callbacks` may hold at most one BackupAndRestore. Received: {len(backups)}")
+    return backups[0] if backups else None
+
+
+def _fingerprint(params: dict[str, Any], validation_freq: Any, train: Adapter,
+                 callbacks: list[Callback]) -> dict[str, Any]:
+    """The `fit` arguments a backup must have been written with to be resumed exactly (plain values)."""
+    keys = ("epochs", "steps", "batch_size", "samples", "initial_epoch", "do_validation", "metrics")
+    fingerprint = {key: params[key] for key in keys}
+    fingerprint["validation_freq"] = list(validation_freq) if not isinstance(validation_freq, int) else validation_freq
+    fingerprint["shuffle"] = getattr(train, "shuffle", None)
+    fingerprint["callbacks"] = [type(cb).__qualname__ for cb in callbacks]
+    return fingerprint
+
+
+def _raised_inside_torch(error: BaseException) -> bool:
+    """Whether the innermost frame of `error` is torch's own code (not the user's module)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].filename.startswith(_TORCH_DIR)
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep

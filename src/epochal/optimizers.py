@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 # name -> (class, Keras's default keyword arguments)
-_OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, float]]] = {
+_OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "sgd": (torch.optim.SGD, {"lr": 0.01}),
     "adam": (torch.optim.Adam, {"lr": 0.001}),
     "adamw": (torch.optim.AdamW, {"lr": 0.001, "weight_decay": 0.004}),
@@ -52,7 +52,7 @@ def make_optimizer(identifier: Any, parameters: Iterable[torch.nn.Parameter]) ->
     )
 
 
-def _fused_if_possible(cls: Callable[..., Any], params: list[torch.nn.Parameter]) -> dict[str, bool]:
+def _fused_if_possible(cls: Callable[..., Any], params: list[torch.nn.Parameter]) -> dict[str, Any]:
     if "fused" not in inspect.signature(cls).parameters:
         return {}
     fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") and not p.is_sparse for p in params)

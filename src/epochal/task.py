@@ -140,7 +140,7 @@ class Task:
         """The total loss (for backward) and every log value of this batch, stacked (detached)."""
         out_list, y_list = self.split(outputs, y)
         output_losses = []
-        metric_values = []
+        metric_values: list[torch.Tensor] = []
         for loss, metrics, out, target in zip(self.losses(), self._metrics or [], out_list, y_list):
             target = loss.prepare_target(target, out)
             output_losses.append(loss(target, out, sample_weight))

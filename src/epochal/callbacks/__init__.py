@@ -1,17 +1,34 @@
 """Callbacks: objects that observe and steer training through Keras-named hooks."""
 
+from epochal.callbacks.backup_and_restore import BackupAndRestore
 from epochal.callbacks.callback import Callback, CallbackList
+from epochal.callbacks.csv_logger import CSVLogger
 from epochal.callbacks.early_stopping import EarlyStopping
+from epochal.callbacks.json_lines_logger import JSONLinesLogger
 from epochal.callbacks.lambda_callback import LambdaCallback
+from epochal.callbacks.learning_rate import LearningRateScheduler
+from epochal.callbacks.model_checkpoint import ModelCheckpoint
 from epochal.callbacks.progress import EpochLogger, ProgbarLogger
+from epochal.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+from epochal.callbacks.tensorboard import TensorBoard
+from epochal.callbacks.terminate_on_nan import NonFiniteLossError, TerminateOnNaN
 from epochal.history import History
 
 __all__ = [
+    "BackupAndRestore",
+    "CSVLogger",
     "Callback",
     "CallbackList",
     "EarlyStopping",
     "EpochLogger",
     "History",
+    "JSONLinesLogger",
     "LambdaCallback",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "NonFiniteLossError",
     "ProgbarLogger",
+    "ReduceLROnPlateau",
+    "TensorBoard",
+    "TerminateOnNaN",
 ]

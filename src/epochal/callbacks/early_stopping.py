@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode
+from epochal.callbacks.improvement import MonitorReader, initial_best, is_improvement, resolve_mode
+from epochal.distributed import is_main_process
 
 
 class EarlyStopping(Callback):
@@ -48,6 +48,7 @@ class EarlyStopping(Callback):
         if not isinstance(patience, int) or patience < 0:
             raise ValueError(f"`patience` must be a non-negative integer. Received: patience={patience!r}")
         self.monitor = monitor
+        self._monitor = MonitorReader("EarlyStopping", monitor)
         self.min_delta = abs(min_delta)
         self.patience = patience
         self.verbose = verbose
@@ -64,22 +65,14 @@ class EarlyStopping(Callback):
         self.best = initial_best(self.mode, self.baseline)
         self.best_epoch = 0
         self.best_weights: dict[str, torch.Tensor] | None = None
-        self._warned_missing = False
+        self._monitor.reset()
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._reset()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        current = (logs or {}).get(self.monitor)
+        current = self._monitor.read(logs)
         if current is None:
-            if not self._warned_missing:
-                self._warned_missing = True
-                available = ", ".join(sorted(logs or {}))
-                warnings.warn(
-                    f"EarlyStopping is monitoring `{self.monitor}`, which is not in the epoch logs. "
-                    f"Available keys: {available}.",
-                    stacklevel=2,
-                )
             return
         if epoch < self.start_from_epoch:
             return
@@ -99,10 +92,10 @@ class EarlyStopping(Callback):
             self.model.stop_training = True  # type: ignore[union-attr]
 
     def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
-        if self.stopped and self.verbose > 0:
+        if self.stopped and self.verbose > 0 and is_main_process():
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
-            if self.verbose > 0:
+            if self.verbose > 0 and is_main_process():
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.module.load_state_dict(self.best_weights)  # type: ignore[union-attr]
 

@@ -15,16 +15,21 @@ import torch
 from epochal.data.arrays import ArrayAdapter
 from epochal.data.batch import Batch
 from epochal.data.class_weights import class_sample_weights
-from epochal.data.datasets import DatasetAdapter, is_dataset, warn_ran_dry
+from epochal.data.datasets import DatasetAdapter, is_dataset, warn_empty_validation, warn_ran_dry
 from epochal.data.structure import Tree, flatten, num_samples, slice_rows, to_device, to_tensors
 
 __all__ = ["Adapter", "ArrayAdapter", "Batch", "DatasetAdapter", "is_dataset", "make_eval_data",
-           "make_fit_data", "make_dataset_fit_data", "warn_ran_dry"]
+           "make_fit_data", "make_dataset_fit_data", "warn_empty_validation", "warn_ran_dry"]
 
 
 class Adapter(Protocol):
-    steps: int | None
-    ran_dry: bool
+    """What the loop needs from any input kind."""
+
+    @property
+    def steps(self) -> int | None: ...
+
+    @property
+    def ran_dry(self) -> bool: ...
 
     def epoch_batches(self, epoch: int) -> Any: ...
 
@@ -38,6 +43,9 @@ class InMemory:
             raise ValueError(f"`{prefix}x` is required.")
         self.x = to_device(to_tensors(x, f"{prefix}x", float_dtype), device)
         self.y = None if y is None else to_device(to_tensors(y, f"{prefix}y", float_dtype), device)
+        if isinstance(sample_weight, (Mapping, tuple, str, bytes)):
+            raise TypeError(f"`{prefix}sample_weight` must be one array of per-sample weights. "
+                            f"Received: a {type(sample_weight).__name__}")
         self.sample_weight = None if sample_weight is None else to_device(
             to_tensors(sample_weight, f"{prefix}sample_weight", torch.float32), device).float()
         self.size = num_samples(self.x, f"{prefix}x")
@@ -79,7 +87,15 @@ class InMemory:
         self.sample_weight = weights if self.sample_weight is None else self.sample_weight * weights
         return self
 
-    def adapter(self, batch_size: int, *, shuffle: bool = False, steps: int | None = None) -> ArrayAdapter:
+    def adapter(self, batch_size: int, *, shuffle: bool = False, steps: int | None = None,
+                steps_name: str = "steps") -> ArrayAdapter:
+        available = math.ceil(self.size / batch_size)
+        if steps is not None and steps > available:
+            raise ValueError(
+                f"`{steps_name}` asks for {steps} batches per epoch but the arrays hold only {available} batches of "
+                f"{batch_size} ({self.size} samples). Received: {steps_name}={steps}. Pass {steps_name} <= "
+                f"{available}, or a dataset."
+            )
         return ArrayAdapter(self.x, self.y, self.sample_weight, num_samples=self.size,
                             batch_size=batch_size, shuffle=shuffle, steps=steps)
 
@@ -99,9 +115,11 @@ def make_fit_data(
                                      device=device, float_dtype=float_dtype)
     elif validation_split:
         data, held_out = data.split(validation_split)
-        validation = held_out.adapter(validation_batch_size, steps=validation_steps)
+        held_out.sample_weight = None  # SPEC: fit's sample/class weights never reach validation
+        validation = held_out.adapter(validation_batch_size, steps=validation_steps, steps_name="validation_steps")
     data = data.with_class_weight(class_weight)
-    return data.adapter(batch_size, shuffle=shuffle, steps=steps_per_epoch), validation, data.size
+    return data.adapter(batch_size, shuffle=shuffle, steps=steps_per_epoch, steps_name="steps_per_epoch"), \
+        validation, data.size
 
 
 def make_dataset_fit_data(

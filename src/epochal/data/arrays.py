@@ -53,10 +53,12 @@ class ArrayAdapter:
         for start in range(0, self.steps * size, size):
             stop = min(start + size, self.num_samples)
             if order is None:
-                yield Batch(*(None if part is None else slice_rows(part, start, stop) for part in self._parts()))
+                x, y, w = (None if part is None else slice_rows(part, start, stop) for part in self._parts())
+                yield Batch(x, y, w)
             else:
                 index = order[start:stop]
-                yield Batch(*(None if part is None else take(part, index) for part in self._parts()))
+                x, y, w = (None if part is None else take(part, index) for part in self._parts())
+                yield Batch(x, y, w)
 
     def _parts(self) -> tuple[Tree, Tree | None, torch.Tensor | None]:
         return self.x, self.y, self.sample_weight

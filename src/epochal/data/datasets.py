@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from epochal.data.batch import Batch
@@ -49,6 +50,9 @@ class DatasetAdapter:
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """The batches of one epoch, converted to tensors on the device."""
+        set_epoch = getattr(getattr(self.dataset, "sampler", None), "set_epoch", None)
+        if set_epoch is not None:  # DistributedSampler: a fresh shuffle per epoch, the same on every rank
+            set_epoch(epoch)
         if self._persistent:
             if self._iterator is None:
                 self._iterator = iter(self.dataset)
@@ -112,10 +116,19 @@ def is_dataset(value: Any) -> bool:
         return False
     if isinstance(value, torch.utils.data.DataLoader) or isinstance(value, collections.abc.Iterator):
         return True
-    if isinstance(value, list):  # a list of (x, y) batches, not a list of numbers
-        return bool(value) and isinstance(value[0], (tuple, list)) and len(value[0]) in (2, 3) \
-            and isinstance(value[0][0], torch.Tensor)
+    if isinstance(value, list):  # a list of (x, y[, w]) batches, not a list of numbers or of input arrays
+        first = value[0] if value else None
+        return isinstance(first, (tuple, list)) and len(first) in (2, 3) and _holds_arrays(first[0])
     return isinstance(value, collections.abc.Iterable)
+
+
+def _holds_arrays(x: Any) -> bool:
+    """Whether a batch's `x` is an array or a tuple/dict of them (not a number or a row of numbers)."""
+    if isinstance(x, Mapping):
+        return True
+    if isinstance(x, (tuple, list)):
+        return bool(x) and _holds_arrays(x[0])
+    return isinstance(x, (torch.Tensor, np.ndarray)) or type(x).__module__.startswith("pandas")
 
 
 def warn_ran_dry(name: str, steps: int | None) -> None:
@@ -123,5 +136,13 @@ def warn_ran_dry(name: str, steps: int | None) -> None:
         f"`{name}` ran out of data"
         + (f" before the requested {steps} batches per epoch" if steps else "")
         + "; training stops. Pass a re-iterable dataset, or fewer `batches_per_epoch` x `epochs`.",
+        stacklevel=4,
+    )
+
+
+def warn_empty_validation(epoch: int) -> None:
+    warnings.warn(
+        f"`validation_data` yielded no batch at epoch {epoch}, so that epoch has no `val_` logs. A generator "
+        "or iterator is used up by its first pass: pass a re-iterable (a list, a DataLoader) or arrays.",
         stacklevel=4,
     )

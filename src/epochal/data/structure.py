@@ -50,7 +50,10 @@ def _leaf_to_tensor(value: Any, name: str, float_dtype: torch.dtype) -> torch.Te
             raise TypeError(
                 f"`{name}` must hold numbers (bool, int or float). Received: {name} with dtype {array.dtype}"
             )
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        array = np.ascontiguousarray(array)
+        if not array.flags.writeable:  # pandas hands out read-only views; torch warns on those
+            array = array.copy()
+        tensor = torch.from_numpy(array)
     if tensor.dtype == torch.bool:
         tensor = tensor.to(float_dtype)
     elif tensor.is_floating_point() and tensor.dtype != float_dtype:

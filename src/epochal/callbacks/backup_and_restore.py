@@ -1,0 +1,182 @@
+"""BackupAndRestore: back the whole run up as it trains, and continue exactly where a killed run stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from epochal.callbacks.callback import Callback
+from epochal.saving import PickledPayloadError, _check_plain, atomic_write, load_plain
+
+_NAME = re.compile(r"^backup-(\d{8})\.(pt|json)$")
+_KEEP = 2
+
+
+class BackupAndRestore(Callback):
+    """Keras's `BackupAndRestore`, exact: a restarted `fit` ends with the same weights and History.
+
+    When `fit` starts and `backup_dir` holds a backup, training continues from the saved position —
+    mid-epoch included — with the weights and buffers, optimizer state, every callback's
+    `state_dict()`, the History so far, the partial epoch's running sums and every RNG (torch CPU and
+    CUDA, numpy, Python `random`) as they were. A backup is written at the end of every epoch, and
+    with `save_freq=N` also every N training batches; a SIGTERM/SIGINT during `fit` writes one after
+    the current batch. A backup whose loss or weights are not finite is never written.
+
+    Each backup is a `torch.save` file of tensors and plain values (loaded with `weights_only=True`)
+    plus a JSON manifest with its SHA-256, written last: a backup exists only once its manifest does.
+    The two newest backups are kept, so if the newest is damaged the previous one is used (with a
+    warning). A backup written by a `fit` with other arguments is refused with a `ValueError`.
+
+    Args:
+        backup_dir: Folder for the backups; created when needed. A missing folder means a fresh start.
+        save_freq: `"epoch"`, or an integer N to also back up every N training batches (counted across
+            epochs). Defaults to `"epoch"`.
+        delete_checkpoint: Remove the backups when `fit` finishes normally (not when it stops on a
+            signal, an error or a non-finite loss). Defaults to `True`.
+
+    Example:
+        >>> import tempfile, torch, epochal
+        >>> folder = tempfile.mkdtemp()
+        >>> model = epochal.Model(torch.nn.Linear(3, 1), device="cpu")
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> backup = BackupAndRestore(folder, delete_checkpoint=False)
+        >>> _ = model.fit(torch.ones(8, 3), torch.zeros(8, 1), epochs=2, verbose=0, callbacks=[backup])
+        >>> sorted(os.listdir(folder))
+        ['backup-00000001.json', 'backup-00000001.pt', 'backup-00000002.json', 'backup-00000002.pt']
+    """
+
+    def __init__(self, backup_dir: str | os.PathLike[str], save_freq: str | int = "epoch",
+                 delete_checkpoint: bool = True) -> None:
+        super().__init__()
+        if not isinstance(backup_dir, (str, os.PathLike)):
+            raise TypeError(f"`backup_dir` must be a path. Received: backup_dir={backup_dir!r}")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            raise ValueError(f"`save_freq` must be 'epoch' or a positive integer. Received: save_freq={save_freq!r}")
+        if not isinstance(delete_checkpoint, bool):
+            raise TypeError(f"`delete_checkpoint` must be a bool. Received: delete_checkpoint={delete_checkpoint!r}")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.delete_checkpoint = delete_checkpoint
+        self._batches_since_save = 0
+        self._warned_non_finite = False
+
+    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self._batches_since_save = 0
+        self._warned_non_finite = False
+
+    # -- called by the training state at its safe points -------------------------------------------
+
+    def batch_done(self) -> bool:
+        """Count a training batch; whether a backup is due now (`save_freq` batches since the last)."""
+        if self.save_freq == "epoch":
+            return False
+        self._batches_since_save += 1
+        return self._batches_since_save >= self.save_freq  # type: ignore[operator]
+
+    def write(self, snapshot: Mapping[str, Any], position: Mapping[str, Any]) -> None:
+        """Commit `snapshot` as the newest backup, then delete all but the two newest."""
+        self._batches_since_save = 0
+        _check_plain(snapshot, "backup")
+        buffer = io.BytesIO()
+        torch.save(dict(snapshot), buffer)
+        data = buffer.getvalue()
+        os.makedirs(self.backup_dir, exist_ok=True)
+        sequence = max(self._sequences(), default=0) + 1
+        stem = os.path.join(self.backup_dir, f"backup-{sequence:08d}")
+        with atomic_write(stem + ".pt") as handle:
+            handle.write(data)
+        manifest = {"format": "epochal.backup", "version": 1, "sequence": sequence,
+                    "file": os.path.basename(stem + ".pt"), "size": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(), **dict(position)}
+        with atomic_write(stem + ".json", text=True) as handle:  # the commit
+            handle.write(json.dumps(manifest, indent=1))
+        self._prune(keep=_KEEP)
+
+    def read(self) -> dict[str, Any] | None:
+        """The newest intact backup, falling back to older ones with a warning; None when there is none."""
+        committed = sorted(self._committed(), reverse=True)
+        for sequence in committed:
+            stem = os.path.join(self.backup_dir, f"backup-{sequence:08d}")
+            try:
+                return self._load(stem)
+            except PickledPayloadError:
+                raise
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                warnings.warn(f"Backup {stem}.pt is damaged ({error}); trying the previous one.", stacklevel=2)
+        if committed:
+            raise ValueError(
+                f"No intact backup in {self.backup_dir!r}: every one is damaged (see the warnings). Delete the "
+                "folder to start training afresh."
+            )
+        return None
+
+    def skip_non_finite(self, epoch: int, batch: int) -> None:
+        if not self._warned_non_finite:
+            self._warned_non_finite = True
+            warnings.warn(
+                f"BackupAndRestore: the loss or weights are not finite (epoch {epoch + 1}, batch {batch}); no "
+                "backup is written, the last finite one is kept.", stacklevel=2)
+
+    def finish(self) -> None:
+        """The run finished normally: remove its backups if `delete_checkpoint`."""
+        if self.delete_checkpoint:
+            self._prune(keep=0)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.backup_dir)  # only if nothing else lives there
+
+    # -- files --------------------------------------------------------------------------------------
+
+    def _load(self, stem: str) -> dict[str, Any]:
+        with open(stem + ".json", encoding="utf-8") as handle:
+            manifest = json.load(handle)
+        with open(stem + ".pt", "rb") as handle:
+            data = handle.read()
+        if len(data) != manifest["size"] or hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+            raise ValueError("its checksum does not match its manifest")
+        snapshot = load_plain(io.BytesIO(data), name=stem + ".pt")
+        if not isinstance(snapshot, dict) or snapshot.get("format") != "epochal.backup":
+            raise ValueError("it is not an epochal backup")
+        return snapshot
+
+    def _files(self) -> list[tuple[int, str]]:
+        if not os.path.isdir(self.backup_dir):
+            return []
+        found = (_NAME.match(name) for name in os.listdir(self.backup_dir))
+        return [(int(m.group(1)), m.group(2)) for m in found if m]
+
+    def _sequences(self) -> list[int]:
+        return [sequence for sequence, _ in self._files()]
+
+    def _committed(self) -> list[int]:
+        return [sequence for sequence, kind in self._files() if kind == "json"]
+
+    def _prune(self, keep: int) -> None:
+        """Delete all but the `keep` newest committed backups, oldest first, and leftovers of killed writes."""
+        committed = sorted(self._committed())
+        kept = set(committed[len(committed) - keep:]) if keep else set()
+        newest = max(committed, default=0)
+        for sequence in committed:
+            if sequence not in kept:
+                self._remove(sequence)
+        for sequence, kind in self._files():  # data files whose manifest never landed
+            if kind == "pt" and sequence not in kept and (sequence < newest or not keep):
+                self._remove(sequence)
+        for name in os.listdir(self.backup_dir) if os.path.isdir(self.backup_dir) else []:
+            if name.startswith(".backup-") and name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.backup_dir, name))
+
+    def _remove(self, sequence: int) -> None:
+        stem = os.path.join(self.backup_dir, f"backup-{sequence:08d}")
+        for suffix in (".json", ".pt"):  # the manifest first: a half-removed backup is never committed
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stem + suffix)

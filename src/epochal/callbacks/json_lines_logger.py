@@ -1,0 +1,84 @@
+"""JSONLinesLogger: one JSON object per epoch (and optionally per batch), easy to stream and to load."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import IO, Any
+
+from epochal.callbacks.callback import Callback
+from epochal.distributed import is_main_process
+
+
+class JSONLinesLogger(Callback):
+    """Write `{"epoch": 0, "loss": ..., ...}` lines per epoch, and `{"epoch", "batch", ...}` per batch if asked.
+
+    Epoch and batch indices are 0-based; a batch line is told apart by its `batch` key. Non-finite
+    values (a NaN loss) are written as `null`, so every line is strict JSON. Each line is flushed as
+    it is written and the file is fsynced at each epoch's end. `pandas.read_json(path, lines=True)`
+    reads the file back.
+
+    Args:
+        filename: The `.jsonl` file.
+        per_batch: Also write one line per training batch (with that batch's values). Defaults to `False`.
+        append: Add to an existing file instead of emptying it when training begins. Defaults to `False`.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "log.jsonl")
+        >>> logger = JSONLinesLogger(path)
+        >>> logger.on_train_begin()
+        >>> logger.on_epoch_end(0, {"loss": 0.5, "val_loss": float("nan")})
+        >>> logger.on_train_end()
+        >>> print(open(path).read(), end="")
+        {"epoch": 0, "loss": 0.5, "val_loss": null}
+    """
+
+    def __init__(self, filename: str | os.PathLike[str], per_batch: bool = False, append: bool = False) -> None:
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.per_batch = per_batch
+        self.append = append
+        if per_batch:
+            # Listen to batches only when asked, so epoch-only logging costs nothing per batch.
+            self.on_train_batch_end = self._on_train_batch_end  # type: ignore[method-assign]
+        self._file: IO[str] | None = None
+        self._epoch = 0
+
+    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self._close()
+        if is_main_process():  # under torch.distributed rank 0 alone writes; elsewhere _file stays None
+            self._file = open(self.filename, "a" if self.append else "w", encoding="utf-8")  # noqa: SIM115
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._epoch = epoch
+
+    def _on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._write({"epoch": self._epoch, "batch": batch, **_finite_or_none(logs)})
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        if self._file is None:
+            return
+        self._write({"epoch": epoch, **_finite_or_none(logs)})
+        os.fsync(self._file.fileno())
+
+    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
+        self._close()
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            return
+        self._file.write(json.dumps(record) + "\n")  # type: ignore[union-attr]
+        self._file.flush()  # type: ignore[union-attr]
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _finite_or_none(logs: Mapping[str, float] | None) -> dict[str, float | None]:
+    return {key: float(value) if math.isfinite(value) else None for key, value in (logs or {}).items()}

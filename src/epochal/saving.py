@@ -1,0 +1,295 @@
+"""Crash-safe files: weights (safetensors) and full training checkpoints, written atomically.
+
+Every file goes through `atomic_write`: it is written under a temporary name in the same folder,
+flushed, fsynced and renamed over the target, so a crash mid-write never leaves a truncated file
+nor destroys the previous one.
+
+Two formats, neither of which runs pickled code on load:
+
+- **Weights** (`save_weights` / `load_weights`): a safetensors file of the module's `state_dict()`
+  (parameters and persistent buffers). Tensors tied to each other are stored once and the other
+  names are recorded in the file's metadata under `"epochal.aliases"`.
+- **Checkpoints** (`save_checkpoint` / `load_checkpoint`): one `torch.save` file holding only tensors
+  and plain containers (`{"format", "version", "module", "optimizer", "metadata"}`), read back with
+  `torch.load(weights_only=True)`. `metadata` carries what resuming needs (the epoch, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import re
+import secrets
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+import torch
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
+
+_ALIASES_KEY = "epochal.aliases"
+_CHECKPOINT_FORMAT = "epochal.checkpoint"
+_CHECKPOINT_VERSION = 1
+_ZIP_MAGIC = b"PK\x03\x04"
+_PLAIN_TYPES = (str, int, float, bool, type(None), torch.Tensor)
+
+PathLike = str | os.PathLike[str]
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, *, text: bool = False) -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path`; on a clean exit it replaces `path`, else it is removed.
+
+    Args:
+        path: The file to (re)write. Its folder must exist.
+        text: Yield a UTF-8 text handle (universal newlines off, as `csv` wants) instead of a binary one.
+            Defaults to `False`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
+        >>> with atomic_write(target, text=True) as f:
+        ...     _ = f.write("hello")
+        >>> target.read_text()
+        'hello'
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    # O_EXCL so two writers never share a temporary; mode 0o666 lets the umask decide, like open().
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename itself durable; folders cannot be opened for this on Windows."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_weights(module: torch.nn.Module, path: PathLike) -> None:
+    """Write `module.state_dict()` (parameters and buffers) to a safetensors file, atomically.
+
+    Args:
+        module: The module whose weights to save.
+        path: Destination file; `.safetensors` is the usual suffix.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+        >>> save_weights(torch.nn.Linear(2, 1), path)
+        >>> load_weights(torch.nn.Linear(2, 1), path)
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen_views: dict[tuple[Any, ...], str] = {}
+    seen_storages: set[int] = set()
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach()
+        view = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.shape,
+                tensor.stride(), tensor.dtype)
+        if view in seen_views:  # tied weights: one tensor under several names
+            aliases[name] = seen_views[view]
+            continue
+        seen_views[view] = name
+        stored = tensor.cpu().contiguous()
+        # safetensors refuses tensors that share memory (e.g. two slices of one buffer): copy those.
+        storage = stored.untyped_storage().data_ptr()
+        if storage in seen_storages and stored.numel() > 0:
+            stored = stored.clone()
+        seen_storages.add(stored.untyped_storage().data_ptr())
+        tensors[name] = stored
+    data = safetensors_save(tensors, metadata={_ALIASES_KEY: json.dumps(aliases)})
+    with atomic_write(path) as handle:
+        handle.write(data)
+
+
+def load_weights(module: torch.nn.Module, path: PathLike) -> None:
+    """Load weights saved by `save_weights` (or the module part of a checkpoint) into `module`.
+
+    Args:
+        module: The module to load into; its architecture must match the file's.
+        path: A file written by `save_weights` or `save_checkpoint`.
+
+    Raises:
+        ValueError: The file was saved from another architecture; the message names the first
+            parameter whose shape differs (with both shapes) and any missing or unexpected names.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if data.startswith(_ZIP_MAGIC):  # a full checkpoint: torch.save writes a zip archive
+        state = _read_checkpoint(path)["module"]
+    else:
+        state = safetensors_load(data)
+        for alias, name in _safetensors_metadata(data).items():
+            state[alias] = state[name]
+    _load_module_state(module, state, path)
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The alias table from a safetensors header (8-byte little-endian length, then JSON)."""
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    return json.loads(header.get("__metadata__", {}).get(_ALIASES_KEY, "{}"))
+
+
+def _load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: PathLike) -> None:
+    expected = module.state_dict()
+    for name, tensor in expected.items():
+        if name in state and state[name].shape != tensor.shape:
+            raise ValueError(
+                f"Cannot load {os.fspath(path)!r} into this module: `{name}` has shape "
+                f"{tuple(state[name].shape)} in the file but {tuple(tensor.shape)} in the module. "
+                "The file was saved from a different architecture."
+            )
+    missing = [name for name in expected if name not in state]
+    unexpected = [name for name in state if name not in expected]
+    if missing or unexpected:
+        raise ValueError(
+            f"Cannot load {os.fspath(path)!r} into this module: the names differ "
+            f"(missing from the file: {_some(missing)}; unexpected in the file: {_some(unexpected)}). "
+            "The file was saved from a different architecture."
+        )
+    module.load_state_dict(state)
+
+
+def _some(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:limit]) or "none"
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def save_checkpoint(
+    path: PathLike,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
+    """Write weights, optimizer state and `metadata` to one file that loads without pickle, atomically.
+
+    Args:
+        path: Destination file; `.pt` is the usual suffix.
+        module: The module whose `state_dict()` to save.
+        optimizer: Its optimizer, whose state (moments, step counts, learning rates) is saved too;
+            `None` saves the weights alone.
+        metadata: Plain values (str, int, float, bool, None, tensors, and lists/dicts of them) such
+            as `{"epoch": 3}`. Defaults to `None` (empty).
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.pt")
+        >>> net = torch.nn.Linear(2, 1)
+        >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> save_checkpoint(path, net, opt, {"epoch": 4})
+        >>> load_checkpoint(path, net, opt)
+        {'epoch': 4}
+    """
+    metadata = dict(metadata or {})
+    _check_plain(metadata, "metadata")
+    optimizer_state = None if optimizer is None else optimizer.state_dict()
+    _check_plain(optimizer_state, "optimizer.state_dict()")
+    checkpoint = {
+        "format": _CHECKPOINT_FORMAT,
+        "version": _CHECKPOINT_VERSION,
+        "module": {name: t.detach() for name, t in module.state_dict().items()},
+        "optimizer": optimizer_state,
+        "metadata": metadata,
+    }
+    with atomic_write(path) as handle:
+        torch.save(checkpoint, handle)
+
+
+def load_checkpoint(
+    path: PathLike, module: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> dict[str, Any]:
+    """Restore a `save_checkpoint` file into `module` (and `optimizer`); returns its metadata.
+
+    Args:
+        path: A file written by `save_checkpoint`.
+        module: The module to load the weights into.
+        optimizer: The optimizer to load the state into; `None` skips it. Defaults to `None`.
+
+    Raises:
+        ValueError: The file is not a checkpoint, it holds no optimizer state but one was given,
+            or it was saved from another architecture.
+    """
+    checkpoint = _read_checkpoint(path)
+    if optimizer is not None and checkpoint["optimizer"] is None:
+        raise ValueError(
+            f"{os.fspath(path)!r} holds no optimizer state (it was saved with optimizer=None). "
+            "Pass optimizer=None to load the weights alone."
+        )
+    _load_module_state(module, checkpoint["module"], path)
+    if optimizer is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    return dict(checkpoint["metadata"])
+
+
+class PickledPayloadError(ValueError):
+    """A file holds a pickled Python object: refused, because unpickling it could run code."""
+
+
+def load_plain(source: PathLike | IO[bytes], name: str | None = None) -> Any:
+    """`torch.load(weights_only=True)` that refuses a pickled Python object with a clear error.
+
+    Args:
+        source: A path, or a binary file object.
+        name: How to call the file in errors. Defaults to the path.
+
+    Raises:
+        PickledPayloadError: The file holds a pickled object (which could run code when loaded).
+        ValueError: The file is not a `torch.save` file at all.
+    """
+    name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<file>")
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if found is None:
+            raise ValueError(f"{name!r} is not a readable torch.save file: {str(error).splitlines()[0]}") from None
+        raise PickledPayloadError(
+            f"Refusing to load {name!r}: it holds a pickled `{found.group(1)}`, which could run code when "
+            "loaded. Files written by epochal hold only tensors and plain values."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"{name!r} is not a readable torch.save file: {error}") from None
+
+
+def _read_checkpoint(path: PathLike) -> dict[str, Any]:
+    checkpoint = load_plain(path)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{os.fspath(path)!r} is not an epochal checkpoint (written by `save_checkpoint`).")
+    return checkpoint
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Refuse what `torch.load(weights_only=True)` could not read back, before writing anything."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_plain(key, where)
+            _check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+    elif not isinstance(value, _PLAIN_TYPES):
+        raise TypeError(
+            f"`{where}` must hold only tensors, str, int, float, bool, None, lists and dicts, so the "
+            f"checkpoint loads without pickle. Received: {type(value).__name__} {value!r}"
+        )

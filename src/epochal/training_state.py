@@ -1,0 +1,296 @@
+"""Where `fit` is, kept by the loop in one explicit object, so a backup can capture it and a resume
+restore it exactly.
+
+The loop tells a `TrainingState` five things: an epoch's batches are about to be drawn
+(`epoch_batches`), an epoch starts (`begin_epoch`), a batch and its hooks are done (`after_batch`, a
+*safe point*), an epoch and its hooks are done (`end_epoch`, a safe point), training ended
+(`finish`). At a safe point the state is complete — weights, optimizer, every callback, the RNGs —
+so that is where a backup is written and where a stop requested by a signal takes effect.
+
+The data order is not stored as such: the state keeps the RNG states from just before the epoch's
+batches were drawn, and a mid-epoch resume redraws the epoch from them and skips the batches already
+done. This restores a shuffled array's permutation and a DataLoader's sampler and worker seeds alike
+(creating a DataLoader iterator draws from torch's global generator).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from epochal.data import Adapter, Batch
+from epochal.preemption import SignalGuard, TrainingInterrupted
+
+if TYPE_CHECKING:
+    from epochal.callbacks.backup_and_restore import BackupAndRestore
+    from epochal.callbacks.callback import Callback
+    from epochal.loop import MeanAccumulator
+    from epochal.model import Model
+    from epochal.task import Task
+
+FORMAT = "epochal.backup"
+VERSION = 1
+
+
+# -- random number generators ---------------------------------------------------------------------
+
+def capture_rng() -> dict[str, Any]:
+    """Every generator a run draws from: torch CPU (and CUDA), numpy's global one, Python's `random`."""
+    version, words, gauss = random.getstate()
+    state: dict[str, Any] = {"torch": torch.get_rng_state(),
+                             "python": {"version": version, "state": list(words), "gauss": gauss}}
+    if torch.cuda.is_available():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    numpy_state = _numpy_state()
+    if numpy_state is not None:
+        state["numpy"] = numpy_state
+    return state
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        numpy = state["numpy"]
+        np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
+                             numpy["has_gauss"], numpy["cached_gaussian"]))
+
+
+def _numpy_state() -> dict[str, Any] | None:
+    try:
+        import numpy as np
+    except ImportError:
+        return None
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+# -- the state ------------------------------------------------------------------------------------
+
+@dataclass
+class ResumePoint:
+    """Where a restored run continues: `batch` batches of `epoch` are already done."""
+
+    epoch: int
+    batch: int
+    epoch_logs: dict[str, float]
+    accumulator: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingState:
+    """The loop's position and running sums, plus what a backup needs to capture the whole run.
+
+    `epoch` is the epoch being trained and `batch` how many of its batches are done; after an
+    epoch's end they move to `(epoch + 1, 0)`. `model.training_state` is this object during and
+    after `fit`.
+    """
+
+    model: Model
+    callbacks: list[Callback] = field(default_factory=list)  # the user's callbacks and History: their state is saved
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # fit arguments a resume must match
+    backup: BackupAndRestore | None = None
+    guard: SignalGuard | None = None
+    epochs: int = 0
+    epoch: int = 0
+    batch: int = 0
+    accumulator: MeanAccumulator | None = None
+    epoch_logs: dict[str, float] = field(default_factory=dict)
+    epoch_rng: dict[str, Any] | None = None
+    finished: bool = False
+    finished_cleanly: bool = False  # the run ended and its final, finite state was backed up
+    resume_rng: dict[str, Any] | None = None  # the RNG states a mid-epoch resume continues with
+
+    # -- what the loop calls ----------------------------------------------------------------------
+
+    def epoch_batches(self, adapter: Adapter, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        """`adapter`'s batches for `epoch`, remembering the RNG they are drawn with; `skip` drops the first ones."""
+        if skip:  # resuming mid-epoch: redraw the epoch exactly as before, then continue from the saved RNG
+            restore_rng(self.epoch_rng)  # type: ignore[arg-type]
+        else:
+            self.epoch_rng = capture_rng()
+        batches = iter(adapter.epoch_batches(epoch))
+        for done in range(skip):
+            if next(batches, None) is None:
+                raise RuntimeError(
+                    f"Cannot resume at batch {skip} of epoch {epoch}: the training data now yields only {done} "
+                    "batches. Resuming needs the same data as the interrupted run."
+                )
+        if skip:
+            restore_rng(self.resume_rng)  # type: ignore[arg-type]
+        return batches
+
+    def begin_epoch(self, epoch: int, task: Task, resume: ResumePoint | None, sync: Any) -> MeanAccumulator:
+        """A fresh accumulator for `epoch`, or the saved one when resuming inside it."""
+        from epochal.loop import MeanAccumulator
+
+        self.epoch, self.batch = epoch, 0
+        self.accumulator = MeanAccumulator(task, sync)
+        if resume is None or resume.batch == 0:
+            task.reset_stateful()
+        else:
+            self.batch = resume.batch
+            _load_accumulator(self.accumulator, resume.accumulator, self.model.device)
+        return self.accumulator
+
+    def after_batch(self) -> bool:
+        """A safe point after a batch and its hooks; returns whether training should stop."""
+        self.batch += 1
+        if self.guard is not None and self.guard.received is not None:
+            self._stop_for_signal()
+        if self.backup is not None and self.backup.batch_done():
+            self.save()
+        return self.model.stop_training
+
+    def end_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
+        """A safe point after `on_epoch_end`: the next position is the start of the following epoch."""
+        self.epoch, self.batch, self.accumulator = epoch + 1, 0, None
+        self.epoch_logs = dict(logs)
+        self.finished = self.epoch >= self.epochs or self.model.stop_training
+        saved = self.backup is not None and self.save()
+        self.finished_cleanly = self.finished and saved
+        if self.guard is not None and self.guard.received is not None and not self.finished:
+            self._stop_for_signal(saved=saved)
+
+    def finish(self) -> None:
+        """After `on_train_end`: a run that finished normally removes its backup (if asked to)."""
+        if self.backup is not None and self.finished_cleanly:  # never after a non-finite stop: keep the last good one
+            self.backup.finish()
+
+    # -- backups ----------------------------------------------------------------------------------
+
+    def save(self) -> bool:
+        """Write a backup of the whole run now, unless its loss or weights are not finite."""
+        assert self.backup is not None
+        if not self._finite():
+            self.backup.skip_non_finite(self.epoch, self.batch)
+            return False
+        self.backup.write(self.snapshot(), position={"epoch": self.epoch, "batch": self.batch,
+                                                     "finished": self.finished})
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the rest of the run depends on, as tensors and plain values (no pickle needed)."""
+        model = self.model
+        scaler = getattr(model, "grad_scaler", None)
+        return {
+            "format": FORMAT, "version": VERSION, "fingerprint": self.fingerprint,
+            "position": {"epoch": self.epoch, "batch": self.batch, "finished": self.finished},
+            "epoch_logs": dict(self.epoch_logs),
+            "accumulator": _accumulator_state(self.accumulator) if self.batch else {},
+            "module": {name: t.detach() for name, t in model.module.state_dict().items()},
+            "optimizer": model.optimizer.state_dict() if model.optimizer is not None else None,
+            "grad_scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": capture_rng(),
+            "epoch_rng": self.epoch_rng if self.batch else None,
+            "callbacks": [{"class": type(cb).__qualname__, "state": cb.state_dict()} for cb in self.callbacks],
+        }
+
+    def resume(self) -> ResumePoint | None:
+        """Restore the newest backup, if any, into the model, optimizer, callbacks and RNGs."""
+        if self.backup is None:
+            return None
+        snapshot = self.backup.read()
+        if snapshot is None:
+            return None
+        self._check_fingerprint(snapshot)
+        from epochal.saving import _load_module_state
+
+        model = self.model
+        _load_module_state(model.module, snapshot["module"], self.backup.backup_dir)
+        if model.optimizer is not None and snapshot["optimizer"] is not None:
+            model.optimizer.load_state_dict(snapshot["optimizer"])
+        scaler = getattr(model, "grad_scaler", None)
+        if scaler is not None and snapshot["grad_scaler"] is not None:
+            scaler.load_state_dict(snapshot["grad_scaler"])
+        for callback, saved in zip(self.callbacks, snapshot["callbacks"]):
+            callback.load_state_dict(saved["state"])
+        restore_rng(snapshot["rng"])
+        position = snapshot["position"]
+        self.epoch, self.batch, self.finished = position["epoch"], position["batch"], position["finished"]
+        self.finished_cleanly = self.finished
+        self.epoch_logs = dict(snapshot["epoch_logs"])
+        self.epoch_rng = snapshot["epoch_rng"]
+        self.resume_rng = snapshot["rng"]
+        return ResumePoint(self.epoch if not self.finished else self.epochs, self.batch, self.epoch_logs,
+                           snapshot["accumulator"])
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _check_fingerprint(self, snapshot: Mapping[str, Any]) -> None:
+        if snapshot.get("format") != FORMAT:
+            raise ValueError(f"{self.backup.backup_dir!r} holds no epochal backup.")  # type: ignore[union-attr]
+        saved, now = snapshot["fingerprint"], self.fingerprint
+        differences = [f"{key}={saved.get(key)!r} in the backup but {now.get(key)!r} now"
+                       for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
+        if differences:
+            raise ValueError(
+                f"The backup in {self.backup.backup_dir!r} was written by a `fit` with different arguments, "  # type: ignore[union-attr]
+                f"so it cannot be resumed exactly: {'; '.join(differences)}. Run the same command as before, "
+                "or delete the backup folder to start afresh."
+            )
+
+    def _finite(self) -> bool:
+        if self.batch and self.accumulator is not None and self.accumulator.sums is not None:
+            if not bool(torch.isfinite(self.accumulator.sums[0])):
+                return False
+        if not self.batch and not math.isfinite(self.epoch_logs.get("loss", 0.0)):
+            return False
+        return all(bool(torch.isfinite(t).all()) for t in self.model.module.state_dict().values()
+                   if torch.is_floating_point(t))
+
+    def _stop_for_signal(self, saved: bool = False) -> None:
+        name = self.guard.received  # type: ignore[union-attr]
+        where = f"after batch {self.batch} of epoch {self.epoch + 1}" if self.batch else f"after epoch {self.epoch}"
+        if self.backup is None:
+            outcome = "No BackupAndRestore callback was given, so nothing was saved."
+        elif saved or self.save():
+            outcome = (f"A backup was written to {self.backup.backup_dir!r}: run the same command again to "
+                       "resume exactly where it stopped.")
+        else:
+            outcome = "The loss or weights are not finite, so the previous backup was kept."
+        raise TrainingInterrupted(f"Training stopped by {name} {where}. {outcome}", name)  # type: ignore[arg-type]
+
+
+def _accumulator_state(accumulator: MeanAccumulator | None) -> dict[str, Any]:
+    if accumulator is None:
+        return {}
+    return {
+        "sums": accumulator.sums, "count": accumulator.count,
+        "stateful": [_metric_state(metric) for _, metric in accumulator.task.stateful()],
+    }
+
+
+def _load_accumulator(accumulator: MeanAccumulator, state: Mapping[str, Any], device: torch.device) -> None:
+    sums = state.get("sums")
+    accumulator.sums = None if sums is None else sums.to(device)
+    accumulator.count = int(state.get("count", 0))
+    for (_, metric), saved in zip(accumulator.task.stateful(), state.get("stateful", [])):
+        _load_metric_state(metric, saved)
+
+
+def _metric_state(metric: Any) -> dict[str, Any]:
+    """A torchmetrics Metric's accumulated state (its `_defaults` names), plus its update count."""
+    inner = metric.metric
+    return {"values": {name: getattr(inner, name) for name in inner._defaults},
+            "updates": int(getattr(inner, "_update_count", 0))}
+
+
+def _load_metric_state(metric: Any, state: Mapping[str, Any]) -> None:
+    inner = metric.metric
+    for name, value in state["values"].items():
+        device = inner.device
+        setattr(inner, name, [v.to(device) for v in value] if isinstance(value, list) else value.to(device))
+    inner._update_count = state["updates"]
+    inner._computed = None

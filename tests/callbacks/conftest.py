@@ -1,0 +1,34 @@
+"""A stand-in for `epochal.Model` so callbacks can be driven by hand, hook by hook."""
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+
+@dataclass
+class StubModel:
+    module: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    stop_training: bool = False
+    history: object = field(default=None)
+
+
+@pytest.fixture
+def model() -> StubModel:
+    torch.manual_seed(0)
+    module = torch.nn.Linear(3, 2)
+    return StubModel(module, torch.optim.SGD(module.parameters(), lr=0.1))
+
+
+@pytest.fixture
+def attach(model):
+    """Give a callback the stub model and run params, as `fit` does before `on_train_begin`."""
+
+    def attach(callback, **params):
+        callback.set_model(model)
+        callback.set_params({"epochs": 10, "steps": 4, "batch_size": 8, "samples": 32, "initial_epoch": 0,
+                             "verbose": 0, "do_validation": True, "metrics": ["loss", "val_loss"], **params})
+        return callback
+
+    return attach

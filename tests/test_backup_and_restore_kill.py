@@ -1,0 +1,92 @@
+"""Kill a training subprocess at awkward moments, run it again: the result equals a run never interrupted.
+
+The killed runs are subprocesses (SIGKILL leaves no chance to clean up); the resumed run is the
+same code in-process. The run shuffles, uses dropout, BatchNorm, numpy and Python noise,
+EarlyStopping(restore_best_weights), ReduceLROnPlateau and a per-batch cosine schedule.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import json
+
+import pytest
+import torch
+
+import resume_child
+
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resume_child.py")
+TOTAL_BATCHES = 50  # 5 epochs x 10 batches of 16 (160 training samples)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _restore_determinism():
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    state, record = resume_child.run({"backup_dir": str(tmp_path_factory.mktemp("reference") / "backup")})
+    torch.use_deterministic_algorithms(False)
+    assert record["batches"] == TOTAL_BATCHES
+    return state, record
+
+
+def _killed_run(backup_dir, kill, expect=-signal.SIGKILL):
+    config = json.dumps({"backup_dir": str(backup_dir), "kill": kill})
+    done = subprocess.run([sys.executable, CHILD, config], capture_output=True, text=True, timeout=120)
+    assert done.returncode == expect, done.stderr[-2000:]
+    return done
+
+
+def _assert_same_run(resumed, reference):
+    (state, record), (reference_state, reference_record) = resumed, reference
+    assert state.keys() == reference_state.keys()
+    for name in state:
+        assert torch.equal(state[name], reference_state[name]), f"`{name}` differs from the uninterrupted run"
+    assert record["epoch"] == reference_record["epoch"]
+    assert record["history"] == reference_record["history"]
+
+
+@pytest.mark.parametrize("kill", [
+    "batch:7",                   # mid-epoch, just after a backup at batch 4
+    "validation:1",              # inside the second epoch's validation
+    "write:3:pt",                # halfway through a backup's data file
+    "write:3:json",              # halfway through a backup's manifest (the commit)
+    f"batch:{TOTAL_BATCHES}",    # after the very last batch, before its validation
+    "train_end",                 # after training ended, before the backup is deleted
+])
+def test_killed_run_resumes_exactly(tmp_path, reference, kill):
+    backup = tmp_path / "backup"
+    _killed_run(backup, kill)
+    assert any(name.endswith(".json") for name in os.listdir(backup)), "the killed run left no committed backup"
+    resumed = resume_child.run({"backup_dir": str(backup)})
+    _assert_same_run(resumed, reference)
+    assert resumed[1]["batches"] < TOTAL_BATCHES or kill == "train_end" and resumed[1]["batches"] == 0
+    assert not backup.exists(), "the backup must be deleted once the run finishes"
+
+
+def test_sigterm_writes_a_backup_that_resumes_exactly(tmp_path, reference):
+    backup = tmp_path / "backup"
+    done = _killed_run(backup, "sigterm:13", expect=1)
+    assert "TrainingInterrupted: Training stopped by SIGTERM after batch 3 of epoch 2" in done.stderr
+    assert "run the same command again to resume" in done.stderr
+    resumed = resume_child.run({"backup_dir": str(backup)})
+    assert resumed[1]["batches"] == TOTAL_BATCHES - 13
+    _assert_same_run(resumed, reference)
+
+
+def test_damaged_newest_backup_falls_back_to_the_previous_one(tmp_path, reference):
+    backup = tmp_path / "backup"
+    _killed_run(backup, "batch:30")
+    newest = max(name for name in os.listdir(backup) if name.endswith(".pt"))
+    with open(backup / newest, "r+b") as handle:
+        handle.seek(os.path.getsize(backup / newest) // 2)
+        handle.write(b"\x00garbage\x00")
+    with pytest.warns(UserWarning, match=f"{newest} is damaged .*checksum"):
+        resumed = resume_child.run({"backup_dir": str(backup)})
+    _assert_same_run(resumed, reference)

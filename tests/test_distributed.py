@@ -1,0 +1,135 @@
+"""torchrun runs of tests/distributed_script.py (2 CPU processes, gloo, 127.0.0.1 only) against 1 process.
+
+Slow (each launch imports torch in three processes): marked `slow`, so `-m "not slow"` skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import distributed_script as script
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+TESTS = Path(__file__).parent
+SRC = TESTS.parent / "src"
+LAUNCH_TIMEOUT = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def torchrun(scenario: str, out: Path, *, nodes: int = 1, node_rank: int = 0, port: int | None = None,
+             procs: int = 2) -> subprocess.Popen[str]:
+    """Start `torchrun` on the script; its output lines are prefixed with the rank (`[default0]:`)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)]), "OMP_NUM_THREADS": "1",
+           "GLOO_SOCKET_IFNAME": "lo"}
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--node_rank={node_rank}",
+               f"--nproc_per_node={procs}", "--master_addr=127.0.0.1", f"--master_port={port or free_port()}",
+               "--tee=3", str(TESTS / "distributed_script.py"), scenario, str(out)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen[str]) -> str:
+    try:
+        output, _ = process.communicate(timeout=LAUNCH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"torchrun did not finish in {LAUNCH_TIMEOUT}s:\n{output[-4000:]}")
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+def ranks(out: Path) -> list[dict[str, Any]]:
+    return [torch.load(out / f"rank{rank}.pt", weights_only=False) for rank in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One 2-process launch on one "node" and one across two "nodes", run side by side."""
+    one, two = tmp_path_factory.mktemp("one_node"), tmp_path_factory.mktemp("two_nodes")
+    port = free_port()
+    processes = [torchrun("fit,stop,files", one)] + [
+        torchrun("fit", two, nodes=2, node_rank=rank, port=port, procs=1) for rank in (0, 1)]
+    outputs = [finish(process) for process in processes]
+    return {"one": ranks(one), "two": ranks(two), "one_dir": one, "output": outputs[0]}
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, Any]:
+    torch.set_num_threads(1)
+    return script.fit("")
+
+
+def assert_same_run(ran: dict[str, Any], reference: dict[str, Any]) -> None:
+    for key in ("history", "second", "evaluate"):
+        assert ran[key].keys() == reference[key].keys()
+        for name in ran[key]:
+            assert ran[key][name] == pytest.approx(reference[key][name], rel=1e-6, abs=1e-7), (key, name)
+    assert ran["epoch"] == reference["epoch"]
+    assert ran["params"] == reference["params"]
+    for name, value in reference["state"].items():
+        torch.testing.assert_close(ran["state"][name], value, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ran["predict"], reference["predict"], rtol=1e-5, atol=1e-6)
+
+
+def test_two_processes_train_like_one_with_the_same_global_batch(launched, reference):
+    """Uneven last batches (3/2 and 1/0 samples), validation, evaluate and predict included."""
+    rank0, rank1 = (result["fit"] for result in launched["one"])
+    assert_same_run(rank0, reference)
+    assert rank1["history"] == rank0["history"] and rank1["evaluate"] == rank0["evaluate"]
+    for name, value in rank0["state"].items():
+        assert torch.equal(rank1["state"][name], value)
+    assert torch.equal(rank1["predict"], rank0["predict"])
+
+
+def test_two_nodes_on_one_machine_train_like_one_process(launched, reference):
+    rank0, rank1 = (result["fit"] for result in launched["two"])
+    assert_same_run(rank0, reference)
+    assert rank1["history"] == rank0["history"]
+
+
+def test_every_rank_stops_at_the_same_epoch(launched):
+    """EarlyStopping, and `stop_training` set by rank 1 alone at an epoch's end and mid-epoch."""
+    rank0, rank1 = (result["stop"] for result in launched["one"])
+    assert rank0 == rank1
+    assert rank0["early"] == [0, 1]
+    assert rank0["at_epoch_end"] == [0, 1]
+    assert rank0["mid_epoch"] == [0, 1] and rank0["batches"] == [0, 1, 2, 3, 0, 1]
+
+
+def test_only_rank_0_writes_files_and_prints(launched):
+    rank0, rank1 = (result["files"] for result in launched["one"])
+    assert rank0["checkpoints_written"] == ["w-01.safetensors", "w-02.safetensors"]
+    assert rank1["checkpoints_written"] == []
+    assert rank0["history"] == rank1["history"]
+    rows = (launched["one_dir"] / "log.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch")  # a header and two epochs, written once
+    assert rank1["final_exists_after_save"]  # save_weights returns on every rank once the file exists
+    epoch_lines = [line for line in launched["output"].splitlines() if "Epoch 1/2" in line]
+    assert epoch_lines and all(line.startswith("[default0]") for line in epoch_lines)
+
+
+def test_a_dead_rank_is_an_error_not_a_hang(tmp_path):
+    """Rank 1 (alone on "node" 1) dies mid-run; rank 0 must fail: gloo sees the peer gone, or times out."""
+    started, port = time.monotonic(), free_port()
+    processes = [torchrun("die", tmp_path, nodes=2, node_rank=rank, port=port, procs=1) for rank in (0, 1)]
+    outputs = []
+    for process in processes:
+        output, _ = process.communicate(timeout=LAUNCH_TIMEOUT)
+        assert process.returncode != 0, output[-4000:]
+        outputs.append(output)
+    assert "[default0]" in outputs[0] and "Error" in outputs[0]  # rank 0's own failure, reported
+    assert time.monotonic() - started < LAUNCH_TIMEOUT
