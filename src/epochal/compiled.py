@@ -34,9 +34,9 @@ from torch.func import functional_call, grad_and_value
 
 from epochal.clipping import clip_gradients
 from epochal.data.batch import Batch
-from epochal.data.structure import Tree, map_structure
+from epochal.data.structure import Tree
 from epochal.eager_step import EagerTestStep, EagerTrainStep
-from epochal.executions import Execution, shapes, stack
+from epochal.executions import Execution, row, shapes, stack
 from epochal.functional_optim import FunctionalOptimizer, unsupported_reason
 from epochal.precision import autocast
 from epochal.step_options import StepOptions
@@ -163,10 +163,10 @@ class CompiledSteps:
             else:
                 rows = []
                 for i in range(options.steps_per_execution):
-                    x_i, y_i = _row(x, i), _row(y, i)
+                    x_i, y_i = row(x, i), row(y, i)
                     w_i = None if sample_weight is None else sample_weight[i]
-                    params, current, row = one_step(params, frozen, buffers, current, hyper, x_i, y_i, w_i)
-                    rows.append(row)
+                    params, current, values_i = one_step(params, frozen, buffers, current, hyper, x_i, y_i, w_i)
+                    rows.append(values_i)
                 values = torch.stack(rows)
             for target, value in zip(trainable, params):
                 target.copy_(value)
@@ -238,10 +238,6 @@ def _own_code(function: Any) -> Any:
     code = function.__code__.replace()
     return types.FunctionType(code, function.__globals__, function.__name__, function.__defaults__,
                               function.__closure__)
-
-
-def _row(tree: Tree, i: int) -> Tree:
-    return None if tree is None else map_structure(lambda t: t[i], tree)
 
 
 def _clone(tree: Any) -> Any:

@@ -40,9 +40,11 @@ class Execution(NamedTuple):
 
     def batches(self) -> list[Batch]:
         """The batches this Execution stacks, in order (views)."""
-        return [Batch(*(None if part is None else map_structure(lambda t: t[i], part)  # noqa: B023
-                        for part in (self.x, self.y, self.sample_weight)))
-                for i in range(self.steps)]
+        return [Batch(row(self.x, i), row(self.y, i), row(self.sample_weight, i)) for i in range(self.steps)]
+
+
+def row(tree: Tree, i: int) -> Tree:
+    return None if tree is None else map_structure(lambda t: t[i], tree)
 
 
 def shapes(batch: Batch | Execution) -> tuple[object, ...]:
