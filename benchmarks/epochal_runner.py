@@ -37,7 +37,8 @@ def train(
     """
     model = epochal.Model(module)
     loss = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
-    options: dict[str, Any] = {"jit_compile": True} if jit_compile else {}
+    # Compiled: the whole step in one graph, 8 steps per call (Keras's steps_per_execution).
+    options: dict[str, Any] = {"jit_compile": True, "steps_per_execution": 8} if jit_compile else {}
     try:
         model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], **options)
     except TypeError as error:

@@ -42,14 +42,20 @@ def run_batches(
     """
     begin, end = hooks
     fire_begin, fire_end = callbacks.wants(begin), callbacks.wants(end)
-    for index, batch in enumerate(batches, start):
+    index = start - 1
+    for batch in batches:
+        # An Execution (steps_per_execution) holds several batches: its events carry the indices
+        # of its first (begin) and last (end) batch, as Keras's.
+        count = getattr(batch, "steps", 1)
+        first, index = index + 1, index + count
         if fire_begin:
-            callbacks.fire(begin, index, _NO_LOGS)
+            callbacks.fire(begin, first, _NO_LOGS)
         result = step(batch)
         consume(result, batch)
         if fire_end:
             callbacks.fire(end, index, logs_for(result))
-        if should_stop is not None and should_stop():
+        # One safe point per batch, so a resumable position counts batches, not executions.
+        if should_stop is not None and any([should_stop() for _ in range(count)]):
             break
 
 
@@ -102,6 +108,8 @@ class MeanAccumulator:
 
     def add(self, values: torch.Tensor, batch: Batch) -> None:
         size = batch.weight
+        if values.ndim == 2:  # one row per batch of an Execution, all of the same size
+            values = values.mean(0)
         if self.sums is None:
             dtype = torch.float32 if values.device.type == "mps" else torch.float64
             self.sums = values.to(dtype) * size
@@ -112,7 +120,9 @@ class MeanAccumulator:
             self._global_values = self.sync.batch_values(values, size)
 
     def batch_logs(self, values: torch.Tensor) -> Logs:
-        return Logs(self.keys, self._global_values if self.sync.per_batch else values)
+        if self.sync.per_batch:
+            return Logs(self.keys, self._global_values)
+        return Logs(self.keys, values[-1] if values.ndim == 2 else values)  # an Execution: its last batch
 
     def result(self) -> dict[str, float]:
         """Exact means over every sample seen; stateful metrics computed over the whole pass."""
@@ -250,8 +260,9 @@ def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, call
         callbacks.fire("on_epoch_begin", epoch, _NO_LOGS)
         module.train()
         accumulator = state.begin_epoch(epoch, task, resume if skip else None, sync)
-        epoch_logs = run_pass(steps.train, batches, callbacks, TRAIN_HOOKS, task, should_stop, sync,
+        epoch_logs = run_pass(steps.train, steps.group(batches), callbacks, TRAIN_HOOKS, task, should_stop, sync,
                               accumulator, skip)
+        steps.flush()  # a partial gradient-accumulation group is applied before validation
         if plan.train.ran_dry:
             warn_ran_dry("x", plan.train.steps)
             model.stop_training = True

@@ -22,7 +22,8 @@ class Batch(NamedTuple):
     @property
     def size(self) -> int:
         """Number of samples in the batch."""
-        return int(flatten(self.x)[0].shape[0])
+        x = self.x
+        return x.shape[0] if isinstance(x, torch.Tensor) else int(flatten(x)[0].shape[0])
 
     @property
     def weight(self) -> int:

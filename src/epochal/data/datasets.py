@@ -12,7 +12,7 @@ import torch
 
 from epochal.data.batch import Batch
 from epochal.data.class_weights import class_sample_weights
-from epochal.data.structure import to_device, to_tensors
+from epochal.data.structure import map_structure, to_device, to_tensors
 
 
 class DatasetAdapter:
@@ -91,7 +91,14 @@ class DatasetAdapter:
 
     def _tensors(self, value: Any, part: str) -> Any:
         tensors = to_tensors(value, f"{self.name} element's {part}", self.float_dtype)
+        if self._non_blocking:  # CUDA: a copy from pinned memory overlaps with the running step
+            tensors = map_structure(_pinned, tensors)
         return to_device(tensors, self.device, self._non_blocking)
+
+
+def _pinned(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` in page-locked memory (a DataLoader with pin_memory=True already gives that)."""
+    return tensor.pin_memory() if tensor.device.type == "cpu" and not tensor.is_pinned() else tensor
 
 
 def _length(dataset: Any) -> int | None:

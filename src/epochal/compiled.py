@@ -1,0 +1,253 @@
+"""`jit_compile`: the whole train step — forward, loss, backward, optimizer update, metric values — as
+one `torch.compile`d graph per call, and the test step likewise.
+
+How it stays one graph: gradients come from `torch.func.grad_and_value` over `functional_call` (a
+`backward()` would break the graph), and the optimizer update is tensor math
+(`functional_optim`). With `steps_per_execution=N`, `N` steps are unrolled into the same graph.
+
+What stays true:
+- The module's parameters and buffers and the optimizer's state are the real ones, updated in place
+  by the graph; the learning rate and other hyperparameters are read from `param_groups` before
+  every call (as graph inputs), so schedulers, checkpoints and weight restores work unchanged.
+- The graph is specialised to one input shape (`dynamic=False`). A batch of any other shape — the
+  short last batch, the remainder of an epoch that does not fill an execution, other validation
+  data — runs the eager step on the same state instead: no recompilation, and the loss, metric and
+  BatchNorm semantics of that batch are exactly the eager ones.
+- Compilation happens in `prepare`, before `on_train_begin`, on clones of the state (the global RNG
+  is restored afterwards), so compile time is outside every epoch's figures.
+- When the step cannot be compiled (an unsupported optimizer or option, or `torch.compile` fails),
+  it runs eagerly after one warning that says why.
+
+Known differences from eager: dropout draws different random numbers; parameters the loss does
+not use get a zero gradient (so weight decay and momentum still move them), where torch skips them.
+"""
+
+from __future__ import annotations
+
+import types
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.func import functional_call, grad_and_value
+
+from epochal.clipping import clip_gradients
+from epochal.data.batch import Batch
+from epochal.data.structure import Tree
+from epochal.eager_step import EagerTestStep, EagerTrainStep
+from epochal.executions import Execution, row, shapes, stack
+from epochal.functional_optim import FunctionalOptimizer, unsupported_reason
+from epochal.precision import autocast
+from epochal.step_options import StepOptions
+from epochal.task import Task
+
+_COMPILE: dict[str, Any] = {"fullgraph": True, "dynamic": False}
+
+
+class CompiledSteps:
+    """Compiled train and test steps, each with its eager twin for batches the graph does not fit."""
+
+    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task,
+                 options: StepOptions, device: torch.device) -> None:
+        self.module, self.optimizer, self.task, self.options, self.device = module, optimizer, task, options, device
+        self.eager_train = EagerTrainStep(module, optimizer, task, options, device)
+        self.eager_test = EagerTestStep(module, task, options.precision, device)
+        self.enabled = options.jit_compile is True  # decided again per fit (jit_compile="auto") in `prepare`
+        self.prepared = False
+        self._warned = False
+        self._train: Callable[..., torch.Tensor] | None = None
+        self._train_signature: tuple[object, ...] | None = None
+        self._test: Callable[..., torch.Tensor] | None = None
+        self._test_signatures: set[tuple[object, ...]] = set()
+        self._test_adopted = False  # whether a real batch (not the warm-up's guess) chose a test graph
+        self._optim: FunctionalOptimizer | None = None
+
+    # -- before a fit ---------------------------------------------------------------------------
+
+    def prepare(self, batch: Batch, planned_batches: int | None, validates: bool = True) -> None:
+        """Decide whether this fit compiles, and compile (warm up) on `batch` if so."""
+        self.prepared = True
+        self.enabled = self.options.auto_compiles(planned_batches, self.device.type)
+        if not self.enabled:
+            return
+        reason = self._unsupported_reason()
+        if reason is not None:
+            self._fall_back(reason)
+            return
+        example: Batch | Execution = batch
+        if self.options.steps_per_execution > 1:
+            example = stack([batch] * self.options.steps_per_execution)
+        guess = Batch(batch.x, batch.y, None)
+        try:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                if self._train is None or shapes(example) != self._train_signature:
+                    self._warm_up_train(example)
+                if validates and shapes(guess) not in self._test_signatures:
+                    self._warm_up_test(guess)
+        except Exception as error:  # noqa: BLE001 - any compiler failure means "run eagerly", reported below
+            self._fall_back(f"torch.compile failed: {type(error).__name__}: {_first_line(error)}")
+
+    def _unsupported_reason(self) -> str | None:
+        if self.options.precision == "16-mixed":
+            return 'precision="16-mixed" needs a loss scaler that skips steps, which is eager-only'
+        if self.options.gradient_accumulation_steps > 1:
+            return "gradient_accumulation_steps > 1 is eager-only"
+        if self.task.stateful():
+            return "stateful (torchmetrics) metrics update their state outside any graph"
+        return unsupported_reason(self.optimizer)
+
+    def _fall_back(self, reason: str) -> None:
+        self.enabled = False
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"jit_compile: the train and test steps run eagerly because {reason}.", stacklevel=4)
+
+    # -- train ----------------------------------------------------------------------------------
+
+    def train(self, batch: Batch | Execution) -> torch.Tensor:
+        if not self.prepared and self.enabled:  # train_on_batch before any fit
+            self.prepare(batch if isinstance(batch, Batch) else batch.batches()[0], None, validates=False)
+        if not self.enabled or shapes(batch) != self._train_signature:
+            return self.eager_train(batch)
+        optim = self._optim
+        assert optim is not None and self._train is not None
+        if optim.refresh():  # a flag such as nesterov changed: a new graph
+            self._train = self._compile_train()
+        return self._train(self._trainable, self._frozen, self._buffers, optim.state(), optim.hyper,
+                           batch.x, batch.y, batch.sample_weight)
+
+    def _warm_up_train(self, example: Batch | Execution) -> None:
+        self._optim = FunctionalOptimizer(self.optimizer)
+        trainable_ids = {id(p) for p in self._optim.parameters}
+        named = dict(self.module.named_parameters())
+        by_id = {id(p): name for name, p in named.items()}
+        missing = [p for p in self._optim.parameters if id(p) not in by_id]
+        if missing:
+            raise ValueError("the optimizer holds tensors that are not parameters of the module")
+        self._names = [by_id[id(p)] for p in self._optim.parameters]
+        self._trainable = [p.detach() for p in self._optim.parameters]
+        self._frozen = {name: p.detach() for name, p in named.items() if id(p) not in trainable_ids}
+        self._buffers = dict(self.module.named_buffers())
+        self._train = self._compile_train()
+        state = self._optim.state()
+        clone = _clone
+        self._train(clone(self._trainable), clone(self._frozen), clone(self._buffers), clone(state),
+                    self._optim.hyper, example.x, example.y, example.sample_weight)
+        self._train_signature = shapes(example)
+
+    def _compile_train(self) -> Callable[..., torch.Tensor]:
+        optim, options, names = self._optim, self.options, self._names
+        assert optim is not None
+        loss_and_values = self._loss_and_values
+
+        def one_step(trainable: list[torch.Tensor], frozen: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                     state: list[list[torch.Tensor]], hyper: list[torch.Tensor], x: Tree, y: Tree,
+                     sample_weight: torch.Tensor | None) -> tuple[list[torch.Tensor], list[list[torch.Tensor]], torch.Tensor]:
+            def loss(params: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+                tensors = {**frozen, **dict(zip(names, params)), **buffers}
+                return loss_and_values(tensors, x, y, sample_weight)
+
+            grads, (_, values) = grad_and_value(loss, has_aux=True)(trainable)
+            if options.clips:
+                grads = clip_gradients(grads, options)
+            new_params, new_state = optim.update(trainable, grads, state, hyper)
+            return new_params, new_state, values
+
+        def train_step(trainable: list[torch.Tensor], frozen: dict[str, torch.Tensor],
+                       buffers: dict[str, torch.Tensor], state: list[list[torch.Tensor]], hyper: list[torch.Tensor],
+                       x: Tree, y: Tree, sample_weight: torch.Tensor | None) -> torch.Tensor:
+            params, current = trainable, state
+            if options.steps_per_execution == 1:
+                params, current, values = one_step(params, frozen, buffers, current, hyper, x, y, sample_weight)
+            else:
+                rows = []
+                for i in range(options.steps_per_execution):
+                    x_i, y_i = row(x, i), row(y, i)
+                    w_i = None if sample_weight is None else sample_weight[i]
+                    params, current, values_i = one_step(params, frozen, buffers, current, hyper, x_i, y_i, w_i)
+                    rows.append(values_i)
+                values = torch.stack(rows)
+            for target, value in zip(trainable, params):
+                target.copy_(value)
+            for targets, values_ in zip(state, current):
+                for target, value in zip(targets, values_):
+                    target.copy_(value)
+            return values
+
+        return torch.compile(_own_code(train_step), **_COMPILE)
+
+    def _loss_and_values(self, tensors: dict[str, torch.Tensor], x: Tree, y: Tree,
+                         sample_weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(self.options.precision, self.device):
+            if isinstance(x, dict):
+                outputs = functional_call(self.module, tensors, (), x)
+            elif isinstance(x, (tuple, list)):
+                outputs = functional_call(self.module, tensors, tuple(x))
+            else:
+                outputs = functional_call(self.module, tensors, (x,))
+            return self.task.compute(outputs, y, sample_weight)
+
+    # -- test -----------------------------------------------------------------------------------
+
+    def test(self, batch: Batch) -> torch.Tensor:
+        """Loss and metric values of one batch; the caller sets eval mode and no_grad."""
+        if self.enabled and self.task.stateful():
+            self._fall_back("stateful (torchmetrics) metrics update their state outside any graph")
+        if not self.enabled:
+            return self.eager_test(batch)
+        signature = shapes(batch)
+        first_real, self._test_adopted = not self._test_adopted, True
+        if signature in self._test_signatures:
+            return self._compiled_test()(batch.x, batch.y, batch.sample_weight)
+        if not first_real:  # one graph for the first real shape (and the warm-up's); others run eagerly
+            return self.eager_test(batch)
+        try:
+            values = self._compiled_test()(batch.x, batch.y, batch.sample_weight)
+        except Exception as error:  # noqa: BLE001 - reported, then eager
+            self._fall_back(f"torch.compile failed: {type(error).__name__}: {_first_line(error)}")
+            return self.eager_test(batch)
+        self._test_signatures.add(signature)
+        return values
+
+    def _warm_up_test(self, batch: Batch) -> None:
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                self._compiled_test()(batch.x, batch.y, batch.sample_weight)
+        finally:
+            self.module.train(was_training)
+        self._test_signatures.add(shapes(batch))
+
+    def _compiled_test(self) -> Callable[..., torch.Tensor]:
+        if self._test is None:
+            values = _own_code(EagerTestStep.values).__get__(self.eager_test)
+            self._test = torch.compile(values, **_COMPILE)
+        return self._test
+
+    # -- end of a pass --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        self.eager_train.flush()
+
+
+def _own_code(function: Any) -> Any:
+    """`function` with a code object of its own: torch.compile caches graphs per code object (at most
+    8), so each Model's steps get their own cache instead of evicting other Models' graphs."""
+    code = function.__code__.replace()
+    return types.FunctionType(code, function.__globals__, function.__name__, function.__defaults__,
+                              function.__closure__)
+
+
+def _clone(tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.clone()
+    if isinstance(tree, dict):
+        return {key: _clone(value) for key, value in tree.items()}
+    return [_clone(value) for value in tree]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "(no message)"

@@ -1,0 +1,156 @@
+"""Optimizer updates as pure tensor math, so a compiled graph can hold the whole train step.
+
+Only the update rule lives here; the numbers live in the real `torch.optim.Optimizer`: its state
+tensors (`step`, `exp_avg`, `exp_avg_sq`, `momentum_buffer`) are created in torch's own layout, read
+before each call and written back in place by the compiled step, and its hyperparameters
+(`param_groups[i]["lr"]`, betas, ...) are read before each call into one small tensor per group, so
+a learning-rate schedule changes the update without recompiling. After training, `optimizer`'s
+`state_dict()` is what torch itself would hold, and its eager `step()` can continue from it.
+
+Supported: `torch.optim.SGD` (momentum, nesterov, weight decay, maximize; dampening only once the
+momentum buffers exist), `torch.optim.Adam` and `torch.optim.AdamW` (weight decay, maximize; not
+amsgrad). Formulas follow torch's single-tensor implementations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+_ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
+
+
+def unsupported_reason(optimizer: torch.optim.Optimizer) -> str | None:
+    """Why `optimizer` has no tensor-math update here, or None when it has one."""
+    kind = type(optimizer)
+    if kind not in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW):
+        return f"its optimizer {kind.__name__} has no compiled update (SGD, Adam and AdamW have)"
+    for group in optimizer.param_groups:
+        if group.get("amsgrad"):
+            return "amsgrad=True has no compiled update"
+        if group.get("differentiable"):
+            return "differentiable=True has no compiled update"
+        if kind is torch.optim.SGD and group["momentum"] != 0 and group["dampening"] != 0:
+            missing = any("momentum_buffer" not in optimizer.state.get(p, {}) for p in group["params"])
+            if missing:
+                return "SGD with dampening has no compiled first step"
+    if any(p.is_sparse for group in optimizer.param_groups for p in group["params"]):
+        return "sparse parameters have no compiled update"
+    return None
+
+
+class FunctionalOptimizer:
+    """The update rule of `optimizer` for its parameters, flattened in `param_groups` order."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.adam = isinstance(optimizer, torch.optim.Adam)
+        self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        self.group_of = [i for i, group in enumerate(optimizer.param_groups) for _ in group["params"]]
+        self._seen: list[tuple[Any, ...]] = []
+        self.hyper: list[torch.Tensor] = []
+        self.structure: tuple[Any, ...] = ()
+        self.refresh()
+
+    # -- hyperparameters, outside the graph --------------------------------------------------
+
+    def _numbers(self, group: dict[str, Any]) -> tuple[Any, ...]:
+        if self.adam:
+            return group["lr"], *group["betas"], group["eps"], group["weight_decay"]
+        return group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
+
+    def _flags(self, group: dict[str, Any]) -> tuple[Any, ...]:
+        decoupled = group.get("decoupled_weight_decay", False) or isinstance(self.optimizer, torch.optim.AdamW)
+        if self.adam:
+            return group["maximize"], group["weight_decay"] != 0, decoupled
+        return group["maximize"], group["weight_decay"] != 0, group["momentum"] != 0, group["nesterov"]
+
+    def refresh(self) -> bool:
+        """Copy changed hyperparameters into the group tensors; True when the graph's structure changed."""
+        groups = self.optimizer.param_groups
+        seen = [self._numbers(group) for group in groups]
+        if seen == self._seen:
+            return False
+        structure = tuple(self._flags(group) for group in groups)
+        changed = bool(self._seen) and structure != self.structure
+        device = self.parameters[0].device
+        self.hyper = [torch.tensor([float(v) for v in numbers], dtype=torch.float32, device=device)
+                      for numbers in seen]
+        self._seen, self.structure = seen, structure
+        return changed
+
+    # -- state, outside the graph ------------------------------------------------------------
+
+    def state(self) -> list[list[torch.Tensor]]:
+        """The optimizer's state tensors per parameter, created as torch would if missing."""
+        result = []
+        for parameter, group_index in zip(self.parameters, self.group_of):
+            state = self.optimizer.state[parameter]
+            if self.adam:
+                if not state:
+                    group = self.optimizer.param_groups[group_index]
+                    on_device = group.get("fused") or group.get("capturable")
+                    state["step"] = torch.zeros((), dtype=torch.float32,
+                                                device=parameter.device if on_device else "cpu")
+                    state["exp_avg"] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
+                result.append([state[key] for key in _ADAM_STATE])
+            elif self.structure[group_index][2]:  # SGD with momentum
+                if "momentum_buffer" not in state or state["momentum_buffer"] is None:
+                    # dampening is 0 here (see unsupported_reason): torch's first buffer is the
+                    # gradient itself, which is what 0 * momentum + gradient gives.
+                    state["momentum_buffer"] = torch.zeros_like(parameter)
+                result.append([state["momentum_buffer"]])
+            else:
+                result.append([])
+        return result
+
+    # -- the update, inside the graph --------------------------------------------------------
+
+    def update(self, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[list[torch.Tensor]],
+               hyper: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """New parameters and new state after one step (pure: nothing is changed in place)."""
+        new_params, new_states = [], []
+        for param, grad, state, group_index in zip(params, grads, states, self.group_of):
+            flags, numbers = self.structure[group_index], hyper[group_index]
+            rule = self._adam if self.adam else self._sgd
+            param, state = rule(param, grad, state, numbers, flags)
+            new_params.append(param)
+            new_states.append(state)
+        return new_params, new_states
+
+    @staticmethod
+    def _adam(param: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor], numbers: torch.Tensor,
+              flags: tuple[Any, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        maximize, decays, decoupled = flags
+        lr, beta1, beta2, eps, weight_decay = numbers.unbind()
+        step, exp_avg, exp_avg_sq = state
+        grad = -grad if maximize else grad
+        if decays:
+            if decoupled:
+                param = param * (1 - lr * weight_decay)
+            else:
+                grad = grad + weight_decay * param
+        step = step + 1
+        exp_avg = exp_avg.lerp(grad, 1 - beta1)
+        exp_avg_sq = exp_avg_sq * beta2 + (1 - beta2) * grad * grad
+        bias_correction1 = 1 - beta1 ** step.to(beta1.device)
+        bias_correction2 = 1 - beta2 ** step.to(beta2.device)
+        denom = exp_avg_sq.sqrt() / bias_correction2.sqrt() + eps
+        param = param - (lr / bias_correction1) * exp_avg / denom
+        return param, [step, exp_avg, exp_avg_sq]
+
+    @staticmethod
+    def _sgd(param: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor], numbers: torch.Tensor,
+             flags: tuple[Any, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        maximize, decays, has_momentum, nesterov = flags
+        lr, momentum, dampening, weight_decay = numbers.unbind()
+        grad = -grad if maximize else grad
+        if decays:
+            grad = grad + weight_decay * param
+        if has_momentum:
+            buffer = state[0] * momentum + (1 - dampening) * grad
+            grad = grad + momentum * buffer if nesterov else buffer
+            state = [buffer]
+        return param - lr * grad, state

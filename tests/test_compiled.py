@@ -1,0 +1,160 @@
+"""`jit_compile=True`: the compiled step reaches the eager step's weights, optimizer state and logs.
+
+Tolerance: rtol 1e-5, atol 1e-6 on weights after a few epochs (the graph reorders float32 math).
+Most tests trace with torch.compile's "aot_eager" backend: the same single graph (dynamo, fullgraph,
+functionalised forward + backward + update) without inductor's C++ code generation, which takes
+tens of seconds on a 2-core machine. One test runs the real default backend.
+"""
+
+import copy
+import warnings
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+import epochal
+import epochal.compiled
+
+LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+@pytest.fixture
+def traced(monkeypatch):
+    """Compile with aot_eager, from a clean dynamo cache; yields the graph counter."""
+    monkeypatch.setitem(epochal.compiled._COMPILE, "backend", "aot_eager")
+    torch._dynamo.reset()
+    counters.clear()
+    yield lambda: counters["stats"]["unique_graphs"]
+    torch._dynamo.reset()
+
+
+def make_mlp():
+    return torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+
+
+def fit_pair(optimizer, *, epochs=2, batch_size=16, n=70, module=None, callbacks=(), **options):
+    """The same fit, eager and compiled, from the same weights and seed -> (eager, compiled) models."""
+    x, y = torch.randn(n, 5), torch.randint(0, 3, (n,))
+    module = module or make_mlp()
+    models = []
+    for jit in (False, True):
+        model = epochal.Model(copy.deepcopy(module), device="cpu")
+        model.compile(optimizer=optimizer(model.module.parameters()) if callable(optimizer) else optimizer,
+                      loss=LOSS, metrics=["accuracy"], jit_compile=jit, **options)
+        torch.manual_seed(1)
+        model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_split=0.2, verbose=0,
+                  callbacks=list(callbacks))
+        models.append(model)
+    return models
+
+
+def assert_same_training(eager, compiled):
+    for ours, theirs in zip(compiled.module.parameters(), eager.module.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    for key, values in eager.history.history.items():
+        assert compiled.history.history[key] == pytest.approx(values, rel=1e-5, abs=1e-6), key
+
+
+@pytest.mark.parametrize("optimizer", [
+    "adam",
+    "adamw",
+    lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda params: torch.optim.Adam(params, lr=0.01, weight_decay=1e-2, maximize=False),
+], ids=["adam", "adamw", "sgd-nesterov", "adam-l2"])
+def test_compiled_fit_reaches_the_eager_weights_and_logs(traced, optimizer):
+    eager, compiled = fit_pair(optimizer)
+    assert_same_training(eager, compiled)
+    # The optimizer state is torch's own: its eager step() could continue from it.
+    state, reference = compiled.optimizer.state_dict()["state"], eager.optimizer.state_dict()["state"]
+    for index in reference:
+        for key, value in reference[index].items():
+            torch.testing.assert_close(state[index][key].to(value), value, rtol=1e-5, atol=1e-6)
+
+
+def test_short_last_batch_and_later_epochs_do_not_recompile(traced):
+    # 56 training samples in batches of 16: the last is 8; 14 validation samples in one short batch.
+    eager, compiled = fit_pair("adam", epochs=3)
+    assert_same_training(eager, compiled)
+    assert traced() == 3  # train, the warm-up's test guess (batch 16) and the validation shape (14)
+
+
+def test_steps_per_execution_matches_one_step_per_call(traced):
+    events = []
+
+    class Recorder(epochal.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            events.append((batch, logs["loss"]))
+
+    # 56 training samples, batch 8: 7 batches per epoch = executions [0-2], [3-5] and batch 6 alone.
+    eager, compiled = fit_pair("adam", batch_size=8, steps_per_execution=3, callbacks=[Recorder()])
+    assert_same_training(eager, compiled)
+    assert [index for index, _ in events] == [2, 5, 6] * 4  # two fits (eager, compiled) x two epochs
+    losses = [loss for _, loss in events]
+    assert losses[:6] == pytest.approx(losses[6:], rel=1e-5)
+    assert compiled.history.params["steps_per_execution"] == 3
+
+
+def test_learning_rate_changed_between_batches_is_used_without_recompiling(traced):
+    def decay(batch, logs):
+        for model in models:
+            model.optimizer.param_groups[0]["lr"] *= 0.9
+
+    models = []
+    x, y = torch.randn(48, 5), torch.randint(0, 3, (48,))
+    module = make_mlp()
+    for jit in (False, True):
+        model = epochal.Model(copy.deepcopy(module), device="cpu")
+        model.compile(optimizer="sgd", loss=LOSS, jit_compile=jit)
+        models[:] = [model]
+        torch.manual_seed(1)
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+                  callbacks=[epochal.callbacks.LambdaCallback(on_train_batch_begin=decay)])
+        models.append(model)
+    eager, compiled = models[0], models[-1]
+    for ours, theirs in zip(compiled.module.parameters(), eager.module.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert traced() == 1
+
+
+class DataDependent(torch.nn.Module):
+    """Python control flow on a tensor's value: fullgraph compilation must fail."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(5, 3)
+
+    def forward(self, x):
+        if x.sum().item() > 1e9:
+            return self.linear(x) * 2
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("module, optimizer, reason", [
+    (DataDependent(), "adam", "torch.compile failed"),
+    (make_mlp(), "rmsprop", "RMSprop has no compiled update"),
+])
+def test_a_step_that_cannot_compile_runs_eagerly_after_one_warning(traced, module, optimizer, reason):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        eager, compiled = fit_pair(optimizer, module=module)
+    messages = [str(w.message) for w in caught if "jit_compile" in str(w.message)]
+    assert len(messages) == 1 and reason in messages[0]
+    assert_same_training(eager, compiled)
+
+
+def test_inductor_compiled_step_matches_eager():
+    """The real backend, once: a tiny model, one epoch, no validation (a single graph to build)."""
+    torch._dynamo.reset()
+    x, y = torch.randn(40, 5), torch.randint(0, 3, (40,))
+    module = make_mlp()
+    models = []
+    for jit in (False, True):
+        model = epochal.Model(copy.deepcopy(module), device="cpu")
+        model.compile(optimizer="adam", loss=LOSS, jit_compile=jit)
+        torch.manual_seed(1)
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+        models.append(model)
+    for ours, theirs in zip(models[1].module.parameters(), models[0].module.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    torch._dynamo.reset()

@@ -1,0 +1,80 @@
+"""The step options of compile: checked with clear errors, shown in History.params, executions exact."""
+
+import copy
+
+import pytest
+import torch
+
+import epochal
+from epochal.step_options import (
+    AUTO_COMPILE_MIN_BATCHES,
+    AUTO_COMPILE_MIN_BATCHES_CUDA,
+    StepOptions,
+)
+
+LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"jit_compile": "yes"}, r'`jit_compile` must be True, False or "auto". Received: jit_compile=\'yes\''),
+    ({"jit_compile": 1}, r'`jit_compile` must be True, False or "auto". Received: jit_compile=1'),
+    ({"steps_per_execution": 0}, r"`steps_per_execution` must be a positive integer. Received: steps_per_execution=0"),
+])
+def test_bad_step_options_are_errors(kwargs, match):
+    model = epochal.Model(torch.nn.Linear(4, 3), device="cpu")
+    with pytest.raises(ValueError, match=match):
+        model.compile(optimizer="sgd", loss="mse", **kwargs)
+
+
+def test_history_params_show_the_step_options():
+    model = epochal.Model(torch.nn.Linear(4, 3), device="cpu")
+    model.compile(optimizer="sgd", loss="mse", precision="bf16-mixed", clipvalue=1.0)
+    history = model.fit(torch.randn(8, 4), torch.randn(8, 3), verbose=0)
+    assert {key: history.params[key] for key in ("jit_compile", "steps_per_execution", "precision", "clipnorm",
+                                                  "clipvalue", "global_clipnorm", "gradient_accumulation_steps")} \
+        == {"jit_compile": False, "steps_per_execution": 1, "precision": "bf16-mixed", "clipnorm": None,
+            "clipvalue": 1.0, "global_clipnorm": None, "gradient_accumulation_steps": 1}
+
+
+def test_auto_compiles_only_runs_long_enough_to_repay_compilation():
+    auto = StepOptions(jit_compile="auto")
+    assert not auto.auto_compiles(AUTO_COMPILE_MIN_BATCHES - 1, "cpu")
+    assert auto.auto_compiles(AUTO_COMPILE_MIN_BATCHES, "cpu")
+    assert auto.auto_compiles(AUTO_COMPILE_MIN_BATCHES_CUDA, "cuda")
+    assert not auto.auto_compiles(None, "cpu")  # a stream of unknown length: eager
+    assert StepOptions(jit_compile=True).auto_compiles(1, "cpu")
+
+
+def test_a_short_auto_fit_runs_eagerly_without_compiling(recwarn):
+    torch._dynamo.reset()
+    from torch._dynamo.utils import counters
+    counters.clear()
+    model = epochal.Model(torch.nn.Linear(4, 3), device="cpu")
+    model.compile(optimizer="adam", loss=LOSS, jit_compile="auto")
+    model.fit(torch.randn(40, 4), torch.randint(0, 3, (40,)), epochs=2, verbose=0, validation_split=0.2)
+    assert counters["stats"]["unique_graphs"] == 0
+    assert not [w for w in recwarn if "jit_compile" in str(w.message)]
+
+
+def test_eager_steps_per_execution_trains_exactly_as_single_steps():
+    # 50 samples, batch 8: batches 0-5 of 8 and a short batch 6 of 2 -> executions [0-3], then 4, 5, 6 alone.
+    x, y, w = torch.randn(50, 4), torch.randint(0, 3, (50,)), torch.rand(50)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    runs = {}
+    for n in (1, 4):
+        events = []
+        model = epochal.Model(copy.deepcopy(module), device="cpu")
+        model.compile(optimizer="adam", loss=LOSS, metrics=["accuracy"], steps_per_execution=n)
+        torch.manual_seed(3)
+        model.fit(x, y, sample_weight=w, batch_size=8, epochs=2, verbose=0, callbacks=[
+            epochal.callbacks.LambdaCallback(
+                on_train_batch_begin=lambda batch, logs, events=events: events.append(("begin", batch)),
+                on_train_batch_end=lambda batch, logs, events=events: events.append(("end", batch)))])
+        runs[n] = model, events
+    (single, _), (grouped, events) = runs[1], runs[4]
+    for ours, theirs in zip(grouped.module.parameters(), single.module.parameters()):
+        torch.testing.assert_close(ours, theirs)
+    for key, values in single.history.history.items():
+        assert grouped.history.history[key] == pytest.approx(values, rel=1e-6)
+    assert events[:8] == [("begin", 0), ("end", 3), ("begin", 4), ("end", 4), ("begin", 5), ("end", 5),
+                          ("begin", 6), ("end", 6)]
