@@ -117,6 +117,35 @@ def test_learning_rate_changed_between_batches_is_used_without_recompiling(trace
     assert traced() == 1
 
 
+def test_compiled_adam_continues_from_optimizer_state_restored_at_train_begin(traced):
+    """Adam's bias corrections follow the restored step count (as BackupAndRestore restores one), not
+    the count the compiled step saw while warming up."""
+    x, y = torch.randn(48, 5), torch.randint(0, 3, (48,))
+    module = make_mlp()
+    earlier = epochal.Model(copy.deepcopy(module), device="cpu")
+    earlier.compile(optimizer="adam", loss=LOSS)
+    earlier.fit(x, y, epochs=2, batch_size=16, verbose=0)  # 6 Adam steps
+    saved = copy.deepcopy((earlier.module.state_dict(), earlier.optimizer.state_dict()))
+    models = []
+    for jit in (False, True):
+        model = epochal.Model(copy.deepcopy(module), device="cpu")
+        model.compile(optimizer="adam", loss=LOSS, jit_compile=jit)
+
+        def restore(logs, model=model):
+            weights, optimizer_state = copy.deepcopy(saved)  # load_state_dict adopts the tensors it is given
+            model.module.load_state_dict(weights)
+            model.optimizer.load_state_dict(optimizer_state)
+
+        torch.manual_seed(1)
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0,
+                  callbacks=[epochal.callbacks.LambdaCallback(on_train_begin=restore)])
+        models.append(model)
+    eager, compiled = models
+    for ours, theirs in zip(compiled.module.parameters(), eager.module.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert [state["step"].item() for state in compiled.optimizer.state_dict()["state"].values()] == [9.0] * 4
+
+
 class DataDependent(torch.nn.Module):
     """Python control flow on a tensor's value: fullgraph compilation must fail."""
 

@@ -87,6 +87,8 @@ class CompiledSteps:
                     self._warm_up_test(guess)
         except Exception as error:  # noqa: BLE001 - any compiler failure means "run eagerly", reported below
             self._fall_back(f"torch.compile failed: {type(error).__name__}: {_first_line(error)}")
+        if self._optim is not None:
+            self._optim.forget_steps()  # `on_train_begin` may still restore a checkpoint's optimizer state
 
     def _unsupported_reason(self) -> str | None:
         if self.options.precision == "16-mixed":
@@ -108,14 +110,19 @@ class CompiledSteps:
     def train(self, batch: Batch | Execution) -> torch.Tensor:
         if not self.prepared and self.enabled:  # train_on_batch before any fit
             self.prepare(batch if isinstance(batch, Batch) else batch.batches()[0], None, validates=False)
-        if not self.enabled or shapes(batch) != self._train_signature:
-            return self.eager_train(batch)
         optim = self._optim
+        if not self.enabled or shapes(batch) != self._train_signature:
+            if optim is not None:
+                optim.forget_steps()
+            return self.eager_train(batch)
         assert optim is not None and self._train is not None
         if optim.refresh():  # a flag such as nesterov changed: a new graph
             self._train = self._compile_train()
-        return self._train(self._trainable, self._frozen, self._buffers, optim.state(), optim.hyper,
-                           batch.x, batch.y, batch.sample_weight)
+        steps = self.options.steps_per_execution
+        values = self._train(self._trainable, self._frozen, self._buffers, optim.state(), optim.hyper,
+                             optim.step_table(steps), batch.x, batch.y, batch.sample_weight)
+        optim.advance(steps)
+        return values
 
     def _warm_up_train(self, example: Batch | Execution) -> None:
         self._optim = FunctionalOptimizer(self.optimizer)
@@ -133,7 +140,8 @@ class CompiledSteps:
         state = self._optim.state()
         clone = _clone
         self._train(clone(self._trainable), clone(self._frozen), clone(self._buffers), clone(state),
-                    self._optim.hyper, example.x, example.y, example.sample_weight)
+                    self._optim.hyper, self._optim.step_table(self.options.steps_per_execution),
+                    example.x, example.y, example.sample_weight)
         self._train_signature = shapes(example)
 
     def _compile_train(self) -> Callable[..., torch.Tensor]:
@@ -142,8 +150,9 @@ class CompiledSteps:
         loss_and_values = self._loss_and_values
 
         def one_step(trainable: list[torch.Tensor], frozen: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                     state: list[list[torch.Tensor]], hyper: list[torch.Tensor], x: Tree, y: Tree,
-                     sample_weight: torch.Tensor | None) -> tuple[list[torch.Tensor], list[list[torch.Tensor]], torch.Tensor]:
+                     state: list[list[torch.Tensor]], hyper: list[torch.Tensor], table: torch.Tensor | None,
+                     index: int, x: Tree, y: Tree, sample_weight: torch.Tensor | None
+                     ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]], torch.Tensor]:
             def loss(params: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
                 tensors = {**frozen, **dict(zip(names, params)), **buffers}
                 return loss_and_values(tensors, x, y, sample_weight)
@@ -151,21 +160,23 @@ class CompiledSteps:
             grads, (_, values) = grad_and_value(loss, has_aux=True)(trainable)
             if options.clips:
                 grads = clip_gradients(grads, options)
-            new_params, new_state = optim.update(trainable, grads, state, hyper)
+            new_params, new_state = optim.update(trainable, grads, state, hyper, table, index)
             return new_params, new_state, values
 
         def train_step(trainable: list[torch.Tensor], frozen: dict[str, torch.Tensor],
                        buffers: dict[str, torch.Tensor], state: list[list[torch.Tensor]], hyper: list[torch.Tensor],
-                       x: Tree, y: Tree, sample_weight: torch.Tensor | None) -> torch.Tensor:
+                       table: torch.Tensor | None, x: Tree, y: Tree, sample_weight: torch.Tensor | None) -> torch.Tensor:
             params, current = trainable, state
             if options.steps_per_execution == 1:
-                params, current, values = one_step(params, frozen, buffers, current, hyper, x, y, sample_weight)
+                params, current, values = one_step(params, frozen, buffers, current, hyper, table, 0, x, y,
+                                                  sample_weight)
             else:
                 rows = []
                 for i in range(options.steps_per_execution):
                     x_i, y_i = row(x, i), row(y, i)
                     w_i = None if sample_weight is None else sample_weight[i]
-                    params, current, values_i = one_step(params, frozen, buffers, current, hyper, x_i, y_i, w_i)
+                    params, current, values_i = one_step(params, frozen, buffers, current, hyper, table, i, x_i, y_i,
+                                                    w_i)
                     rows.append(values_i)
                 values = torch.stack(rows)
             for target, value in zip(trainable, params):
@@ -230,6 +241,8 @@ class CompiledSteps:
 
     def flush(self) -> None:
         self.eager_train.flush()
+        if self._optim is not None:
+            self._optim.forget_steps()  # between epochs a callback may restore or replace optimizer state
 
 
 def _own_code(function: Any) -> Any:
