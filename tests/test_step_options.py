@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import epochal
+from epochal.data import ArrayAdapter
+from epochal.executions import Execution, group_batches
 from epochal.step_options import (
     AUTO_COMPILE_MIN_BATCHES,
     AUTO_COMPILE_MIN_BATCHES_CUDA,
@@ -78,3 +80,20 @@ def test_eager_steps_per_execution_trains_exactly_as_single_steps():
         assert grouped.history.history[key] == pytest.approx(values, rel=1e-6)
     assert events[:8] == [("begin", 0), ("end", 3), ("begin", 4), ("end", 4), ("begin", 5), ("end", 5),
                           ("begin", 6), ("end", 6)]
+
+
+def test_an_execution_of_gathered_batches_is_a_view_of_their_block_and_equals_stacking():
+    x, y = torch.randn(50, 4), torch.randint(0, 3, (50,))
+    batches = {}
+    for gather in (1, 4):
+        adapter = ArrayAdapter(x, y, None, num_samples=50, batch_size=8, shuffle=True, gather_batches=gather)
+        torch.manual_seed(0)
+        batches[gather] = list(group_batches(iter(adapter.epoch_batches(0)), 4))
+    copied, viewed = batches[1][0], batches[4][0]
+    assert isinstance(viewed, Execution) and viewed.x.shape == (4, 8, 4)
+    assert viewed.x._base is not None and copied.x._base is None  # one gather, no second copy
+    torch.testing.assert_close(viewed.x, copied.x, rtol=0, atol=0)
+    torch.testing.assert_close(viewed.y, copied.y, rtol=0, atol=0)
+    for ours, theirs in zip(batches[4][1:], batches[1][1:]):  # batches 4, 5 and the short 6, alone
+        torch.testing.assert_close(ours.x, theirs.x, rtol=0, atol=0)
+    assert [b.x.shape[0] for b in batches[4][1:]] == [8, 8, 2]

@@ -60,9 +60,24 @@ def stack(batches: list[Batch]) -> Execution:
             parts.append(None)
             continue
         leaves = [flatten(batch[index]) for batch in batches]
-        joined = iter([torch.stack([leaf[i] for leaf in leaves]) for i in range(len(leaves[0]))])
+        joined = iter([_stack([leaf[i] for leaf in leaves]) for i in range(len(leaves[0]))])
         parts.append(map_structure(partial(_next, joined), first))
     return Execution(parts[0], parts[1], parts[2], len(batches))
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """`torch.stack(tensors)`; a view, not a copy, when they lie back to back in one storage (the
+    batches of one gathered block, see `ArrayAdapter`)."""
+    first = tensors[0]
+    base, step = first.untyped_storage().data_ptr(), first.numel()
+    adjacent = all(
+        t.is_contiguous() and t.shape == first.shape and t.untyped_storage().data_ptr() == base
+        and t.storage_offset() == first.storage_offset() + i * step
+        for i, t in enumerate(tensors)
+    )
+    if not adjacent:
+        return torch.stack(tensors)
+    return first.as_strided((len(tensors), *first.shape), (step, *first.stride()))
 
 
 def _next(iterator: Iterator[torch.Tensor], _: torch.Tensor) -> torch.Tensor:

@@ -198,6 +198,7 @@ class Model:
             shuffle=shuffle, validation_split=validation_split, validation_data=validation_data,
             validation_batch_size=validation_batch_size or batch_size, steps_per_epoch=steps_per_epoch,
             validation_steps=validation_steps, device=self.device, float_dtype=float_dtype_of(self.module),
+            gather_batches=self._step_options.steps_per_execution,
         )
         train, validation = self._local_arrays(train, train=True), self._local_arrays(validation, train=False)
         return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,

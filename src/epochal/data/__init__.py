@@ -88,7 +88,7 @@ class InMemory:
         return self
 
     def adapter(self, batch_size: int, *, shuffle: bool = False, steps: int | None = None,
-                steps_name: str = "steps") -> ArrayAdapter:
+                steps_name: str = "steps", gather_batches: int = 1) -> ArrayAdapter:
         available = math.ceil(self.size / batch_size)
         if steps is not None and steps > available:
             raise ValueError(
@@ -97,15 +97,19 @@ class InMemory:
                 f"{available}, or a dataset."
             )
         return ArrayAdapter(self.x, self.y, self.sample_weight, num_samples=self.size,
-                            batch_size=batch_size, shuffle=shuffle, steps=steps)
+                            batch_size=batch_size, shuffle=shuffle, steps=steps, gather_batches=gather_batches)
 
 
 def make_fit_data(
     x: Any, y: Any, *, sample_weight: Any, class_weight: Mapping[int, float] | None, batch_size: int,
     shuffle: bool, validation_split: float, validation_data: Any, validation_batch_size: int,
     steps_per_epoch: int | None, validation_steps: int | None, device: torch.device, float_dtype: torch.dtype,
+    gather_batches: int = 1,
 ) -> tuple[Adapter, Adapter | None, int | None]:
-    """Training and validation adapters for `fit` on arrays, plus the number of training samples."""
+    """Training and validation adapters for `fit` on arrays, plus the number of training samples.
+
+    `gather_batches` training batches are gathered together (see `ArrayAdapter`): the steps per execution.
+    """
     data = InMemory(x, y, sample_weight, device=device, float_dtype=float_dtype)
     if data.y is None:
         raise ValueError("`y` is required when `x` is an array. Pass targets, or a dataset of (x, y) batches.")
@@ -118,8 +122,9 @@ def make_fit_data(
         held_out.sample_weight = None  # SPEC: fit's sample/class weights never reach validation
         validation = held_out.adapter(validation_batch_size, steps=validation_steps, steps_name="validation_steps")
     data = data.with_class_weight(class_weight)
-    return data.adapter(batch_size, shuffle=shuffle, steps=steps_per_epoch, steps_name="steps_per_epoch"), \
-        validation, data.size
+    train = data.adapter(batch_size, shuffle=shuffle, steps=steps_per_epoch, steps_name="steps_per_epoch",
+                         gather_batches=gather_batches)
+    return train, validation, data.size
 
 
 def make_dataset_fit_data(

@@ -17,6 +17,10 @@ class ArrayAdapter:
     With `shuffle`, each epoch draws `torch.randperm(n)` from torch's global generator (exactly what
     a hand-written loop does, so `torch.manual_seed` makes runs repeatable) and takes batches by
     index; without it, batches are contiguous views in order `0..n-1`.
+
+    Shuffled rows are gathered `gather_batches` batches at a time (one `index_select` per part) and
+    each batch is a view of that block, so the batches of one execution (`steps_per_execution`) lie
+    back to back in memory and are stacked without a copy (`executions.stack`).
     """
 
     def __init__(
@@ -29,8 +33,10 @@ class ArrayAdapter:
         batch_size: int,
         shuffle: bool,
         steps: int | None = None,
+        gather_batches: int = 1,
     ) -> None:
         self.x, self.y, self.sample_weight = x, y, sample_weight
+        self.gather_batches = gather_batches
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -49,15 +55,18 @@ class ArrayAdapter:
         return self._batches(order)
 
     def _batches(self, order: torch.Tensor | None) -> Iterator[Batch]:
-        size = self.batch_size
-        for start in range(0, self.steps * size, size):
-            stop = min(start + size, self.num_samples)
+        size, end = self.batch_size, min(self.steps * self.batch_size, self.num_samples)
+        block_rows = size * self.gather_batches
+        for block_start in range(0, end, block_rows):
+            block_stop = min(block_start + block_rows, end)
             if order is None:
-                x, y, w = (None if part is None else slice_rows(part, start, stop) for part in self._parts())
-                yield Batch(x, y, w)
+                block = [None if part is None else slice_rows(part, block_start, block_stop) for part in self._parts()]
             else:
-                index = order[start:stop]
-                x, y, w = (None if part is None else take(part, index) for part in self._parts())
+                index = order[block_start:block_stop]
+                block = [None if part is None else take(part, index) for part in self._parts()]
+            for start in range(0, block_stop - block_start, size):
+                stop = min(start + size, block_stop - block_start)
+                x, y, w = (None if part is None else slice_rows(part, start, stop) for part in block)
                 yield Batch(x, y, w)
 
     def _parts(self) -> tuple[Tree, Tree | None, torch.Tensor | None]:
