@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -36,13 +37,14 @@ def _trainer(variant: str) -> Callable[..., Any]:
 
 
 def measure(variant: str, workload_name: str, *, samples: int, epochs: int, seed: int) -> dict[str, Any]:
-    """Train once and return steady-state samples/s (first epoch excluded), warm-up time and peak RSS."""
+    """Train once and return steady-state samples/s (first epoch excluded), set-up and warm-up times, peak RSS."""
     workload = WORKLOADS[workload_name]
     data = make_data(workload, samples, seed)
     module = build_module(workload, seed)
     train = _trainer(variant)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        started = time.perf_counter()
         spans, logs = train(module, data, batch_size=workload.batch_size, epochs=epochs)
     # From the second epoch's start to the last one's end, so work done between epochs counts too.
     steady_s = spans[-1][1] - spans[1][0]
@@ -50,6 +52,7 @@ def measure(variant: str, workload_name: str, *, samples: int, epochs: int, seed
         "status": "ok",
         "samples_per_s": len(data.x) * (len(spans) - 1) / steady_s,
         "warmup_s": spans[0][1] - spans[0][0],
+        "setup_s": spans[0][0] - started,  # before the first epoch: data, checks and, compiled, compilation
         "epoch_s": [end - begin for begin, end in spans],
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         "logs": logs,
