@@ -95,6 +95,18 @@ def test_steps_per_execution_matches_one_step_per_call(traced):
     assert compiled.history.params["steps_per_execution"] == 3
 
 
+@pytest.mark.parametrize("unroll_below, graphs", [(float("inf"), 3), (0.0, 2)], ids=["unrolled", "loop"])
+def test_executions_run_unrolled_or_as_one_step_calls_with_the_same_result(traced, monkeypatch, unroll_below,
+                                                                           graphs):
+    """Short steps are unrolled into an execution's graph, long ones looped; both train as eager does.
+
+    Graphs: the one-step train graph, the unrolled one (if short) and one test graph (batch 8)."""
+    monkeypatch.setattr(epochal.compiled, "UNROLL_BELOW_SECONDS", unroll_below)
+    eager, compiled = fit_pair("adam", batch_size=8, steps_per_execution=3)
+    assert_same_training(eager, compiled)
+    assert traced() == graphs
+
+
 def test_learning_rate_changed_between_batches_is_used_without_recompiling(traced):
     def decay(batch, logs):
         for model in models:

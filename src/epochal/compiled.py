@@ -3,16 +3,17 @@ one `torch.compile`d graph per call, and the test step likewise.
 
 How it stays one graph: gradients come from `torch.func.grad_and_value` over `functional_call` (a
 `backward()` would break the graph), and the optimizer update is tensor math
-(`functional_optim`). With `steps_per_execution=N`, `N` steps are unrolled into the same graph.
+(`functional_optim`). With `steps_per_execution=N`, `N` steps are unrolled into one graph when a
+step is short (`UNROLL_BELOW_SECONDS`); longer steps run as `N` calls of the one-step graph.
 
 What stays true:
 - The module's parameters and buffers and the optimizer's state are the real ones, updated in place
   by the graph; the learning rate and other hyperparameters are read from `param_groups` before
   every call (as graph inputs), so schedulers, checkpoints and weight restores work unchanged.
-- The graph is specialised to one input shape (`dynamic=False`). A batch of any other shape — the
-  short last batch, the remainder of an epoch that does not fill an execution, other validation
-  data — runs the eager step on the same state instead: no recompilation, and the loss, metric and
-  BatchNorm semantics of that batch are exactly the eager ones.
+- The graphs are specialised to one batch shape (`dynamic=False`). Full batches that do not fill an
+  execution run the one-step graph; a batch of any other shape — the short last batch, other
+  validation data — runs the eager step on the same state instead: no recompilation, and the loss,
+  metric and BatchNorm semantics of that batch are exactly the eager ones.
 - Compilation happens in `prepare`, before `on_train_begin`, on clones of the state (the global RNG
   is restored afterwards), so compile time is outside every epoch's figures.
 - When the step cannot be compiled (an unsupported optimizer or option, or `torch.compile` fails),
@@ -24,6 +25,7 @@ not use get a zero gradient (so weight decay and momentum still move them), wher
 
 from __future__ import annotations
 
+import time
 import types
 import warnings
 from collections.abc import Callable
@@ -51,6 +53,11 @@ _INDUCTOR_OPTIONS = {"realize_reads_threshold": 1}
 #: decomposes max-pool's backward into zero-fill + `scatter_add`; inductor's own lowering gathers each
 #: input's gradient from its pooling windows without atomics (W3, one thread: ~3.8k -> ~4.5k samples/s).
 _CPU_LOWERED = ("max_pool2d_with_indices_backward",)
+#: With `steps_per_execution > 1`, steps are unrolled into one graph only when one compiled step
+#: takes less than this: unrolling saves the ~0.1-0.3 ms of Python and dispatch per call, which is
+#: most of a small step (W2: ~0.1 ms) and nothing of a large one (W3: ~20 ms), whose unrolled graph
+#: takes minutes to compile (W3, 8 steps: ~100 s against ~25 s for one).
+UNROLL_BELOW_SECONDS = 0.008
 
 
 class CompiledSteps:
@@ -64,8 +71,9 @@ class CompiledSteps:
         self.enabled = options.jit_compile is True  # decided again per fit (jit_compile="auto") in `prepare`
         self.prepared = False
         self._warned = False
-        self._train: Callable[..., torch.Tensor] | None = None
-        self._train_signature: tuple[object, ...] | None = None
+        self._step: Callable[..., torch.Tensor] | None = None  # one train step per call
+        self._step_signature: tuple[object, ...] | None = None
+        self._unrolled: Callable[..., torch.Tensor] | None = None  # steps_per_execution steps per call
         self._test: Callable[..., torch.Tensor] | None = None
         self._test_signatures: set[tuple[object, ...]] = set()
         self._test_adopted = False  # whether a real batch (not the warm-up's guess) chose a test graph
@@ -83,14 +91,11 @@ class CompiledSteps:
         if reason is not None:
             self._fall_back(reason)
             return
-        example: Batch | Execution = batch
-        if self.options.steps_per_execution > 1:
-            example = stack([batch] * self.options.steps_per_execution)
         guess = Batch(batch.x, batch.y, None)
         try:
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                if self._train is None or shapes(example) != self._train_signature:
-                    self._warm_up_train(example)
+                if self._step is None or shapes(batch) != self._step_signature:
+                    self._warm_up_train(batch)
                 if validates and shapes(guess) not in self._test_signatures:
                     self._warm_up_test(guess)
         except Exception as error:  # noqa: BLE001 - any compiler failure means "run eagerly", reported below
@@ -118,21 +123,33 @@ class CompiledSteps:
     def train(self, batch: Batch | Execution) -> torch.Tensor:
         if not self.prepared and self.enabled:  # train_on_batch before any fit
             self.prepare(batch if isinstance(batch, Batch) else batch.batches()[0], None, validates=False)
-        optim = self._optim
-        if not self.enabled or shapes(batch) != self._train_signature:
+        optim, step = self._optim, self._step
+        parts = batch.batches() if isinstance(batch, Execution) else [batch]
+        if not self.enabled or step is None or shapes(parts[0]) != self._step_signature:
             if optim is not None:
                 optim.forget_steps()
             return self.eager_train(batch)
-        assert optim is not None and self._train is not None
-        if optim.refresh():  # a flag such as nesterov changed: a new graph
-            self._train = self._compile_train()
-        steps = self.options.steps_per_execution
-        values = self._train(self._trainable, self._frozen, self._buffers, optim.state(), optim.hyper,
-                             optim.step_table(steps), batch.x, batch.y, batch.sample_weight)
+        assert optim is not None
+        if optim.refresh():  # a flag such as nesterov changed: new graphs
+            self._step = step = self._compile_train(1)
+            if self._unrolled is not None:
+                self._unrolled = self._compile_train(self.options.steps_per_execution)
+        if isinstance(batch, Execution) and self._unrolled is not None:
+            return self._call(self._unrolled, batch, batch.steps)
+        if isinstance(batch, Execution):  # long steps: a loop of one-step calls costs nothing noticeable
+            return torch.stack([self._call(step, part, 1) for part in parts])
+        return self._call(step, batch, 1)
+
+    def _call(self, graph: Callable[..., torch.Tensor], batch: Batch | Execution, steps: int) -> torch.Tensor:
+        optim = self._optim
+        assert optim is not None
+        values = graph(self._trainable, self._frozen, self._buffers, optim.state(), optim.hyper,
+                       optim.step_table(steps), batch.x, batch.y, batch.sample_weight)
         optim.advance(steps)
         return values
 
-    def _warm_up_train(self, example: Batch | Execution) -> None:
+    def _warm_up_train(self, batch: Batch) -> None:
+        """Compile the one-step graph on `batch`, and the unrolled one when steps are short enough."""
         self._optim = FunctionalOptimizer(self.optimizer)
         trainable_ids = {id(p) for p in self._optim.parameters}
         named = dict(self.module.named_parameters())
@@ -144,15 +161,30 @@ class CompiledSteps:
         self._trainable = [p.detach() for p in self._optim.parameters]
         self._frozen = {name: p.detach() for name, p in named.items() if id(p) not in trainable_ids}
         self._buffers = dict(self.module.named_buffers())
-        self._train = self._compile_train()
-        state = self._optim.state()
-        clone = _clone
-        self._train(clone(self._trainable), clone(self._frozen), clone(self._buffers), clone(state),
-                    self._optim.hyper, self._optim.step_table(self.options.steps_per_execution),
-                    example.x, example.y, example.sample_weight)
-        self._train_signature = shapes(example)
+        steps = self.options.steps_per_execution
+        self._step, self._unrolled = self._compile_train(1), None
+        seconds = self._warm_up_call(self._step, batch, 1, timed=2 if steps > 1 else 0)
+        self._step_signature = shapes(batch)
+        if steps > 1 and seconds < UNROLL_BELOW_SECONDS:
+            self._unrolled = self._compile_train(steps)
+            self._warm_up_call(self._unrolled, stack([batch] * steps), steps, timed=0)
 
-    def _compile_train(self) -> Callable[..., torch.Tensor]:
+    def _warm_up_call(self, graph: Callable[..., torch.Tensor], example: Batch | Execution, steps: int,
+                      timed: int) -> float:
+        """Call `graph` on clones of the state (compiling it), then `timed` more times -> the fastest."""
+        assert self._optim is not None
+        state = (_clone(self._trainable), _clone(self._frozen), _clone(self._buffers), _clone(self._optim.state()))
+        fastest = float("inf")
+        for call in range(1 + timed):
+            started = time.perf_counter()
+            graph(*state, self._optim.hyper, self._optim.step_table(steps), example.x, example.y,
+                  example.sample_weight)
+            if call:
+                fastest = min(fastest, time.perf_counter() - started)
+        return fastest
+
+    def _compile_train(self, steps: int) -> Callable[..., torch.Tensor]:
+        """The train step compiled with `steps` steps unrolled (inputs `[steps, batch, ...]` if > 1)."""
         optim, options, names = self._optim, self.options, self._names
         assert optim is not None
         loss_and_values = self._loss_and_values
@@ -175,12 +207,12 @@ class CompiledSteps:
                        buffers: dict[str, torch.Tensor], state: list[list[torch.Tensor]], hyper: list[torch.Tensor],
                        table: torch.Tensor | None, x: Tree, y: Tree, sample_weight: torch.Tensor | None) -> torch.Tensor:
             params, current = trainable, state
-            if options.steps_per_execution == 1:
+            if steps == 1:
                 params, current, values = one_step(params, frozen, buffers, current, hyper, table, 0, x, y,
                                                   sample_weight)
             else:
                 rows = []
-                for i in range(options.steps_per_execution):
+                for i in range(steps):
                     x_i, y_i = row(x, i), row(y, i)
                     w_i = None if sample_weight is None else sample_weight[i]
                     params, current, values_i = one_step(params, frozen, buffers, current, hyper, table, i, x_i, y_i,
