@@ -73,6 +73,7 @@ class CompiledSteps:
         self._warned = False
         self._step: Callable[..., torch.Tensor] | None = None  # one train step per call
         self._step_signature: tuple[object, ...] | None = None
+        self._execution_signature: tuple[object, ...] | None = None  # steps_per_execution such batches
         self._unrolled: Callable[..., torch.Tensor] | None = None  # steps_per_execution steps per call
         self._test: Callable[..., torch.Tensor] | None = None
         self._test_signatures: set[tuple[object, ...]] = set()
@@ -124,8 +125,8 @@ class CompiledSteps:
         if not self.prepared and self.enabled:  # train_on_batch before any fit
             self.prepare(batch if isinstance(batch, Batch) else batch.batches()[0], None, validates=False)
         optim, step = self._optim, self._step
-        parts = batch.batches() if isinstance(batch, Execution) else [batch]
-        if not self.enabled or step is None or shapes(parts[0]) != self._step_signature:
+        fits = self._execution_signature if isinstance(batch, Execution) else self._step_signature
+        if not self.enabled or step is None or shapes(batch) != fits:
             if optim is not None:
                 optim.forget_steps()
             return self.eager_train(batch)
@@ -137,7 +138,7 @@ class CompiledSteps:
         if isinstance(batch, Execution) and self._unrolled is not None:
             return self._call(self._unrolled, batch, batch.steps)
         if isinstance(batch, Execution):  # long steps: a loop of one-step calls costs nothing noticeable
-            return torch.stack([self._call(step, part, 1) for part in parts])
+            return torch.stack([self._call(step, part, 1) for part in batch.batches()])
         return self._call(step, batch, 1)
 
     def _call(self, graph: Callable[..., torch.Tensor], batch: Batch | Execution, steps: int) -> torch.Tensor:
@@ -164,10 +165,11 @@ class CompiledSteps:
         steps = self.options.steps_per_execution
         self._step, self._unrolled = self._compile_train(1), None
         seconds = self._warm_up_call(self._step, batch, 1, timed=2 if steps > 1 else 0)
-        self._step_signature = shapes(batch)
+        execution = stack([batch] * steps) if steps > 1 else batch
+        self._step_signature, self._execution_signature = shapes(batch), shapes(execution)
         if steps > 1 and seconds < UNROLL_BELOW_SECONDS:
             self._unrolled = self._compile_train(steps)
-            self._warm_up_call(self._unrolled, stack([batch] * steps), steps, timed=0)
+            self._warm_up_call(self._unrolled, execution, steps, timed=0)
 
     def _warm_up_call(self, graph: Callable[..., torch.Tensor], example: Batch | Execution, steps: int,
                       timed: int) -> float:
