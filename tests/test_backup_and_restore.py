@@ -189,3 +189,25 @@ def test_a_backup_from_two_processes_resumes_in_one_with_a_warning():
     assert own["accumulator"]["count"] == 5
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="torchmetrics states are per process"):
         state._own_part([part("rank0", [1.0], 3, [{"values": {}}]), part("rank1", [1.0], 2)])
+
+
+def test_only_rank_0_removes_a_finished_runs_backup(tmp_path):
+    """Under torch.distributed rank 0 alone deletes the backups it alone wrote; another rank listing the
+    folder while rank 0 removes it failed at random (a rank other than 0 is simulated here)."""
+    from epochal.loop import LocalSync
+    from epochal.training_state import TrainingState
+
+    class OtherRank(LocalSync):
+        rank = 1
+
+        def main_then_wait(self, write):  # as `distributed.GroupSync` on rank 1: rank 0 writes
+            pass
+
+    x, y = _data()
+    _model().fit(x, y, epochs=1, batch_size=16, verbose=0,
+                 callbacks=[BackupAndRestore(tmp_path, delete_checkpoint=False)])
+    written = _files(tmp_path)
+    assert written
+    for sync, left in ((OtherRank(), written), (LocalSync(), [])):
+        TrainingState(_model(), backup=BackupAndRestore(tmp_path), finished_cleanly=True, sync=sync).finish()
+        assert _files(tmp_path) == left

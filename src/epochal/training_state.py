@@ -178,9 +178,12 @@ class TrainingState:
             self._stop_for_signal(saved=saved)
 
     def finish(self) -> None:
-        """After `on_train_end`: a run that finished normally removes its backup (if asked to)."""
+        """After `on_train_end`: a run that finished normally removes its backup (if asked to).
+
+        Rank 0 alone removes it, as it alone writes it: another rank listing the folder while rank 0
+        deletes it would fail."""
         if self.backup is not None and self.finished_cleanly:  # never after a non-finite stop: keep the last good one
-            self.backup.finish()
+            self._sync.main_then_wait(self.backup.finish)
 
     # -- backups ----------------------------------------------------------------------------------
 
