@@ -19,29 +19,35 @@ from typing import Any
 import torch
 from workloads import WORKLOADS, Unsupported, build_module, make_data
 
-VARIANTS = ("hand", "eager", "compiled")
+#: "graphs": compiled, with each compiled step replayed as a CUDA graph (CUDA only).
+VARIANTS = ("hand", "eager", "compiled", "graphs")
 
 
-def _trainer(variant: str) -> Callable[..., Any]:
+def _trainer(variant: str, device: str) -> Callable[..., Any]:
     # Imported here, not at the top, so the `hand` process never loads epochal: its RSS and
     # start-up stay those of plain PyTorch, and it runs even while epochal is broken.
+    import functools
+
     if variant == "hand":
         import hand_loop
 
-        return hand_loop.train
-    import functools
-
+        return functools.partial(hand_loop.train, device=device)
+    if variant == "graphs" and not device.startswith("cuda"):
+        raise Unsupported("CUDA graphs need a CUDA device")
     import epochal_runner
 
-    return functools.partial(epochal_runner.train, jit_compile=variant == "compiled")
+    return functools.partial(epochal_runner.train, jit_compile=variant in ("compiled", "graphs"),
+                             cuda_graphs=variant == "graphs", device=device)
 
 
-def measure(variant: str, workload_name: str, *, samples: int, epochs: int, seed: int) -> dict[str, Any]:
-    """Train once and return steady-state samples/s (first epoch excluded), set-up and warm-up times, peak RSS."""
+def measure(variant: str, workload_name: str, *, samples: int, epochs: int, seed: int,
+            device: str = "cpu") -> dict[str, Any]:
+    """Train once and return steady-state samples/s (first epoch excluded), set-up and warm-up times,
+    peak RSS and, on a GPU, peak GPU memory allocated."""
     workload = WORKLOADS[workload_name]
     data = make_data(workload, samples, seed)
     module = build_module(workload, seed)
-    train = _trainer(variant)
+    train = _trainer(variant, device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.perf_counter()
@@ -55,6 +61,7 @@ def measure(variant: str, workload_name: str, *, samples: int, epochs: int, seed
         "setup_s": spans[0][0] - started,  # before the first epoch: data, checks and, compiled, compilation
         "epoch_s": [end - begin for begin, end in spans],
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        "max_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
         "logs": logs,
         "warnings": sorted({str(w.message).splitlines()[0] for w in caught}),
         "threads": torch.get_num_threads(),
@@ -70,13 +77,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs, the first excluded as warm-up")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads; torch's default if unset")
+    parser.add_argument("--device", default="cpu", help='where to train: "cpu" or "cuda"')
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error(f"--epochs must be at least 2 (the first is warm-up). Received: {args.epochs}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        result = measure(args.variant, args.workload, samples=args.samples, epochs=args.epochs, seed=args.seed)
+        result = measure(args.variant, args.workload, samples=args.samples, epochs=args.epochs, seed=args.seed,
+                         device=args.device)
     except Unsupported as error:
         result = {"status": "n/a", "reason": str(error)}
     print(json.dumps(result))

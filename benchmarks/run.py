@@ -6,6 +6,9 @@ plus the start-up cost of `import epochal` beside `import torch`. Progress goes 
 report to stdout:
 
     python benchmarks/run.py --workloads W1,W2,W3 --variants hand,eager,compiled --repeats 3
+
+On a GPU, `--device cuda` trains there (the hand-written loop too) and adds the `graphs` variant
+(compiled steps replayed as CUDA graphs) and a column of peak GPU memory allocated.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def _prefix(pin: bool) -> list[str]:
 def run_child(variant: str, workload: str, args: argparse.Namespace) -> Result:
     """One measurement in a fresh process; a crash becomes status "error" with stderr's last line."""
     command = [*_prefix(args.pin), sys.executable, str(MEASURE), variant, workload,
-               "--samples", str(args.samples), "--epochs", str(args.epochs), "--seed", str(args.seed)]
+               "--samples", str(args.samples), "--epochs", str(args.epochs), "--seed", str(args.seed),
+               "--device", args.device]
     if args.pin:
         command += ["--threads", "1"]
     # A private inductor cache per process: a compiled variant pays its real, cold compile each time.
@@ -81,10 +85,15 @@ def _spread(values: list[float], fmt: str) -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
 
 
-def _machine() -> str:
+def _machine(device: str) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "unknown CPU")
-    return f"{len(os.sched_getaffinity(0))} CPUs (nproc) · {cpu} · {platform.system()} {platform.release()}"
+    machine = f"{len(os.sched_getaffinity(0))} CPUs (nproc) · {cpu} · {platform.system()} {platform.release()}"
+    if device.startswith("cuda"):
+        import torch
+
+        machine += f" · GPU {torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
+    return machine
 
 
 def _revision() -> str:
@@ -98,7 +107,8 @@ def _median(runs: list[Result], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def _rows(results: dict[tuple[str, str], list[Result]], workloads: list[str], variants: list[str]) -> list[str]:
+def _rows(results: dict[tuple[str, str], list[Result]], workloads: list[str], variants: list[str],
+          gpu: bool) -> list[str]:
     """Table rows, then the notes (n/a, errors, warnings) that go under the table, each listed once."""
     rows: list[str] = []
     notes: dict[str, list[str]] = {}
@@ -112,7 +122,7 @@ def _rows(results: dict[tuple[str, str], list[Result]], workloads: list[str], va
                     notes[note].append(f"{w} {v}")
             runs = ok[v]
             if not runs:
-                rows.append(f"| {w} | {v} | n/a | | | | | |")
+                rows.append(f"| {w} | {v} | n/a | | | | | |" + " |" * gpu)
                 continue
             speed, rss = _median(runs, "samples_per_s"), _median(runs, "max_rss_mib")
             ratio = f"{speed / _median(hand, 'samples_per_s'):.2f}×" if hand else ""
@@ -120,7 +130,7 @@ def _rows(results: dict[tuple[str, str], list[Result]], workloads: list[str], va
             accuracy = statistics.median(r["logs"].get("val_accuracy", math.nan) for r in runs)
             rows.append(f"| {w} | {v} | {_spread([r['samples_per_s'] for r in runs], ',.0f')} | {ratio} "
                         f"| {_median(runs, 'setup_s'):.1f} | {_median(runs, 'warmup_s'):.1f} | {rss:.0f}{rss_ratio} "
-                        f"| {accuracy:.3f} |")
+                        f"| {accuracy:.3f} |" + (f" {_median(runs, 'max_gpu_mib'):.0f} |" if gpu else ""))
     return rows + [""] * bool(notes) + [f"- {', '.join(where)}: {note}" for note, where in notes.items()]
 
 
@@ -128,23 +138,24 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Result]
            imports: dict[str, list[float]], load: tuple[float, float]) -> str:
     """The markdown section for BENCHMARKS.md: machine, versions, command, results and start-up."""
     workloads, variants = args.workloads.split(","), args.variants.split(",")
+    gpu = args.device.startswith("cuda")
     threads = sorted({r["threads"] for rs in results.values() for r in rs if r["status"] == "ok"})
     n_val = int(args.samples * VALIDATION_SHARE)
     lines = [
         f"### {datetime.datetime.now().isoformat(timespec='minutes')}",
         "",
-        f"- Machine: {_machine()}; load average {load[0]:.2f} before, {load[1]:.2f} after",
+        f"- Machine: {_machine(args.device)}; load average {load[0]:.2f} before, {load[1]:.2f} after",
         f"- Python {platform.python_version()}, torch {importlib.metadata.version('torch')}, epochal {_revision()}",
         f"- Command: `python {shlex.join(sys.argv)}`",
         f"- {args.samples - n_val:,} training + {n_val:,} validation samples, {args.epochs} epochs (the first "
-        f"excluded), {args.repeats} alternating repeats; torch threads {threads}"
+        f"excluded), {args.repeats} alternating repeats; torch threads {threads}; device {args.device}"
         + ("; pinned with `taskset -c 0`" if args.pin else ""),
         "- " + "; ".join(f"{w}: {WORKLOADS[w].description}" for w in workloads),
         "",
         ("| workload | variant | train samples/s, median (min–max) | × hand | set-up, s | warm-up epoch, s "
-         "| peak RSS, MiB (× hand) | val accuracy |"),
-        "|---|---|---|---|---|---|---|---|",
-        *_rows(results, workloads, variants),
+         "| peak RSS, MiB (× hand) | val accuracy |" + " peak GPU, MiB |" * gpu),
+        "|---|---|---|---|---|---|---|---|" + "---|" * gpu,
+        *_rows(results, workloads, variants, gpu),
     ]
     lines += ["", "| start-up (wall s) | median (min–max) |", "|---|---|"]
     for name, times in imports.items():
@@ -166,14 +177,23 @@ def main() -> None:
     """Run every (workload, variant) `--repeats` times, alternating variants, then print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default="W1,W2,W3", type=lambda v: _names(v, sorted(WORKLOADS), "--workloads"))
-    parser.add_argument("--variants", default=",".join(VARIANTS), type=lambda v: _names(v, VARIANTS, "--variants"))
+    parser.add_argument("--variants", default=None, type=lambda v: _names(v, VARIANTS, "--variants"),
+                        help="default: all of them on CUDA; hand,eager,compiled elsewhere")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="the first is warm-up and excluded")
     parser.add_argument("--samples", type=int, default=60_000, help="training + validation samples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pin", action="store_true", help="run on one vCPU (taskset -c 0) with 1 torch thread")
     parser.add_argument("--import-runs", type=int, default=5, help="runs of each start-up measurement")
+    parser.add_argument("--device", default="cpu", help='where to train: "cpu" or "cuda"')
     args = parser.parse_args()
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: torch sees no CUDA GPU on this machine")
+    if args.variants is None:
+        args.variants = ",".join(v for v in VARIANTS if v != "graphs" or args.device.startswith("cuda"))
     workloads, variants = args.workloads.split(","), args.variants.split(",")
 
     load_before = os.getloadavg()[0]

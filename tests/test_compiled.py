@@ -15,6 +15,7 @@ from torch._dynamo.utils import counters
 
 import epochal
 import epochal.compiled
+from epochal.cuda_graphs import GraphedStep
 
 LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -105,6 +106,37 @@ def test_executions_run_unrolled_or_as_one_step_calls_with_the_same_result(trace
     eager, compiled = fit_pair("adam", batch_size=8, steps_per_execution=3)
     assert_same_training(eager, compiled)
     assert traced() == graphs
+
+
+def test_cuda_graphs_do_nothing_off_cuda(traced, recwarn):
+    """A script written for a GPU runs unchanged on the CPU: the same compiled steps, no warning."""
+    x, y, module = torch.randn(70, 5), torch.randint(0, 3, (70,)), make_mlp()
+    models = []
+    for options in ({}, {"jit_compile": True, "cuda_graphs": True}):
+        model = epochal.Model(copy.deepcopy(module), device="cpu")
+        model.compile(optimizer="adam", loss=LOSS, metrics=["accuracy"], **options)
+        torch.manual_seed(1)
+        model.fit(x, y, epochs=2, batch_size=16, validation_split=0.2, verbose=0)
+        models.append(model)
+    assert_same_training(*models)
+    assert models[1].history.params["cuda_graphs"] is True
+    assert not [w for w in recwarn if "cuda_graphs" in str(w.message)]
+
+
+def test_a_step_that_cannot_be_recorded_as_a_cuda_graph_runs_directly_after_one_warning():
+    """`GraphedStep` gives up on tensors off the GPU (CPU tensors here) and calls the step itself."""
+    def step(param, x):
+        param.add_(x)
+        return param.sum()
+
+    graphed, param = GraphedStep(step, state_arguments=1), torch.zeros(3)
+    with pytest.warns(UserWarning, match="cuda_graphs: .* without a CUDA graph because some of its tensors are on cpu"):
+        first = graphed(param, torch.ones(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = graphed(param, torch.ones(3))
+    assert (first.item(), second.item()) == (3.0, 6.0)
+    assert "cpu" in graphed.failure
 
 
 def test_learning_rate_changed_between_batches_is_used_without_recompiling(traced):

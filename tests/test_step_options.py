@@ -21,6 +21,8 @@ LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
     ({"jit_compile": "yes"}, r'`jit_compile` must be True, False or "auto". Received: jit_compile=\'yes\''),
     ({"jit_compile": 1}, r'`jit_compile` must be True, False or "auto". Received: jit_compile=1'),
     ({"steps_per_execution": 0}, r"`steps_per_execution` must be a positive integer. Received: steps_per_execution=0"),
+    ({"cuda_graphs": True}, r"`cuda_graphs=True` replays the compiled train step, so it needs jit_compile=True or "
+                            r'"auto". Received: jit_compile=False'),
 ])
 def test_bad_step_options_are_errors(kwargs, match):
     model = epochal.Model(torch.nn.Linear(4, 3), device="cpu")
@@ -28,13 +30,21 @@ def test_bad_step_options_are_errors(kwargs, match):
         model.compile(optimizer="sgd", loss="mse", **kwargs)
 
 
+def test_cuda_graphs_must_be_a_bool():
+    model = epochal.Model(torch.nn.Linear(4, 3), device="cpu")
+    with pytest.raises(TypeError, match=r"`cuda_graphs` must be True or False. Received: cuda_graphs='yes'"):
+        model.compile(optimizer="sgd", loss="mse", jit_compile=True, cuda_graphs="yes")
+
+
 def test_history_params_show_the_step_options():
     model = epochal.Model(torch.nn.Linear(4, 3), device="cpu")
     model.compile(optimizer="sgd", loss="mse", precision="bf16-mixed", clipvalue=1.0)
     history = model.fit(torch.randn(8, 4), torch.randn(8, 3), verbose=0)
-    assert {key: history.params[key] for key in ("jit_compile", "steps_per_execution", "precision", "clipnorm",
-                                                  "clipvalue", "global_clipnorm", "gradient_accumulation_steps")} \
-        == {"jit_compile": False, "steps_per_execution": 1, "precision": "bf16-mixed", "clipnorm": None,
+    assert {key: history.params[key] for key in ("jit_compile", "steps_per_execution", "cuda_graphs", "precision",
+                                                  "clipnorm", "clipvalue", "global_clipnorm",
+                                                  "gradient_accumulation_steps")} \
+        == {"jit_compile": False, "steps_per_execution": 1, "cuda_graphs": False, "precision": "bf16-mixed",
+            "clipnorm": None,
             "clipvalue": 1.0, "global_clipnorm": None, "gradient_accumulation_steps": 1}
 
 

@@ -4,7 +4,8 @@ one `torch.compile`d graph per call, and the test step likewise.
 How it stays one graph: gradients come from `torch.func.grad_and_value` over `functional_call` (a
 `backward()` would break the graph), and the optimizer update is tensor math
 (`functional_optim`). With `steps_per_execution=N`, `N` steps are unrolled into one graph when a
-step is short (`UNROLL_BELOW_SECONDS`); longer steps run as `N` calls of the one-step graph.
+step is short (`UNROLL_BELOW_SECONDS`); longer steps run as `N` calls of the one-step graph. With
+`cuda_graphs=True` on CUDA, each compiled train graph is replayed as a CUDA graph (`cuda_graphs`).
 
 What stays true:
 - The module's parameters and buffers and the optimizer's state are the real ones, updated in place
@@ -35,6 +36,7 @@ import torch
 from torch.func import functional_call, grad_and_value
 
 from epochal.clipping import clip_gradients
+from epochal.cuda_graphs import GraphedStep
 from epochal.data.batch import Batch
 from epochal.data.structure import Tree
 from epochal.eager_step import EagerTestStep, EagerTrainStep
@@ -132,9 +134,9 @@ class CompiledSteps:
             return self.eager_train(batch)
         assert optim is not None
         if optim.refresh():  # a flag such as nesterov changed: new graphs
-            self._step = step = self._compile_train(1)
+            self._step = step = self._replayed(self._compile_train(1))
             if self._unrolled is not None:
-                self._unrolled = self._compile_train(self.options.steps_per_execution)
+                self._unrolled = self._replayed(self._compile_train(self.options.steps_per_execution))
         if isinstance(batch, Execution) and self._unrolled is not None:
             return self._call(self._unrolled, batch, batch.steps)
         if isinstance(batch, Execution):  # long steps: a loop of one-step calls costs nothing noticeable
@@ -170,6 +172,14 @@ class CompiledSteps:
         if steps > 1 and seconds < UNROLL_BELOW_SECONDS:
             self._unrolled = self._compile_train(steps)
             self._warm_up_call(self._unrolled, execution, steps, timed=0)
+            self._unrolled = self._replayed(self._unrolled)
+        self._step = self._replayed(self._step)
+
+    def _replayed(self, graph: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """`graph` replayed as a CUDA graph when `cuda_graphs` asks for it and the step runs on CUDA."""
+        if self.options.cuda_graphs and self.device.type == "cuda":
+            return GraphedStep(graph, state_arguments=4)  # trainable, frozen, buffers, optimizer state
+        return graph
 
     def _warm_up_call(self, graph: Callable[..., torch.Tensor], example: Batch | Execution, steps: int,
                       timed: int) -> float:

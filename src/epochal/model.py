@@ -90,6 +90,7 @@ class Model:
         *,
         jit_compile: bool | str = False,
         steps_per_execution: int = 1,
+        cuda_graphs: bool = False,
         precision: str = "32",
         clipnorm: float | None = None,
         clipvalue: float | None = None,
@@ -114,6 +115,10 @@ class Model:
             steps_per_execution: Batches stacked into one call of the train step (one graph when
                 compiled); batch callbacks then fire once per call, with the index of its last batch.
                 Defaults to `1`.
+            cuda_graphs: On CUDA, replay each compiled train step as one CUDA graph instead of
+                launching its kernels one by one (for small models, whose steps are mostly launch
+                time). Needs `jit_compile`; does nothing on other devices. See `epochal.cuda_graphs`.
+                Defaults to `False`.
             precision: `"32"`, `"bf16-mixed"` (bfloat16 autocast, CPU or CUDA) or `"16-mixed"`
                 (float16 autocast with a dynamic loss scaler). Defaults to `"32"`.
             clipnorm: Clip each gradient tensor to this norm (Keras). Defaults to `None`.
@@ -125,7 +130,8 @@ class Model:
                 Defaults to `1`.
         """
         options = make_step_options(
-            jit_compile=jit_compile, steps_per_execution=steps_per_execution, precision=precision,
+            jit_compile=jit_compile, steps_per_execution=steps_per_execution, cuda_graphs=cuda_graphs,
+            precision=precision,
             clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
             gradient_accumulation_steps=gradient_accumulation_steps,
         )

@@ -1,4 +1,4 @@
-"""The compile options that shape the train step: compilation, precision, clipping, accumulation.
+"""The compile options that shape the train step: compilation, CUDA graphs, precision, clipping, accumulation.
 
 They are checked once, in `compile`, and carried as one frozen value to `steps.make_steps`, which
 picks the step implementation from them; `History.params` shows them (`as_params`).
@@ -31,6 +31,8 @@ class StepOptions:
         steps_per_execution: Batches run per call of the step (Keras's name): with `N > 1`, `N`
             consecutive full batches are stacked and run in one call (one compiled graph when
             compiled), and batch callbacks fire once per call.
+        cuda_graphs: Replay the compiled train step as a CUDA graph on CUDA devices (one launch
+            per call); needs `jit_compile`, and does nothing on other devices.
         precision: `"32"`, `"bf16-mixed"` (autocast to bfloat16) or `"16-mixed"` (autocast to
             float16 with a dynamic loss scaler).
         clipnorm: Clip each gradient tensor to this L2 norm (Keras).
@@ -42,6 +44,7 @@ class StepOptions:
 
     jit_compile: JitCompile = False
     steps_per_execution: int = 1
+    cuda_graphs: bool = False
     precision: Precision = "32"
     clipnorm: float | None = None
     clipvalue: float | None = None
@@ -71,6 +74,7 @@ class StepOptions:
         """The options as `History.params` entries."""
         return {
             "jit_compile": self.jit_compile, "steps_per_execution": self.steps_per_execution,
+            "cuda_graphs": self.cuda_graphs,
             "precision": self.precision, "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
             "global_clipnorm": self.global_clipnorm,
             "gradient_accumulation_steps": self.gradient_accumulation_steps,
@@ -81,6 +85,7 @@ def make_step_options(
     *,
     jit_compile: Any = False,
     steps_per_execution: Any = 1,
+    cuda_graphs: Any = False,
     precision: Any = "32",
     clipnorm: Any = None,
     clipvalue: Any = None,
@@ -91,6 +96,11 @@ def make_step_options(
     if jit_compile not in (True, False, "auto") or not isinstance(jit_compile, (bool, str)):
         raise ValueError(f'`jit_compile` must be True, False or "auto". Received: jit_compile={jit_compile!r}')
     _positive_int("steps_per_execution", steps_per_execution)
+    if not isinstance(cuda_graphs, bool):
+        raise TypeError(f"`cuda_graphs` must be True or False. Received: cuda_graphs={cuda_graphs!r}")
+    if cuda_graphs and jit_compile is False:
+        raise ValueError("`cuda_graphs=True` replays the compiled train step, so it needs jit_compile=True or "
+                         "\"auto\". Received: jit_compile=False")
     _positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
     if isinstance(precision, int) and not isinstance(precision, bool) and precision == 32:
         precision = "32"
@@ -114,7 +124,7 @@ def make_step_options(
         )
     return StepOptions(
         jit_compile=jit_compile,  # type: ignore[arg-type]  # checked above
-        steps_per_execution=steps_per_execution, precision=precision,
+        steps_per_execution=steps_per_execution, cuda_graphs=cuda_graphs, precision=precision,
         clipnorm=None if clipnorm is None else float(clipnorm),
         clipvalue=None if clipvalue is None else float(clipvalue),
         global_clipnorm=None if global_clipnorm is None else float(global_clipnorm),
