@@ -106,6 +106,13 @@ def init_process_group(*, backend: str | None = None, timeout: timedelta = DEFAU
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
+        gpus = torch.cuda.device_count()
+        if local_rank() >= gpus:  # NCCL needs a GPU of its own per process on a machine
+            raise RuntimeError(
+                f"This process is LOCAL_RANK={local_rank()} on a machine with {gpus} CUDA device(s), and NCCL "
+                f"needs one per process. Launch at most {gpus} processes per machine "
+                "(`torchrun --nproc_per_node=...`), or pass backend=\"gloo\" to train on CPUs."
+            )
         torch.cuda.set_device(local_rank())
     dist.init_process_group(backend, timeout=timeout)
 
