@@ -205,8 +205,8 @@ def main() -> None:
     result = run(scenario, out)
     torch.save(result, os.path.join(out, f"rank{distributed.rank()}.pt"))
     # No rank tears down while another still works: without this barrier a rank sometimes aborted at
-    # exit ("terminate called without an active exception", in about 10 of 25 pytest runs of
-    # test_distributed.py), probably on losing rank 0's TCPStore; with it, 0 of 14.
+    # exit ("terminate called without an active exception", in 13 of about 45 pytest runs that
+    # included test_distributed.py), probably on losing rank 0's TCPStore; with it, 0 of 16.
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
