@@ -38,7 +38,7 @@ from torch.func import functional_call, grad_and_value
 from epochal.clipping import clip_gradients
 from epochal.cuda_graphs import GraphedStep
 from epochal.data.batch import Batch
-from epochal.data.structure import Tree
+from epochal.data.structure import Tree, map_structure
 from epochal.eager_step import EagerTestStep, EagerTrainStep
 from epochal.executions import Execution, row, shapes, stack
 from epochal.functional_optim import FunctionalOptimizer, unsupported_reason
@@ -185,7 +185,7 @@ class CompiledSteps:
                       timed: int) -> float:
         """Call `graph` on clones of the state (compiling it), then `timed` more times -> the fastest."""
         assert self._optim is not None
-        state = (_clone(self._trainable), _clone(self._frozen), _clone(self._buffers), _clone(self._optim.state()))
+        state = map_structure(torch.clone, (self._trainable, self._frozen, self._buffers, self._optim.state()))
         fastest = float("inf")
         for call in range(1 + timed):
             started = time.perf_counter()
@@ -328,14 +328,6 @@ def _own_code(function: Any) -> Any:
     code = function.__code__.replace()
     return types.FunctionType(code, function.__globals__, function.__name__, function.__defaults__,
                               function.__closure__)
-
-
-def _clone(tree: Any) -> Any:
-    if isinstance(tree, torch.Tensor):
-        return tree.clone()
-    if isinstance(tree, dict):
-        return {key: _clone(value) for key, value in tree.items()}
-    return [_clone(value) for value in tree]
 
 
 def _first_line(error: BaseException) -> str:

@@ -78,4 +78,3 @@ class GraphedStep:
 
 def _leaves(tree: Any) -> list[torch.Tensor]:
     return [leaf for leaf in flatten(tree) if leaf is not None]
-
