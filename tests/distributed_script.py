@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 import epochal
-from epochal import distributed
+from epochal import parallel
 from epochal.callbacks import (
     BackupAndRestore,
     Callback,
@@ -69,7 +69,7 @@ def stop(out: str) -> dict[str, Any]:
                       callbacks=[EarlyStopping(monitor="loss", baseline=0.0, patience=2)])
 
     def stop_on_rank1(epoch: int, logs: Any) -> None:
-        if epoch == 1 and distributed.rank() == 1:
+        if epoch == 1 and parallel.rank() == 1:
             model.stop_training = True
 
     at_epoch_end = model.fit(x, y, batch_size=8, epochs=6, verbose=0,
@@ -78,7 +78,7 @@ def stop(out: str) -> dict[str, Any]:
 
     def stop_mid_epoch(batch: int, logs: Any) -> None:
         batches.append(batch)
-        if len(batches) == 6 and distributed.rank() == 1:
+        if len(batches) == 6 and parallel.rank() == 1:
             model.stop_training = True
 
     mid_epoch = model.fit(x, y, batch_size=8, epochs=6, verbose=0,
@@ -129,7 +129,7 @@ def die(out: str) -> dict[str, Any]:
     x, y = data(32, 1)
 
     def crash(batch: int, logs: Any) -> None:
-        if distributed.rank() == 1 and model.history is not None and len(model.history.epoch) == 1:
+        if parallel.rank() == 1 and model.history is not None and len(model.history.epoch) == 1:
             os._exit(3)
 
     model.fit(x, y, batch_size=8, epochs=50, verbose=0, callbacks=[LambdaCallback(on_train_batch_end=crash)])
@@ -155,7 +155,7 @@ class Interrupter(Callback):
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         self.batches += 1
-        if self.out is None or distributed.rank() != 1:
+        if self.out is None or parallel.rank() != 1:
             return
         done = self.epoch * RESUME_STEPS + batch + 1
         for at, marker in ((SIGTERM_AT, "signalled"), (KILL_AT, "killed")):
@@ -174,7 +174,7 @@ def resume(out: str, interrupt: bool = False) -> dict[str, Any]:
     SIGTERM, its second dies with rank 1 mid-epoch, its third finishes the job.
     """
     model = mlp_model(dropout=0.25)
-    torch.manual_seed(100 + distributed.rank())  # each rank's dropout masks are its own: per-rank RNGs matter
+    torch.manual_seed(100 + parallel.rank())  # each rank's dropout masks are its own: per-rank RNGs matter
     x, y = data(37, 1)
     x_val, y_val = data(11, 2)
     folder = os.path.join(out, "resume")
@@ -201,9 +201,9 @@ def main() -> None:
     scenario, out = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
     # gloo even where CUDA is available: these are CPU processes (Model(device="cpu")), two per machine
-    distributed.init_process_group(backend="gloo", timeout=timedelta(seconds=30))
+    parallel.init_process_group(backend="gloo", timeout=timedelta(seconds=30))
     result = run(scenario, out)
-    torch.save(result, os.path.join(out, f"rank{distributed.rank()}.pt"))
+    torch.save(result, os.path.join(out, f"rank{parallel.rank()}.pt"))
     # No rank tears down while another still works: without this barrier a rank sometimes aborted at
     # exit ("terminate called without an active exception", in 13 of about 45 pytest runs that
     # included test_distributed.py), probably on losing rank 0's TCPStore; with it, 0 of 16.

@@ -9,7 +9,7 @@ import torch
 
 import epochal
 from epochal.callbacks import BackupAndRestore, Callback, TerminateOnNaN
-from epochal.preemption import TrainingInterrupted
+from epochal.training.preemption import TrainingInterrupted
 
 
 def _data():
@@ -175,7 +175,7 @@ def test_model_checkpoint_never_writes_a_non_finite_state(tmp_path):
 
 def test_a_backup_from_two_processes_resumes_in_one_with_a_warning():
     """Rank 0 keeps rank 0's RNGs (the data order) and takes every rank's partial sums; not bit-exact."""
-    from epochal.training_state import TrainingState
+    from epochal.training.state import TrainingState
 
     def part(rng, sums, count, stateful=()):
         return {"rng": rng, "epoch_rng": rng, "accumulator": {"sums": torch.tensor(sums, dtype=torch.float64),
@@ -194,8 +194,8 @@ def test_a_backup_from_two_processes_resumes_in_one_with_a_warning():
 def test_only_rank_0_removes_a_finished_runs_backup(tmp_path):
     """Under torch.distributed rank 0 alone deletes the backups it alone wrote; another rank listing the
     folder while rank 0 removes it failed at random (a rank other than 0 is simulated here)."""
-    from epochal.loop import LocalSync
-    from epochal.training_state import TrainingState
+    from epochal.parallel.sync import LocalSync
+    from epochal.training.state import TrainingState
 
     class OtherRank(LocalSync):
         rank = 1

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import epochal
-import epochal.compiled
+import epochal.step.compiled
 
 
 def hand_step(module, x, y, clip):
@@ -44,7 +44,7 @@ def global_norm(limit):
     ({"global_clipnorm": 0.05}, global_norm(0.05)),
 ], ids=["clipnorm", "clipvalue", "global_clipnorm"])
 def test_clipping_equals_clipping_by_hand(monkeypatch, jit_compile, option, clip):
-    monkeypatch.setitem(epochal.compiled._COMPILE, "backend", "aot_eager")  # see test_compiled.py
+    monkeypatch.setitem(epochal.step.compiled._COMPILE, "backend", "aot_eager")  # see test_compiled.py
     x, y = torch.randn(16, 4) * 5, torch.randint(0, 3, (16,))
     module = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
     reference = copy.deepcopy(module)

@@ -14,8 +14,8 @@ import torch
 from torch._dynamo.utils import counters
 
 import epochal
-import epochal.compiled
-from epochal.cuda_graphs import GraphedStep
+import epochal.step.compiled
+from epochal.step.cuda_graphs import GraphedStep
 
 LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -23,7 +23,7 @@ LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
 @pytest.fixture
 def traced(monkeypatch):
     """Compile with aot_eager, from a clean dynamo cache; yields the graph counter."""
-    monkeypatch.setitem(epochal.compiled._COMPILE, "backend", "aot_eager")
+    monkeypatch.setitem(epochal.step.compiled._COMPILE, "backend", "aot_eager")
     torch._dynamo.reset()
     counters.clear()
     yield lambda: counters["stats"]["unique_graphs"]
@@ -102,7 +102,7 @@ def test_executions_run_unrolled_or_as_one_step_calls_with_the_same_result(trace
     """Short steps are unrolled into an execution's graph, long ones looped; both train as eager does.
 
     Graphs: the one-step train graph, the unrolled one (if short) and one test graph (batch 8)."""
-    monkeypatch.setattr(epochal.compiled, "UNROLL_BELOW_SECONDS", unroll_below)
+    monkeypatch.setattr(epochal.step.compiled, "UNROLL_BELOW_SECONDS", unroll_below)
     eager, compiled = fit_pair("adam", batch_size=8, steps_per_execution=3)
     assert_same_training(eager, compiled)
     assert traced() == graphs

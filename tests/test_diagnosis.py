@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from epochal.diagnosis import (
+from epochal.analysis.diagnosis import (
     DIVERGING,
     GENERALISING,
     LEARNING,
@@ -17,7 +17,7 @@ from epochal.diagnosis import (
     diagnose,
     early_stopping_epoch,
 )
-from epochal.history import History
+from epochal.callbacks.history import History
 
 
 def make(**series):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from epochal.data.arrays import ArrayAdapter
-from epochal.distributed import Cluster, ShardedArrays, _block, block_of
+from epochal.parallel.cluster import Cluster
+from epochal.parallel.sharding import ShardedArrays, block, block_of
 
 
 def fake_cluster(rank: int, world: int) -> Cluster:
@@ -53,8 +54,8 @@ def test_evaluation_blocks_are_contiguous_and_in_rank_order():
 
 
 def test_block_sizes_differ_by_at_most_one_larger_first():
-    assert [_block(5, 2, r) for r in (0, 1)] == [(0, 3), (3, 5)]
-    assert [_block(1, 3, r) for r in (0, 1, 2)] == [(0, 1), (1, 1), (1, 1)]
+    assert [block(5, 2, r) for r in (0, 1)] == [(0, 3), (3, 5)]
+    assert [block(1, 3, r) for r in (0, 1, 2)] == [(0, 1), (1, 1), (1, 1)]
 
 
 def test_a_global_batch_size_the_ranks_cannot_share_is_an_error():

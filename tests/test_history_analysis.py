@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from epochal.history import History
+from epochal.callbacks.history import History
 
 
 def recorded():

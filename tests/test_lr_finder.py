@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import epochal
-from epochal.lr_finder import find_lr
+from epochal.tune.lr_finder import find_lr
 
 
 def regression():

@@ -7,8 +7,8 @@ import torch
 
 import epochal
 from epochal.data import ArrayAdapter
-from epochal.executions import Execution, group_batches
-from epochal.step_options import (
+from epochal.step.executions import Execution, group_batches
+from epochal.step.options import (
     AUTO_COMPILE_MIN_BATCHES,
     AUTO_COMPILE_MIN_BATCHES_CUDA,
     StepOptions,

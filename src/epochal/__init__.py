@@ -1,7 +1,7 @@
 """epochal: Keras/TF.js-style `compile` / `fit` / `evaluate` / `predict` for PyTorch modules."""
 
 from epochal import callbacks, losses, schedules
-from epochal.history import History
+from epochal.callbacks.history import History
 from epochal.model import Model
 
 __version__ = "0.1.0"

@@ -13,26 +13,29 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
-from epochal import distributed, saving
-from epochal.distributed import connect as _connect  # `distributed` is also Model's argument name
-from epochal import validation as check
+from epochal import saving
+from epochal.parallel.cluster import connect
+from epochal.parallel.process import barrier, is_main_process
+from epochal.parallel.sync import LOCAL
+from epochal.training import arguments as check
 from epochal.callbacks.backup_and_restore import BackupAndRestore
-from epochal.callbacks.callback import Callback, CallbackList
+from epochal.callbacks.callback import Callback
+from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
 from epochal.data import (Adapter, ArrayAdapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
 from epochal.data.structure import Tree, call_module, flatten, float_dtype_of, to_device, to_tensors
-from epochal.history import History
+from epochal.callbacks.history import History
 from epochal.logs import Logs
-from epochal.loop import LOCAL, FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
+from epochal.training.loop import TRAIN_HOOKS, FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
 from epochal.optimizers import make_optimizer
-from epochal.preemption import SignalGuard
-from epochal.step_options import StepOptions, make_step_options
-from epochal.steps import StepFunctions, make_steps, predict_step
+from epochal.training.preemption import SignalGuard
+from epochal.step.options import StepOptions, make_step_options
+from epochal.step.pipeline import StepFunctions, make_steps, predict_step
 from epochal.task import Task
-from epochal.training_state import TrainingState
+from epochal.training.state import TrainingState
 
 if TYPE_CHECKING:
-    from epochal.lr_finder import LRFinderResult
+    from epochal.tune.lr_finder import LRFinderResult
 
 _DEFAULT_BATCH_SIZE = 32
 
@@ -40,7 +43,7 @@ _DEFAULT_BATCH_SIZE = 32
 class Model:
     """Wraps a `torch.nn.Module` (not copied: `model.module` is it) with Keras's training API.
 
-    Under `torchrun` the same script trains data-parallel (DDP); see `epochal.distributed`.
+    Under `torchrun` the same script trains data-parallel (DDP); see `epochal.parallel`.
 
     Args:
         module: The network to train.
@@ -63,7 +66,7 @@ class Model:
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"`module` must be a torch.nn.Module. Received: {type(module).__name__}")
         self.module = module
-        self._cluster = _connect(distributed)
+        self._cluster = connect(distributed)
         if self._cluster is not None:
             self.device = self._cluster.place(device)
         else:
@@ -110,14 +113,14 @@ class Model:
             jit_compile: `True` compiles the whole train step (forward, loss, backward, optimizer
                 update) and the test step into one graph each; `"auto"` does so only when a fit plans
                 enough batches to repay the compile time (20,000 on CPU, 2,000 on CUDA); a step that
-                cannot be compiled runs eagerly after one warning. See `epochal.compiled`.
+                cannot be compiled runs eagerly after one warning. See `epochal.step.compiled`.
                 Defaults to `False`.
             steps_per_execution: Batches stacked into one call of the train step (one graph when
                 compiled); batch callbacks then fire once per call, with the index of its last batch.
                 Defaults to `1`.
             cuda_graphs: On CUDA, replay each compiled train step as one CUDA graph instead of
                 launching its kernels one by one (for small models, whose steps are mostly launch
-                time). Needs `jit_compile`; does nothing on other devices. See `epochal.cuda_graphs`.
+                time). Needs `jit_compile`; does nothing on other devices. See `epochal.step.cuda_graphs`.
                 Defaults to `False`.
             precision: `"32"`, `"bf16-mixed"` (bfloat16 autocast, CPU or CUDA) or `"16-mixed"`
                 (float16 autocast with a dynamic loss scaler). Defaults to `"32"`.
@@ -138,7 +141,7 @@ class Model:
         self._task = Task(loss, metrics, loss_weights)
         self.optimizer = make_optimizer(optimizer, self.module.parameters())
         self._step_options = options
-        if self._cluster is not None:  # DDP needs the eager step (see epochal.distributed)
+        if self._cluster is not None:  # DDP needs the eager step (see epochal.parallel)
             if not options.is_plain:
                 warnings.warn("Under torch.distributed the train step is the eager DDP one: `jit_compile`, "
                               "`steps_per_execution`, `precision`, clipping and gradient accumulation do not "
@@ -282,7 +285,7 @@ class Model:
             self._steps.prepare(first, planned, validation is not None)  # type: ignore[union-attr]
         history = History()
         user_callbacks = _callback_list(callbacks)
-        progress = progress_callback(resolve_verbose(verbose) if distributed.is_main_process() else 0)
+        progress = progress_callback(resolve_verbose(verbose) if is_main_process() else 0)
         callback_list = CallbackList(([progress] if progress else []) + user_callbacks + [history])
         keys = task.log_keys() if task.built else ["loss"]
         do_validation = validation is not None
@@ -297,7 +300,8 @@ class Model:
         state.callbacks = user_callbacks + [history]
         state.backup = _backup_callback(user_callbacks)
         state.fingerprint = _fingerprint(params, validation_freq, train, user_callbacks)
-        state.sync = self._cluster.fit_sync(user_callbacks) if self._cluster is not None else LOCAL
+        wants_batch_logs = CallbackList(user_callbacks).wants(*TRAIN_HOOKS)
+        state.sync = self._cluster.fit_sync(wants_batch_logs) if self._cluster is not None else LOCAL
         plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq, first_batches,
                        report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
                        sync=state.sync, state=state)
@@ -364,7 +368,7 @@ class Model:
         callback_list = self._side_callbacks(callbacks, adapter)
         sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
         logs = evaluate_pass(self.module, self._steps, task, batches, callback_list, sync)  # type: ignore[arg-type]
-        if resolve_verbose(verbose) > 0 and distributed.is_main_process():
+        if resolve_verbose(verbose) > 0 and is_main_process():
             print(format_logs(logs), flush=True)
         return logs
 
@@ -443,8 +447,8 @@ class Model:
         return dict(zip(task.log_keys(), values.tolist()))
 
     def find_lr(self, x: Any, y: Any, **options: Any) -> LRFinderResult:
-        """An exponential learning-rate sweep that leaves the model as it was; see `epochal.lr_finder.find_lr`."""
-        from epochal.lr_finder import find_lr
+        """An exponential learning-rate sweep that leaves the model as it was; see `epochal.tune.lr_finder.find_lr`."""
+        from epochal.tune.lr_finder import find_lr
 
         return find_lr(self, x, y, **options)
 
@@ -478,7 +482,7 @@ class Model:
             return
         if self._cluster.is_main:
             write()
-        distributed.barrier()
+        barrier()
 
     def _require_compiled(self, verb: str) -> Task:
         if self._task is None or self.optimizer is None:

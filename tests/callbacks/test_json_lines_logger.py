@@ -3,7 +3,7 @@
 import json
 
 from epochal.callbacks import JSONLinesLogger
-from epochal.callbacks.callback import CallbackList
+from epochal.callbacks.callback_list import CallbackList
 
 
 def _records(path):

@@ -5,7 +5,7 @@ import torch
 
 from epochal import schedules
 from epochal.callbacks import LearningRateScheduler
-from epochal.callbacks.callback import CallbackList
+from epochal.callbacks.callback_list import CallbackList
 
 
 def _lr(model):

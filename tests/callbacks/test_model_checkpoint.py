@@ -75,7 +75,7 @@ def test_integer_save_freq_counts_batches_across_epochs(tmp_path, attach):
 
 
 def test_epoch_saving_does_not_listen_to_batches():
-    from epochal.callbacks.callback import CallbackList
+    from epochal.callbacks.callback_list import CallbackList
 
     assert not CallbackList([ModelCheckpoint("x.pt")]).wants("on_train_batch_end")
     assert CallbackList([ModelCheckpoint("x.pt", save_freq=5)]).wants("on_train_batch_end")

@@ -8,7 +8,7 @@ pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 from epochal.callbacks import TensorBoard  # noqa: E402
-from epochal.callbacks.callback import CallbackList  # noqa: E402
+from epochal.callbacks.callback_list import CallbackList  # noqa: E402
 
 
 def _scalars(folder):

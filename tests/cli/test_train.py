@@ -7,7 +7,7 @@ import pandas as pd
 import tomllib
 
 from epochal.cli.recorder import RunRecorder
-from epochal.history import History
+from epochal.callbacks.history import History
 
 
 def test_train_with_no_arguments_trains_digits_and_reports_the_test(tmp_path, epochal_process, is_png):

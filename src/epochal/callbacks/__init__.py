@@ -1,7 +1,8 @@
 """Callbacks: objects that observe and steer training through Keras-named hooks."""
 
 from epochal.callbacks.backup_and_restore import BackupAndRestore
-from epochal.callbacks.callback import Callback, CallbackList
+from epochal.callbacks.callback import Callback
+from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.csv_logger import CSVLogger
 from epochal.callbacks.early_stopping import EarlyStopping
 from epochal.callbacks.json_lines_logger import JSONLinesLogger
@@ -12,7 +13,7 @@ from epochal.callbacks.progress import EpochLogger, ProgbarLogger
 from epochal.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from epochal.callbacks.tensorboard import TensorBoard
 from epochal.callbacks.terminate_on_nan import NonFiniteLossError, TerminateOnNaN
-from epochal.history import History
+from epochal.callbacks.history import History
 
 __all__ = [
     "BackupAndRestore",

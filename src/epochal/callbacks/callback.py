@@ -1,12 +1,25 @@
-"""The Callback base class and the dispatcher that calls only the hooks a callback overrides."""
+"""The Callback base class: Keras-named hooks, and which of them a callback overrides."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from epochal.model import Model
+import torch
+
+
+class ModelView(Protocol):
+    """What a callback may use of the model it observes; `epochal.Model` is one.
+
+    Callbacks see the model through this, never through the Model class, so they stay below it.
+    """
+
+    module: torch.nn.Module
+    stop_training: bool
+    device: torch.device
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None: ...
 
 #: Every hook a callback may override, in Keras's names.
 HOOKS = (
@@ -33,10 +46,10 @@ class Callback:
     """
 
     def __init__(self) -> None:
-        self.model: Model | None = None
+        self.model: ModelView | None = None
         self.params: dict[str, Any] = {}
 
-    def set_model(self, model: Model) -> None:
+    def set_model(self, model: ModelView) -> None:
         self.model = model
 
     def set_params(self, params: dict[str, Any]) -> None:
@@ -81,28 +94,3 @@ def overrides(callback: Callback, hook: str) -> bool:
         if getattr(type(callback), name) is not getattr(Callback, name):
             return True
     return False
-
-
-class CallbackList:
-    """Calls each hook on the callbacks that override it, in list order; others cost nothing."""
-
-    def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
-        self.callbacks = list(callbacks)
-        self._listeners = {hook: [cb for cb in self.callbacks if overrides(cb, hook)] for hook in HOOKS}
-
-    def set_model(self, model: Model) -> None:
-        for callback in self.callbacks:
-            callback.set_model(model)
-
-    def set_params(self, params: dict[str, Any]) -> None:
-        for callback in self.callbacks:
-            callback.set_params(params)
-
-    def wants(self, hook: str) -> bool:
-        """Whether any callback listens to `hook` (so the loop can skip building its logs)."""
-        return bool(self._listeners[hook])
-
-    def fire(self, hook: str, *args: Any) -> None:
-        """Call `hook(*args)` on every listening callback."""
-        for callback in self._listeners[hook]:
-            getattr(callback, hook)(*args)

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from epochal.callbacks.callback import Callback
-from epochal.distributed import is_main_process
+from epochal.parallel.process import is_main_process
 from epochal.saving import atomic_write
 
 _MISSING = "NA"  # what Keras writes for a key an epoch's logs lack; pandas reads it as NaN

@@ -8,8 +8,9 @@ from typing import Any
 import torch
 
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.improvement import MonitorReader, initial_best, is_improvement, resolve_mode
-from epochal.distributed import is_main_process
+from epochal.callbacks.monitor_reader import MonitorReader
+from epochal.monitoring import Patience, resolve_mode
+from epochal.parallel.process import is_main_process
 
 
 class EarlyStopping(Callback):
@@ -59,41 +60,45 @@ class EarlyStopping(Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self.wait = 0
-        self.stopped_epoch = 0
-        self.stopped = False
-        self.best = initial_best(self.mode, self.baseline)
-        self.best_epoch = 0
+        self.rule = Patience(self.mode, min_delta=self.min_delta, patience=self.patience, baseline=self.baseline,
+                             start_from_epoch=self.start_from_epoch)
         self.best_weights: dict[str, torch.Tensor] | None = None
         self._monitor.reset()
+
+    @property
+    def wait(self) -> int:
+        return self.rule.wait
+
+    @property
+    def best(self) -> float:
+        return self.rule.best
+
+    @property
+    def best_epoch(self) -> int:
+        return self.rule.best_epoch
+
+    @property
+    def stopped(self) -> bool:
+        return self.rule.stopped_epoch is not None
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._reset()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         current = self._monitor.read(logs)
-        if current is None:
-            return
-        if epoch < self.start_from_epoch:
+        if current is None or not self.rule.counts(epoch):
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = self._snapshot()  # something to restore even if nothing improves
-        self.wait += 1
-        if is_improvement(float(current), self.best, mode=self.mode, min_delta=self.min_delta):
-            self.best = float(current)
-            self.best_epoch = epoch
-            self.wait = 0
-            if self.restore_best_weights:
-                self.best_weights = self._snapshot()
-            return
-        if self.wait >= self.patience:
-            self.stopped_epoch = epoch
-            self.stopped = True
+        stop = self.rule.update(epoch, float(current))
+        if self.rule.improved and self.restore_best_weights:
+            self.best_weights = self._snapshot()
+        if stop:
             self.model.stop_training = True  # type: ignore[union-attr]
 
     def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
         if self.stopped and self.verbose > 0 and is_main_process():
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+            print(f"Epoch {self.rule.stopped_epoch + 1}: early stopping")  # type: ignore[operator]
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0 and is_main_process():
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
@@ -103,18 +108,11 @@ class EarlyStopping(Callback):
         return {k: v.detach().clone() for k, v in self.model.module.state_dict().items()}  # type: ignore[union-attr]
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "wait": self.wait, "stopped_epoch": self.stopped_epoch, "stopped": self.stopped, "best": self.best,
-            "best_epoch": self.best_epoch,
-        }
+        state: dict[str, Any] = dict(self.rule.state_dict())
         if self.best_weights is not None:
             state["best_weights"] = self.best_weights
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.wait = int(state["wait"])
-        self.stopped_epoch = int(state["stopped_epoch"])
-        self.stopped = bool(state["stopped"])
-        self.best = float(state["best"])
-        self.best_epoch = int(state["best_epoch"])
+        self.rule.load_state_dict(dict(state))
         self.best_weights = state.get("best_weights")

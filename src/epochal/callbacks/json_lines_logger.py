@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from epochal.callbacks.callback import Callback
-from epochal.distributed import is_main_process
+from epochal.parallel.process import is_main_process
 
 
 class JSONLinesLogger(Callback):

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.improvement import MonitorReader
+from epochal.callbacks.monitor_reader import MonitorReader
 from epochal.callbacks.optimizer_lr import get_lr, set_lr
 from epochal.callbacks.run_position import first_global_batch
-from epochal.distributed import is_main_process
+from epochal.parallel.process import is_main_process
 
 TorchScheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
 _TORCH_SCHEDULERS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)

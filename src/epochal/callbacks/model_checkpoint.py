@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.improvement import MonitorReader, initial_best, is_improvement, resolve_mode
-from epochal.distributed import is_main_process
+from epochal.callbacks.monitor_reader import MonitorReader
+from epochal.monitoring import initial_best, is_improvement, resolve_mode
+from epochal.parallel.process import is_main_process
 from epochal.saving import save_checkpoint, save_weights
 
 

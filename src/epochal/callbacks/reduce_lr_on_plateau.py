@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.improvement import MonitorReader, initial_best, is_improvement, resolve_mode
+from epochal.callbacks.monitor_reader import MonitorReader
+from epochal.monitoring import initial_best, is_improvement, resolve_mode
 from epochal.callbacks.optimizer_lr import get_lr, set_lr
-from epochal.distributed import is_main_process
+from epochal.parallel.process import is_main_process
 
 
 class ReduceLROnPlateau(Callback):

@@ -8,7 +8,7 @@ from typing import Any
 
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.run_position import first_global_batch
-from epochal.distributed import is_main_process
+from epochal.parallel.process import is_main_process
 
 
 def _summary_writer_class() -> type:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 
 from epochal.callbacks.callback import Callback
-from epochal.distributed import is_main_process
+from epochal.parallel.process import is_main_process
 
 
 class NonFiniteLossError(RuntimeError):

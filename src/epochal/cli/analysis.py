@@ -8,8 +8,8 @@ import click
 
 from epochal._optional import require
 from epochal.cli import run_folder
-from epochal.diagnosis import Diagnosis
-from epochal.history import History
+from epochal.analysis.diagnosis import Diagnosis
+from epochal.callbacks.history import History
 
 
 def write_analysis(folder: Path, history: History) -> Diagnosis:

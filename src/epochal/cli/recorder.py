@@ -9,7 +9,7 @@ from typing import Any
 
 from epochal.callbacks.callback import Callback
 from epochal.cli import run_folder
-from epochal.history import History
+from epochal.callbacks.history import History
 
 
 class RunRecorder(Callback):

@@ -12,7 +12,7 @@ from epochal.cli.analysis import write_analysis
 from epochal.cli.errors import need
 from epochal.cli.run_folder import Run, load_run
 from epochal.cli.table import records
-from epochal.plotting import plot_histories
+from epochal.analysis.plotting import plot_histories
 
 
 @click.command()

@@ -11,8 +11,8 @@ from typing import Any
 import tomllib
 
 from epochal.cli.errors import CliError
-from epochal.diagnosis import Diagnosis
-from epochal.history import History
+from epochal.analysis.diagnosis import Diagnosis
+from epochal.callbacks.history import History
 from epochal.saving import atomic_write
 
 CONFIG = "config.toml"

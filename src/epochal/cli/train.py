@@ -19,7 +19,7 @@ from epochal.cli.errors import CliError
 from epochal.cli.models import build_model
 from epochal.cli.options import config_from, data_for, training_options
 from epochal.cli.recorder import RunRecorder
-from epochal.history import History
+from epochal.callbacks.history import History
 from epochal.model import Model
 
 

@@ -12,14 +12,14 @@ import torch
 
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.early_stopping import EarlyStopping
-from epochal.callbacks.improvement import resolve_mode
+from epochal.monitoring import resolve_mode
 from epochal.cli.config import TrainConfig
 from epochal.cli.data import Data
 from epochal.cli.errors import CliError, need
 from epochal.cli.models import build_model
 from epochal.cli.options import config_from, data_for, training_options
 from epochal.cli.table import records
-from epochal.lr_finder import find_lr
+from epochal.tune.lr_finder import find_lr
 
 #: A batch size whose best validation metric is within this fraction of the best size's counts as as good.
 TOLERANCE = 0.01
@@ -50,7 +50,7 @@ def batch_size(sizes: str, plot_path: str | None, **flags: Any) -> None:
     click.echo(f"Recommended: --batch-size {recommended}: within {TOLERANCE:.0%} of the best {metric[5:]} "
                "and the least time to reach it.")
     need("matplotlib")
-    from epochal.plotting import plot_batch_sizes
+    from epochal.analysis.plotting import plot_batch_sizes
 
     target = Path(plot_path or Path(config.out) / "tune-batch-size.png")
     target.parent.mkdir(parents=True, exist_ok=True)

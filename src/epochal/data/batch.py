@@ -10,7 +10,7 @@ from epochal.data.structure import Tree, flatten
 
 
 class Batch(NamedTuple):
-    """One batch. `loss_scale` is only set by distributed training (see `epochal.distributed`): the
+    """One batch. `loss_scale` is only set by distributed training (see `epochal.parallel`): the
     factor that makes DDP's mean of per-rank gradients the global batch's gradient; 0 marks a
     placeholder that only keeps a rank in step and counts for nothing."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -121,3 +121,10 @@ def float_dtype_of(module: torch.nn.Module) -> torch.dtype:
         if parameter.is_floating_point():
             return parameter.dtype
     return torch.get_default_dtype()
+
+
+def concatenate(outputs: Sequence[Tree]) -> Tree:
+    """Join per-batch outputs of the same structure along the batch axis, moved to the CPU."""
+    leaves = [flatten(out) for out in outputs]
+    joined = iter([torch.cat([batch[i] for batch in leaves]).cpu() for i in range(len(leaves[0]))])
+    return map_structure(lambda _: next(joined), outputs[0])

@@ -35,15 +35,15 @@ from typing import Any
 import torch
 from torch.func import functional_call, grad_and_value
 
-from epochal.clipping import clip_gradients
-from epochal.cuda_graphs import GraphedStep
+from epochal.step.clipping import clip_gradients
+from epochal.step.cuda_graphs import GraphedStep
 from epochal.data.batch import Batch
 from epochal.data.structure import Tree, map_structure
-from epochal.eager_step import EagerTestStep, EagerTrainStep
-from epochal.executions import Execution, row, shapes, stack
-from epochal.functional_optim import FunctionalOptimizer, unsupported_reason
-from epochal.precision import autocast
-from epochal.step_options import StepOptions
+from epochal.step.eager import EagerTestStep, EagerTrainStep
+from epochal.step.executions import Execution, row, shapes, stack
+from epochal.step.functional_optim import FunctionalOptimizer, unsupported_reason
+from epochal.step.precision import autocast
+from epochal.step.options import StepOptions
 from epochal.task import Task
 
 _COMPILE: dict[str, Any] = {"fullgraph": True, "dynamic": False}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -14,7 +14,17 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from epochal.model import Model
+
+
+class Sweepable(Protocol):
+    """What the sweep uses of a compiled `epochal.Model`."""
+
+    module: torch.nn.Module
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None: ...
+
+    def train_on_batch(self, x: Any, y: Any = None) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True)
@@ -28,13 +38,13 @@ class LRFinderResult:
 
     def plot(self, ax: Axes | None = None) -> Figure:
         """Loss against learning rate (log scale), the suggestion marked."""
-        from epochal.plotting import plot_lr_sweep
+        from epochal.analysis.plotting import plot_lr_sweep
 
-        return plot_lr_sweep(self, ax)
+        return plot_lr_sweep(self.lrs, self.losses, self.smoothed, self.suggestion, ax)
 
 
 def find_lr(
-    model: Model, x: Any, y: Any, *, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100,
+    model: Sweepable, x: Any, y: Any, *, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100,
     batch_size: int = 32, smoothing: float = 0.9, stop_factor: float = 4.0,
 ) -> LRFinderResult:
     """Sweep the learning rate from `start_lr` to `end_lr` over `steps` batches and suggest one.

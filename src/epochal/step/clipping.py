@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from epochal.step_options import StepOptions
+from epochal.step.options import StepOptions
 
 
 def clip_gradients(grads: list[torch.Tensor], options: StepOptions) -> list[torch.Tensor]:

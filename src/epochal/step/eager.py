@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from epochal.clipping import clip_gradients_
+from epochal.step.clipping import clip_gradients_
 from epochal.data.batch import Batch
 from epochal.data.structure import Tree, call_module
-from epochal.executions import Execution
-from epochal.precision import autocast, make_scaler
-from epochal.step_options import StepOptions
+from epochal.step.executions import Execution
+from epochal.step.precision import autocast, make_scaler
+from epochal.step.options import StepOptions
 from epochal.task import Task
 
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from epochal.callbacks.early_stopping import EarlyStopping
-from epochal.callbacks.improvement import initial_best, is_improvement, resolve_mode
+from epochal.monitoring import Patience, initial_best, is_improvement, resolve_mode
 
 if TYPE_CHECKING:
-    from epochal.history import History
+    from epochal.analysis.curves import Curves
 
 LEARNING = "learning"  #: both losses falling fast
 IMPROVING = "improving"  #: still getting better, steadily
@@ -107,7 +105,7 @@ class Diagnosis:
 
 
 def diagnose(
-    history: History,
+    history: Curves,
     monitor: str = "val_loss",
     *,
     mode: str = "auto",
@@ -131,7 +129,7 @@ def diagnose(
         thresholds: The cut-offs for phases and gap readings. Defaults to `Thresholds()`.
 
     Example:
-        >>> from epochal.history import History
+        >>> from epochal.callbacks.history import History
         >>> h = History()
         >>> h.epoch, h.history = [0, 1, 2, 3], {"loss": [1.0, .5, .3, .2], "val_loss": [1.0, .6, .5, .55]}
         >>> d = diagnose(h)
@@ -176,32 +174,30 @@ def diagnose(
 
 
 def early_stopping_epoch(
-    history: History, monitor: str = "val_loss", *, patience: int = 0, mode: str = "auto",
+    history: Curves, monitor: str = "val_loss", *, patience: int = 0, mode: str = "auto",
     min_delta: float = 0.0, baseline: float | None = None, start_from_epoch: int = 0,
 ) -> int | None:
     """The epoch at which `EarlyStopping(...)` with these settings would have stopped, or None.
 
-    It replays the history through a real EarlyStopping, so the answer follows its rule exactly.
+    It replays the history through EarlyStopping's own rule (`monitoring.Patience`), so the answer
+    follows it exactly.
 
     Example:
-        >>> from epochal.history import History
+        >>> from epochal.callbacks.history import History
         >>> h = History()
         >>> h.epoch, h.history = [0, 1, 2, 3, 4], {"val_loss": [3.0, 2.0, 2.5, 2.4, 2.6]}
         >>> early_stopping_epoch(h, patience=2)
         3
     """
-    stopper = EarlyStopping(monitor, min_delta=min_delta, patience=patience, mode=mode, baseline=baseline,
-                            start_from_epoch=start_from_epoch)
-    stopper.set_model(SimpleNamespace(stop_training=False))  # type: ignore[arg-type]
-    stopper.on_train_begin()
+    rule = Patience(resolve_mode(mode, monitor), min_delta=min_delta, patience=patience, baseline=baseline,
+                    start_from_epoch=start_from_epoch)
     for epoch, value in _series(history, monitor).items():
-        stopper.on_epoch_end(epoch, {monitor: value})
-        if stopper.stopped:
+        if rule.update(epoch, value):
             return epoch
     return None
 
 
-def _series(history: History, key: str) -> dict[int, float]:
+def _series(history: Curves, key: str) -> dict[int, float]:
     return dict(zip(history.epochs_of(key), history.history[key]))
 
 
@@ -268,7 +264,7 @@ def _val_gain(val: dict[int, float], val_epochs: list[int], epoch: int, mode: st
     return _gain(val[previous], val[epoch], mode) / (epoch - previous)
 
 
-def _gaps(history: History, epoch: int, thresholds: Thresholds) -> list[Gap]:
+def _gaps(history: Curves, epoch: int, thresholds: Thresholds) -> list[Gap]:
     gaps = []
     for key in history.history:
         val_key = "val_" + key
@@ -284,7 +280,7 @@ def _gaps(history: History, epoch: int, thresholds: Thresholds) -> list[Gap]:
     return gaps
 
 
-def _smallest_safe_patience(history: History, monitor: str, best_epoch: int | None, mode: str,
+def _smallest_safe_patience(history: Curves, monitor: str, best_epoch: int | None, mode: str,
                             min_delta: float) -> int | None:
     """The least patience with which EarlyStopping would not stop before the best epoch."""
     if best_epoch is None:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from epochal import history_io
+from epochal.analysis import history_io
 from epochal._optional import require
 from epochal.callbacks.callback import Callback
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from epochal.diagnosis import Diagnosis
+    from epochal.analysis.diagnosis import Diagnosis
 
 
 class History(Callback):
@@ -88,8 +88,8 @@ class History(Callback):
         return history
 
     def diagnose(self, monitor: str = "val_loss", **options: Any) -> Diagnosis:
-        """Phases, best epoch, overfitting onset, gaps and advice; see `epochal.diagnosis.diagnose`."""
-        from epochal.diagnosis import diagnose
+        """Phases, best epoch, overfitting onset, gaps and advice; see `epochal.analysis.diagnosis.diagnose`."""
+        from epochal.analysis.diagnosis import diagnose
 
         return diagnose(self, monitor, **options)
 
@@ -106,7 +106,7 @@ class History(Callback):
         Returns:
             The matplotlib Figure drawn on.
         """
-        from epochal.plotting import plot_history
+        from epochal.analysis.plotting import plot_history
 
         return plot_history(self, keys, ax, monitor=monitor)
 

@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from epochal.callbacks.callback import CallbackList
+from epochal.callbacks.callback_list import CallbackList
 from epochal.data import Adapter, Batch, warn_empty_validation, warn_ran_dry
-from epochal.data.structure import Tree, flatten, map_structure
+from epochal.data.structure import Tree, concatenate
 from epochal.logs import Logs
-from epochal.steps import StepFunctions
+from epochal.parallel.sync import LOCAL, LocalSync
+from epochal.step.pipeline import StepFunctions
 from epochal.task import Task
-from epochal.training_state import TrainingState
+from epochal.training.accumulator import MeanAccumulator
+from epochal.training.state import TrainingState
 
 if TYPE_CHECKING:
-    from epochal.model import Model
+    from epochal.callbacks.callback import ModelView
 
 TRAIN_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
 TEST_HOOKS = ("on_test_batch_begin", "on_test_batch_end")
@@ -59,80 +61,6 @@ def run_batches(
             break
 
 
-class LocalSync:
-    """One process: batch values, sums and stop flags are already global (see `distributed.GroupSync`)."""
-
-    per_batch = False
-    rank = 0
-    world_size = 1
-
-    def totals_only(self) -> LocalSync:
-        return self
-
-    def batch_values(self, values: torch.Tensor, weight: int) -> torch.Tensor:
-        return values
-
-    def totals(self, sums: torch.Tensor | None, count: int, size: int) -> tuple[torch.Tensor | None, int]:
-        return sums, count
-
-    def any(self, flag: bool) -> bool:
-        return flag
-
-    def agree(self, *flags: bool) -> tuple[bool, ...]:
-        return flags
-
-    def gather(self, value: Any) -> list[Any]:
-        return [value]
-
-    def main_then_wait(self, write: Callable[[], None]) -> None:
-        write()
-
-
-LOCAL = LocalSync()
-
-
-class MeanAccumulator:
-    """Sample-weighted sums of each batch's values, kept on the device until the epoch ends.
-
-    Under torch.distributed, `sync` adds up every rank's sums and counts at the end (and, with
-    `sync.per_batch`, gives each batch's logs as the global batch's values).
-    """
-
-    def __init__(self, task: Task, sync: LocalSync | Any = LOCAL) -> None:
-        self.task = task
-        self.keys = tuple(task.log_keys())
-        self.sums: torch.Tensor | None = None
-        self.count = 0
-        self.sync = sync
-        self._global_values: torch.Tensor | None = None
-
-    def add(self, values: torch.Tensor, batch: Batch) -> None:
-        size = batch.weight
-        if values.ndim == 2:  # one row per batch of an Execution, all of the same size
-            values = values.mean(0)
-        if self.sums is None:
-            dtype = torch.float32 if values.device.type == "mps" else torch.float64
-            self.sums = values.to(dtype) * size
-        else:
-            self.sums.add_(values, alpha=size)
-        self.count += size
-        if self.sync.per_batch:
-            self._global_values = self.sync.batch_values(values, size)
-
-    def batch_logs(self, values: torch.Tensor) -> Logs:
-        if self.sync.per_batch:
-            return Logs(self.keys, self._global_values)
-        return Logs(self.keys, values[-1] if values.ndim == 2 else values)  # an Execution: its last batch
-
-    def result(self) -> dict[str, float]:
-        """Exact means over every sample seen; stateful metrics computed over the whole pass."""
-        sums, count = self.sync.totals(self.sums, self.count, len(self.keys))
-        if sums is None:
-            return {}
-        means = sums / count
-        for position, metric in self.task.stateful():
-            means[position] = metric.compute().to(means)
-        return dict(zip(self.keys, means.tolist()))
 
 
 def run_pass(
@@ -196,13 +124,6 @@ def predict_pass(
     return concatenate(outputs)
 
 
-def concatenate(outputs: Sequence[Tree]) -> Tree:
-    """Join per-batch outputs of the same structure along the batch axis, moved to the CPU."""
-    leaves = [flatten(out) for out in outputs]
-    joined = iter([torch.cat([batch[i] for batch in leaves]).cpu() for i in range(len(leaves[0]))])
-    return map_structure(lambda _: next(joined), outputs[0])
-
-
 def prefetch(batches: Iterator[Batch]) -> Iterator[Batch] | None:
     """`batches` with its first element already drawn, or None when there is none."""
     first = next(batches, None)
@@ -231,11 +152,11 @@ class FitPlan:
         return epoch + 1 in self.validation_freq
 
 
-def fit_loop(model: Model, steps: StepFunctions, task: Task, plan: FitPlan, callbacks: CallbackList) -> None:
+def fit_loop(model: ModelView, steps: StepFunctions, task: Task, plan: FitPlan, callbacks: CallbackList) -> None:
     """The epochs of `fit`, firing callbacks in Keras's order (see SPEC "Order of events").
 
     `plan.state` follows the position; after `on_train_begin` it may restore a backup, and then the
-    loop starts at the saved epoch and batch (see `epochal.training_state`).
+    loop starts at the saved epoch and batch (see `epochal.training.state`).
     """
     module = model.module
     sync = plan.sync

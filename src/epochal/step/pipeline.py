@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from epochal.compiled import CompiledSteps
+from epochal.step.compiled import CompiledSteps
 from epochal.data.batch import Batch
 from epochal.data.structure import Tree, call_module
-from epochal.eager_step import EagerTestStep, EagerTrainStep
-from epochal.executions import group_batches
-from epochal.step_options import StepOptions
+from epochal.step.eager import EagerTestStep, EagerTrainStep
+from epochal.step.executions import group_batches
+from epochal.step.options import StepOptions
 from epochal.task import Task
 
 

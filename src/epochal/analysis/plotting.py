@@ -12,12 +12,11 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from epochal.diagnosis import Diagnosis
-    from epochal.history import History
-    from epochal.lr_finder import LRFinderResult
+    from epochal.analysis.curves import Curves
+    from epochal.analysis.diagnosis import Diagnosis
 
 
-def metric_names(history: History, keys: Sequence[str] | None = None) -> list[str]:
+def metric_names(history: Curves, keys: Sequence[str] | None = None) -> list[str]:
     """The metrics to draw, as base names (`"val_loss"` means `"loss"`), in first-seen order."""
     available = list(dict.fromkeys(key.removeprefix("val_") for key in history.history))
     if keys is None:
@@ -29,7 +28,7 @@ def metric_names(history: History, keys: Sequence[str] | None = None) -> list[st
     return wanted
 
 
-def plot_history(history: History, keys: Sequence[str] | None = None, ax: Axes | Sequence[Axes] | None = None,
+def plot_history(history: Curves, keys: Sequence[str] | None = None, ax: Axes | Sequence[Axes] | None = None,
                  *, monitor: str = "val_loss") -> Figure:
     """Draw `history` (see `History.plot`), one panel per metric, best epoch and overfitting onset marked."""
     metrics = metric_names(history, keys)
@@ -43,13 +42,15 @@ def plot_history(history: History, keys: Sequence[str] | None = None, ax: Axes |
         axis.set_title(metric)
     monitor = monitor if monitor in history.history else monitor.removeprefix("val_")
     if monitor in history.history and history.epoch:
-        _mark(axes, history.diagnose(monitor))
+        from epochal.analysis.diagnosis import diagnose
+
+        _mark(axes, diagnose(history, monitor))
     for axis in dict.fromkeys(axes):  # a single `ax` given for every metric is one legend
         axis.legend(fontsize="small")
     return _figure(axes[0])
 
 
-def plot_histories(histories: Mapping[str, History], keys: Sequence[str] | None = None) -> Figure:
+def plot_histories(histories: Mapping[str, Curves], keys: Sequence[str] | None = None) -> Figure:
     """Overlay several runs: one panel per metric, one colour per run, validation solid, train dashed."""
     metrics = metric_names(next(iter(histories.values())), keys)
     axes = _axes(None, len(metrics))
@@ -106,14 +107,14 @@ def _mark(axes: list[Axes], diagnosis: Diagnosis) -> None:
             axis.axvspan(onset, diagnosis.epochs[-1] + 1, color="tab:red", alpha=0.06)
 
 
-def plot_lr_sweep(result: LRFinderResult, ax: Axes | None = None) -> Figure:
+def plot_lr_sweep(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float],
+                  suggestion: float | None, ax: Axes | None = None) -> Figure:
     """Batch loss (faint) and smoothed loss against the learning rate on a log axis, the suggestion marked."""
     [axis] = _axes(ax, 1)
-    axis.plot(result.lrs, result.losses, color="tab:blue", alpha=0.3, label="batch loss")
-    axis.plot(result.lrs, result.smoothed, color="tab:blue", label="smoothed loss")
-    if result.suggestion is not None:
-        axis.axvline(result.suggestion, color="tab:green", linestyle="--",
-                     label=f"suggested lr {result.suggestion:.2g}")
+    axis.plot(lrs, losses, color="tab:blue", alpha=0.3, label="batch loss")
+    axis.plot(lrs, smoothed, color="tab:blue", label="smoothed loss")
+    if suggestion is not None:
+        axis.axvline(suggestion, color="tab:green", linestyle="--", label=f"suggested lr {suggestion:.2g}")
     axis.set_xscale("log")
     axis.set_xlabel("learning rate")
     axis.set_ylabel("loss")

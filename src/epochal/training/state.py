@@ -23,7 +23,6 @@ back its own part, so the resumed run continues exactly as the interrupted one w
 from __future__ import annotations
 
 import math
-import random
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,56 +31,19 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from epochal.data import Adapter, Batch
-from epochal.preemption import SignalGuard, TrainingInterrupted
+from epochal.training.accumulator import MeanAccumulator
+from epochal.parallel.sync import LOCAL
+from epochal.training.preemption import SignalGuard, TrainingInterrupted
+from epochal.training.rng import capture_rng, restore_rng
 
 if TYPE_CHECKING:
     from epochal.callbacks.backup_and_restore import BackupAndRestore
     from epochal.callbacks.callback import Callback
-    from epochal.loop import MeanAccumulator
-    from epochal.model import Model
+    from epochal.callbacks.callback import ModelView
     from epochal.task import Task
 
 FORMAT = "epochal.backup"
 VERSION = 2  # 2: the RNG states and partial sums are per rank ("ranks")
-
-
-# -- random number generators ---------------------------------------------------------------------
-
-def capture_rng() -> dict[str, Any]:
-    """Every generator a run draws from: torch CPU (and CUDA), numpy's global one, Python's `random`."""
-    version, words, gauss = random.getstate()
-    state: dict[str, Any] = {"torch": torch.get_rng_state(),
-                             "python": {"version": version, "state": list(words), "gauss": gauss}}
-    if torch.cuda.is_available():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    numpy_state = _numpy_state()
-    if numpy_state is not None:
-        state["numpy"] = numpy_state
-    return state
-
-
-def restore_rng(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    python = state["python"]
-    random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if "numpy" in state:
-        import numpy as np
-
-        numpy = state["numpy"]
-        np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
-                             numpy["has_gauss"], numpy["cached_gaussian"]))
-
-
-def _numpy_state() -> dict[str, Any] | None:
-    try:
-        import numpy as np
-    except ImportError:
-        return None
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    return {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
 
 
 # -- the state ------------------------------------------------------------------------------------
@@ -105,7 +67,7 @@ class TrainingState:
     after `fit`.
     """
 
-    model: Model
+    model: ModelView
     callbacks: list[Callback] = field(default_factory=list)  # the user's callbacks and History: their state is saved
     fingerprint: dict[str, Any] = field(default_factory=dict)  # fit arguments a resume must match
     backup: BackupAndRestore | None = None
@@ -142,8 +104,6 @@ class TrainingState:
 
     def begin_epoch(self, epoch: int, task: Task, resume: ResumePoint | None, sync: Any) -> MeanAccumulator:
         """A fresh accumulator for `epoch`, or the saved one when resuming inside it."""
-        from epochal.loop import MeanAccumulator
-
         self.epoch, self.batch = epoch, 0
         self.accumulator = MeanAccumulator(task, sync)
         if resume is None or resume.batch == 0:
@@ -259,8 +219,6 @@ class TrainingState:
     @property
     def _sync(self) -> Any:
         if self.sync is None:
-            from epochal.loop import LOCAL
-
             return LOCAL
         return self.sync
 

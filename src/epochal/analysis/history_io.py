@@ -1,4 +1,4 @@
-"""Saving and loading a History as CSV or JSON, written atomically so a crash never leaves half a file."""
+"""Learning curves saved as CSV or JSON and read back, written atomically so a crash never leaves half a file."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from epochal.analysis.curves import Curves
 from epochal.saving import atomic_write
 
-if TYPE_CHECKING:
-    from epochal.history import History
 
-
-def write_csv(history: History, path: str | os.PathLike[str]) -> None:
+def write_csv(history: Curves, path: str | os.PathLike[str]) -> None:
     """One row per epoch (`epoch` first, as Keras's CSVLogger); an empty cell where a key was not logged."""
     keys = list(history.history)
     columns = {key: dict(zip(history.epochs_of(key), history.history[key])) for key in keys}
@@ -28,7 +26,7 @@ def write_csv(history: History, path: str | os.PathLike[str]) -> None:
         handle.write(buffer.getvalue())
 
 
-def write_json(history: History, path: str | os.PathLike[str]) -> None:
+def write_json(history: Curves, path: str | os.PathLike[str]) -> None:
     """`{"epoch", "history", "params", "key_epochs"}`; `key_epochs` only lists keys logged on fewer epochs."""
     sparse = {k: history.epochs_of(k) for k in history.history if len(history.history[k]) != len(history.epoch)}
     record = {"epoch": list(history.epoch), "history": history.history, "params": history.params}

@@ -1,0 +1,202 @@
+"""The process group as one Model sees it: joining the job, placing the module, the data each rank
+reads, and how passes reduce across ranks.
+
+Under `torchrun` (or in a process whose default group is already initialised) `epochal.Model` trains
+data-parallel with no change to the script:
+
+- `batch_size` is the *global* batch: each of the `W` processes takes `batch_size / W` samples of it.
+- Every rank draws the same epoch permutation (rank 0's, broadcast) and takes its slice of each
+  global batch, so the updates equal a 1-process run with the same `batch_size`, up to float rounding.
+- Loss and metric *sums and counts* are all-reduced, never means of means, so every rank sees the
+  same logs, equal to a 1-process run's.
+- Callbacks run on every rank with those logs; side effects (files, progress output) happen on rank
+  0 only (`epochal.parallel.is_main_process`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+
+from epochal.data.arrays import ArrayAdapter
+from epochal.data.batch import Batch
+from epochal.data.structure import Tree, call_module, concatenate, flatten
+from epochal.parallel.process import init_process_group, launched_by_torchrun, local_rank
+from epochal.parallel.sharding import ShardedArrays, block_of, block, rebuild
+from epochal.parallel.sync import GroupSync
+from epochal.step.pipeline import StepFunctions, predict_step, test_step
+
+if TYPE_CHECKING:
+    from epochal.task import Task
+
+
+def connect(distributed: bool | None) -> Cluster | None:
+    """The job this process belongs to, joining it if needed; None to train in this process alone.
+
+    Args:
+        distributed: `None` detects torchrun or an initialised group; `True` requires one; `False`
+            trains each process on its own.
+    """
+    if distributed is False:
+        return None
+    if not dist.is_available() or not (dist.is_initialized() or launched_by_torchrun()):
+        if distributed:
+            raise RuntimeError(
+                "`distributed=True` but this process is not part of a distributed job. Launch it with "
+                "`torchrun --nproc_per_node=N script.py`, or call torch.distributed.init_process_group first."
+            )
+        return None
+    init_process_group()
+    if dist.get_world_size() == 1:
+        return None  # one process: identical to not being distributed, without DDP's overhead
+    return Cluster()
+
+
+# -- the cluster a Model trains on --------------------------------------------------------------
+
+
+class Cluster:
+    """The default process group as one Model sees it: its device, DDP wrapper, data and reductions."""
+
+    def __init__(self) -> None:
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        self.is_main = self.rank == 0
+        self._ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        self.device = torch.device("cpu")
+
+    def place(self, device: str | torch.device | None) -> torch.device:
+        """This rank's device: `cuda:LOCAL_RANK` on GPUs (unless an index was given), else as asked."""
+        wanted = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        if wanted.type == "cuda" and wanted.index is None:
+            wanted = torch.device("cuda", local_rank())
+        if wanted.type == "cuda":
+            torch.cuda.set_device(wanted)
+        if dist.get_backend() == "nccl" and wanted.type != "cuda":
+            raise ValueError(f"The NCCL process group needs a CUDA device. Received: device={wanted}")
+        self.device = wanted
+        return wanted
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def make_steps(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task) -> StepFunctions:
+        """Eager steps; training goes through DDP (wrapped once), test and predict use the module itself.
+
+        DDP's constructor broadcasts rank 0's parameters and buffers, so every rank starts equal.
+        Test and predict skip DDP: they have no gradients to reduce and ranks may run different
+        numbers of evaluation batches.
+        """
+        if self._ddp is None or self._ddp.module is not module:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+        return StepFunctions(
+            train=partial(sharded_train_step, self._ddp, optimizer, task),
+            test=partial(test_step, module, task),
+            predict=partial(predict_step, module),
+        )
+
+    # -- data -------------------------------------------------------------------------------------
+
+    def check_batch_size(self, batch_size: int, name: str = "batch_size") -> int:
+        """The per-rank batch size; the global one must split evenly over the ranks."""
+        if batch_size % self.world_size:
+            raise ValueError(
+                f"`{name}` is the global batch, split evenly over the {self.world_size} processes, so it must "
+                f"be divisible by {self.world_size}. Received: {name}={batch_size}. "
+                f"Pass a multiple of {self.world_size}, e.g. {name}={_round_up(batch_size, self.world_size)}."
+            )
+        return batch_size // self.world_size
+
+    def shard_arrays(self, adapter: Any, *, train: bool) -> tuple[Any, bool]:
+        """This rank's part of in-memory arrays (and whether it is a part); other adapters unchanged."""
+        if not isinstance(adapter, ArrayAdapter):
+            return adapter, False
+        self.check_batch_size(adapter.batch_size)
+        if train:
+            return ShardedArrays(adapter, self), True
+        return block_of(adapter, self), True
+
+    def shard_dataset(self, data: Any, *, train: bool) -> tuple[Any, bool]:
+        """A map-style DataLoader rebuilt to read this rank's part; anything else unchanged.
+
+        Training loaders get a `DistributedSampler` (shuffling when the loader did, with a seed
+        shared by all ranks; `set_epoch` is called every epoch) unless they already have one; the
+        loader's `batch_size` is global and divided by the world size. Evaluation loaders read a
+        contiguous block of samples per rank, unpadded, so results are exact and `predict` keeps
+        the order. Iterable datasets, batch samplers and plain iterables are left to the user to shard.
+        """
+        loader = data
+        if not isinstance(loader, torch.utils.data.DataLoader) or loader.batch_size is None:
+            return data, False
+        if isinstance(loader.dataset, torch.utils.data.IterableDataset):
+            return data, False
+        if train and isinstance(loader.sampler, torch.utils.data.DistributedSampler):
+            return data, True
+        local = self.check_batch_size(loader.batch_size, "the DataLoader's batch_size")
+        if train:
+            seed = int(self.broadcast(torch.randint(2**31 - 1, (1,)).to(self.device))[0])
+            sampler: Iterable[int] = torch.utils.data.DistributedSampler(
+                loader.dataset, num_replicas=self.world_size, rank=self.rank,
+                shuffle=isinstance(loader.sampler, torch.utils.data.RandomSampler), seed=seed)
+        else:
+            lo, hi = block(len(loader.dataset), self.world_size, self.rank)  # type: ignore[arg-type]
+            sampler = range(lo, hi)
+        return rebuild(loader, sampler, local), True
+
+    def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Rank 0's `tensor` on every rank (same shape and dtype everywhere)."""
+        dist.broadcast(tensor, src=0)
+        return tensor
+
+    # -- agreement --------------------------------------------------------------------------------
+
+    def fit_sync(self, per_batch: bool) -> GroupSync:
+        """How `fit` reduces across ranks; each batch's logs are the global batch's if any rank asks."""
+        return GroupSync(self.device, per_batch=GroupSync(self.device).any(per_batch))
+
+    def eval_sync(self) -> GroupSync:
+        return GroupSync(self.device)
+
+    def gather(self, outputs: Tree | None) -> Tree:
+        """Every rank's predictions (contiguous blocks, in rank order) joined in sample order."""
+        parts: list[Tree | None] = [None] * self.world_size
+        dist.all_gather_object(parts, outputs)
+        return concatenate([part for part in parts if part is not None])
+
+
+# -- the training step ---------------------------------------------------------------------------
+
+
+def sharded_train_step(
+    ddp: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, batch: Batch
+) -> torch.Tensor:
+    """The eager train step through DDP, with this shard's loss scaled to its share of the global batch.
+
+    DDP averages gradients over ranks. With `n_k` of the global batch's `r` samples on rank `k` and
+    `W` ranks, scaling rank `k`'s mean loss by `n_k * W / r` makes that average the gradient of the
+    global batch's mean loss. A placeholder batch (`loss_scale == 0`: a rank with no sample in a short
+    last batch) still runs forward and backward so every rank joins DDP's reduction, with zero gradient.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    outputs = call_module(ddp, batch.x)
+    if batch.loss_scale == 0.0:
+        zero = sum(leaf.sum() for leaf in flatten(outputs)) * 0.0
+        zero.backward()  # type: ignore[union-attr]
+        optimizer.step()
+        return torch.zeros(len(task.log_keys()), device=flatten(outputs)[0].device)
+    total, values = task.compute(outputs, batch.y, batch.sample_weight)
+    (total if batch.loss_scale == 1.0 else total * batch.loss_scale).backward()
+    optimizer.step()
+    return values
+
+
+# -- in-memory arrays ----------------------------------------------------------------------------
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple

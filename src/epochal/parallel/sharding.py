@@ -1,0 +1,105 @@
+"""This rank's share of the data: slices of every global batch for training, contiguous blocks for
+evaluation, and DataLoaders rebuilt with a sampler per rank."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+import torch
+
+from epochal.data.arrays import ArrayAdapter
+from epochal.data.batch import Batch
+from epochal.data.structure import slice_rows, take
+
+class Ranks(Protocol):
+    """The process group as sharding needs it (`Cluster` is one)."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def broadcast(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+
+class ShardedArrays:
+    """This rank's slice of every global batch of an `ArrayAdapter`; every rank runs `steps` steps.
+
+    The epoch order is rank 0's `torch.randperm` (every rank draws one, so torch's generator advances
+    as in a 1-process run, then rank 0's is broadcast). A global batch of `r` samples is split in
+    rank order into parts of `r // W` or `r // W + 1` (the larger ones first); a rank whose part is
+    empty gets a one-sample placeholder with `loss_scale=0`, which adds nothing to gradients or logs.
+    """
+
+    def __init__(self, arrays: ArrayAdapter, cluster: Ranks) -> None:
+        self.arrays = arrays
+        self.cluster = cluster
+        self.steps = arrays.steps
+        self.ran_dry = False
+
+    @property
+    def shuffle(self) -> bool:
+        return self.arrays.shuffle
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        arrays = self.arrays
+        order = None
+        if arrays.shuffle:
+            order = self.cluster.broadcast(torch.randperm(arrays.num_samples).to(self.cluster.device))
+            order = order.to(arrays._device())
+        return self._batches(order)
+
+    def _batches(self, order: torch.Tensor | None) -> Iterator[Batch]:
+        arrays, world, me = self.arrays, self.cluster.world_size, self.cluster.rank
+        size = arrays.batch_size
+        parts = (arrays.x, arrays.y, arrays.sample_weight)
+        for start in range(0, self.steps * size, size):
+            stop = min(start + size, arrays.num_samples)
+            lo, hi = block(stop - start, world, me)
+            scale = (hi - lo) * world / (stop - start)
+            if hi == lo:  # placeholder: the global batch's last sample, contributing nothing
+                lo, hi = stop - start - 1, stop - start
+            if order is None:
+                rows = [None if part is None else slice_rows(part, start + lo, start + hi) for part in parts]
+            else:
+                index = order[start + lo:start + hi]
+                rows = [None if part is None else take(part, index) for part in parts]
+            yield Batch(rows[0], rows[1], rows[2], loss_scale=scale)
+
+
+def block_of(arrays: ArrayAdapter, cluster: Ranks) -> ArrayAdapter:
+    """This rank's contiguous block of the samples an evaluation covers, batched by `batch_size / W`.
+
+    Evaluation has no collective per batch, so ranks may run different numbers of batches; blocks in
+    rank order let `predict` join the outputs back in sample order.
+    """
+    covered = min(arrays.num_samples, arrays.steps * arrays.batch_size)
+    if covered < cluster.world_size:
+        raise ValueError(
+            f"Evaluating or predicting with {cluster.world_size} processes needs at least {cluster.world_size} "
+            f"samples, one per process. Received: {covered} samples."
+        )
+    lo, hi = block(covered, cluster.world_size, cluster.rank)
+    part = [None if p is None else slice_rows(p, lo, hi) for p in (arrays.x, arrays.y, arrays.sample_weight)]
+    return ArrayAdapter(*part, num_samples=hi - lo,  # type: ignore[arg-type]
+                        batch_size=arrays.batch_size // cluster.world_size, shuffle=False)
+
+
+def block(n: int, world: int, index: int) -> tuple[int, int]:
+    """`[lo, hi)` of part `index` when `n` items are cut into `world` contiguous parts, larger first."""
+    base, extra = divmod(n, world)
+    lo = index * base + min(index, extra)
+    return lo, lo + base + (1 if index < extra else 0)
+
+
+def rebuild(loader: torch.utils.data.DataLoader, sampler: Iterable[int], batch_size: int) -> torch.utils.data.DataLoader:
+    """`loader` with another sampler and batch size, everything else (workers, collate...) kept."""
+    workers = loader.num_workers
+    return torch.utils.data.DataLoader(
+        loader.dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,  # type: ignore[arg-type]
+        collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+        timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context, generator=loader.generator,
+        prefetch_factor=loader.prefetch_factor if workers else None,
+        persistent_workers=loader.persistent_workers, pin_memory_device=loader.pin_memory_device,
+    )

@@ -1,0 +1,1 @@
+"""Assembling and running a fit: the epoch and batch loops, exact epoch means, the run's position and its backups."""

@@ -1,0 +1,1 @@
+"""Tuning what a run is given: the learning-rate range test."""
