@@ -188,7 +188,56 @@ def resume(out: str, interrupt: bool = False) -> dict[str, Any]:
             "batches": interrupter.batches, "written": written}
 
 
-SCENARIOS = {"fit": fit, "stop": stop, "files": files, "die": die, "resume": resume,
+class TwoOptimizerModel(epochal.Model):
+    """A custom train step: each layer its own optimizer, the second step after the first's update."""
+
+    def train_step(self, data: Any) -> dict[str, torch.Tensor]:
+        x, y, _ = data
+        loss_fn = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
+        loss = loss_fn(y, self(x))
+        self.backward(loss, optimizer="body")
+        self.apply_gradients("body")
+        head = loss_fn(y, self(x))
+        self.backward(head, optimizer="head")
+        self.apply_gradients("head")
+        return {"loss": loss, "head_loss": head}
+
+
+#: Each compile option (and a custom train step) trained on the same data, 1 and 2 processes alike.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "bf16-mixed": {"precision": "bf16-mixed"},
+    "global_clipnorm": {"global_clipnorm": 0.3},
+    "gradient_accumulation_steps": {"gradient_accumulation_steps": 2, "clipnorm": 0.5},
+    "jit_compile": {"jit_compile": True},
+    "steps_per_execution": {"steps_per_execution": 2, "jit_compile": True},
+    "custom train_step": {},
+}
+
+
+def options(out: str) -> dict[str, Any]:
+    """37 samples in global batches of 8 (the last splits 3/2), shuffled, 2 epochs, per compile option.
+
+    Compiled runs use torch.compile's "aot_eager" backend: the same graphs, without inductor's C++ build."""
+    import epochal.step.compiled
+
+    epochal.step.compiled._COMPILE["backend"] = "aot_eager"
+    x, y = data(37, 1)
+    results = {}
+    for name, settings in OPTIONS.items():
+        torch.manual_seed(0)
+        layers = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+        model = (TwoOptimizerModel if name == "custom train_step" else epochal.Model)(layers, device="cpu")
+        optimizer: Any = {"body": ("adam", layers[0]), "head": ("sgd", layers[2])} if name == "custom train_step" \
+            else "adam"
+        model.compile(optimizer=optimizer, loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      **settings)
+        torch.manual_seed(1)
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        results[name] = {"state": model.module.state_dict(), "history": history.history}
+    return results
+
+
+SCENARIOS = {"fit": fit, "options": options, "stop": stop, "files": files, "die": die, "resume": resume,
              "resume_interrupted": lambda out: resume(out, interrupt=True)}
 
 
@@ -201,7 +250,7 @@ def main() -> None:
     scenario, out = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
     # gloo even where CUDA is available: these are CPU processes (Model(device="cpu")), two per machine
-    parallel.init_process_group(backend="gloo", timeout=timedelta(seconds=30))
+    parallel.init_process_group(backend="gloo", timeout=timedelta(seconds=60))  # compiling on a busy machine is slow
     result = run(scenario, out)
     torch.save(result, os.path.join(out, f"rank{parallel.rank()}.pt"))
     # No rank tears down while another still works: without this barrier a rank sometimes aborted at

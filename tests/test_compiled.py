@@ -238,3 +238,55 @@ def test_inductor_compiled_step_matches_eager():
     for ours, theirs in zip(models[1].module.parameters(), models[0].module.parameters()):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
     torch._dynamo.reset()
+
+
+class TwoOptimizers(epochal.Model):
+    """A custom step with two optimizers and a host read when `peek` is set (a graph break)."""
+
+    peek = False
+
+    def train_step(self, data):
+        x, y, _ = data
+        first, second = self.module[0], self.module[2]
+        loss = LOSS(y, self(x))
+        if self.peek and loss.item() > 1e9:  # data-dependent Python: cannot be one graph
+            loss = loss * 2
+        self.backward(loss, optimizer="first")
+        self.apply_gradients("first")
+        again = LOSS(y, self(x))  # after `first` updated its layer, as a GAN's second step does
+        self.backward(again, optimizer="second")
+        self.apply_gradients("second")
+        return {"loss": loss, "again": again, "bias_norm": second.bias.norm() + 0 * first.bias.sum()}
+
+
+def _two_optimizer_pair(peek):
+    x, y, module = torch.randn(56, 5), torch.randint(0, 3, (56,)), make_mlp()
+    models = []
+    for jit in (False, True):
+        model = TwoOptimizers(copy.deepcopy(module), device="cpu")
+        model.peek = peek
+        model.compile(optimizer={"first": ("adam", model.module[0]),
+                                 "second": ("sgd", model.module[2])}, loss=LOSS, jit_compile=jit)
+        torch.manual_seed(1)
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+        models.append(model)
+    return models
+
+
+def test_a_custom_train_step_with_two_optimizers_compiles_into_one_graph(traced):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        eager, compiled = _two_optimizer_pair(peek=False)
+    assert not [w for w in caught if "jit_compile" in str(w.message)]
+    assert traced() == 1  # one train graph (no validation), no recompilation over 14 batches
+    assert_same_training(eager, compiled)
+
+
+def test_a_custom_train_step_that_cannot_trace_runs_eagerly_after_one_warning_naming_why(traced):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        eager, compiled = _two_optimizer_pair(peek=True)
+    messages = [str(w.message) for w in caught if "jit_compile" in str(w.message)]
+    assert len(messages) == 1 and "torch.compile failed" in messages[0]
+    for ours, theirs in zip(compiled.module.parameters(), eager.module.parameters()):
+        assert torch.equal(ours, theirs)  # eager both times: the same bits

@@ -1,37 +1,37 @@
-"""Model: the facade users touch — compile once, then fit, evaluate and predict. Thin: it checks
-arguments, builds data adapters and callbacks, and hands over to the loop."""
+"""Model: the facade users see — compile once, then fit, evaluate and predict — and the Keras 3 steps a
+subclass may override (`compute_loss`, `train_step`, `test_step`, `predict_step`). Thin: it checks
+arguments and hands over to the training package and the step pipeline."""
 
 from __future__ import annotations
 
 import os
-import traceback
-import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import partial
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from epochal import saving
-from epochal.parallel.cluster import connect
-from epochal.parallel.process import barrier, is_main_process
-from epochal.parallel.sync import LOCAL
-from epochal.training import arguments as check
-from epochal.callbacks.backup_and_restore import BackupAndRestore
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.callback_list import CallbackList
-from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
-from epochal.data import (Adapter, ArrayAdapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
-from epochal.data.structure import Tree, call_module, flatten, float_dtype_of, to_device, to_tensors
 from epochal.callbacks.history import History
-from epochal.logs import Logs
-from epochal.training.loop import TRAIN_HOOKS, FitPlan, evaluate_pass, fit_loop, predict_pass, prefetch
-from epochal.optimizers import make_optimizer
-from epochal.training.preemption import SignalGuard
+from epochal.callbacks.progress import format_logs, resolve_verbose
+from epochal.data import Adapter, Batch, is_dataset
+from epochal.data.structure import Tree, call_module, float_dtype_of
+from epochal.optimizers import make_optimizers
+from epochal.parallel.cluster import connect
+from epochal.parallel.process import barrier, is_main_process
+from epochal.parallel.strategy import SingleDevice
+from epochal.parallel.sync import LOCAL
+from epochal.step.gradients import Gradients
 from epochal.step.options import StepOptions, make_step_options
-from epochal.step.pipeline import StepFunctions, make_steps, predict_step
+from epochal.step.pipeline import ModelSteps, StepData, StepPipeline
+from epochal.step.values import StepValues
 from epochal.task import Task
+from epochal.training import arguments as check
+from epochal.training.fit import FitSetup, callback_list, run_fit
+from epochal.training.inputs import Inputs
+from epochal.training.loop import evaluate_pass, predict_pass, prefetch
 from epochal.training.state import TrainingState
 
 if TYPE_CHECKING:
@@ -43,7 +43,13 @@ _DEFAULT_BATCH_SIZE = 32
 class Model:
     """Wraps a `torch.nn.Module` (not copied: `model.module` is it) with Keras's training API.
 
-    Under `torchrun` the same script trains data-parallel (DDP); see `epochal.parallel`.
+    Subclass it to change what a step does, as in Keras 3: override `compute_loss` to add a term (a
+    VAE's KL divergence, a regulariser), `train_step` for several losses or optimizers (a GAN,
+    distillation), `test_step` and `predict_step` likewise. Inside `train_step`, `self.backward(loss)`
+    and `self.apply_gradients()` carry every compile option — precision, gradient accumulation,
+    clipping — and the distribution strategy's gradient sync.
+
+    Under `torchrun` the same script trains data-parallel; see `epochal.parallel`.
 
     Args:
         module: The network to train.
@@ -73,20 +79,29 @@ class Model:
             self.device = torch.device(device) if device is not None else torch.device(
                 "cuda" if torch.cuda.is_available() else "cpu")
         module.to(self.device)
-        self.optimizer: torch.optim.Optimizer | None = None
+        self._strategy = self._cluster.strategy if self._cluster is not None else SingleDevice()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.stop_training = False
         self.history: History | None = None
         self._task: Task | None = None
-        self._steps: StepFunctions | None = None
+        self._pipeline: StepPipeline | None = None
         self._step_options = StepOptions()
         self._running = False
         self.training_state: TrainingState | None = None  # where the last `fit` is or stopped
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimizer `compile` built (None before); with several, use `optimizers[name]`."""
+        if len(self.optimizers) > 1:
+            raise AttributeError(f"This model has several optimizers ({', '.join(self.optimizers)}): use "
+                                 "`model.optimizers[name]`.")
+        return next(iter(self.optimizers.values()), None)
 
     # -- compile --------------------------------------------------------------------------------
 
     def compile(
         self,
-        optimizer: str | torch.optim.Optimizer | Any = "rmsprop",
+        optimizer: str | torch.optim.Optimizer | Mapping[str, Any] | Any = "rmsprop",
         loss: Any = None,
         metrics: Sequence[Any] | Mapping[str, Any] | None = None,
         loss_weights: Sequence[float] | Mapping[str, float] | None = None,
@@ -100,21 +115,23 @@ class Model:
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int = 1,
     ) -> None:
-        """Choose the optimizer, loss(es) and metrics; calling it again rebuilds the optimizer.
+        """Choose the optimizer(s), loss(es) and metrics, and how each step runs; calling it again rebuilds.
 
         Args:
-            optimizer: A name (Keras's learning rates), an Optimizer, or a callable params -> Optimizer.
-                Defaults to `"rmsprop"`.
+            optimizer: A name (Keras's learning rates), an Optimizer, or a callable params -> Optimizer;
+                or a dict of named optimizers for a custom `train_step`, each an Optimizer built on
+                part of the module or a pair `(name or callable, submodule)`. Defaults to `"rmsprop"`.
             loss: A Keras loss name, a `epochal.losses.Loss`, a callable (y_true, y_pred) or a torch
-                loss module; a list or dict of them for several outputs.
+                loss module; a list or dict of them for several outputs. May be None when the model
+                overrides `compute_loss` or `train_step`. Defaults to `None`.
             metrics: Metric names, torchmetrics Metrics or callables; a dict or list of lists per output.
                 Defaults to `None`.
             loss_weights: Weights of each output's loss in the total. Defaults to `None` (all 1).
             jit_compile: `True` compiles the whole train step (forward, loss, backward, optimizer
-                update) and the test step into one graph each; `"auto"` does so only when a fit plans
-                enough batches to repay the compile time (20,000 on CPU, 2,000 on CUDA); a step that
-                cannot be compiled runs eagerly after one warning. See `epochal.step.compiled`.
-                Defaults to `False`.
+                update) and the test step into one graph each, the model's own steps included;
+                `"auto"` does so only when a fit plans enough batches to repay the compile time (20,000
+                on CPU, 2,000 on CUDA); a step that cannot be compiled runs eagerly after one warning.
+                See `epochal.step.compiled`. Defaults to `False`.
             steps_per_execution: Batches stacked into one call of the train step (one graph when
                 compiled); batch callbacks then fire once per call, with the index of its last batch.
                 Defaults to `1`.
@@ -126,8 +143,8 @@ class Model:
                 (float16 autocast with a dynamic loss scaler). Defaults to `"32"`.
             clipnorm: Clip each gradient tensor to this norm (Keras). Defaults to `None`.
             clipvalue: Clip each gradient element to `[-clipvalue, clipvalue]`. Defaults to `None`.
-            global_clipnorm: Clip all gradients together, as `torch.nn.utils.clip_grad_norm_`.
-                Defaults to `None`.
+            global_clipnorm: Clip all of an optimizer's gradients together, as
+                `torch.nn.utils.clip_grad_norm_`. Defaults to `None`.
             gradient_accumulation_steps: Batches whose gradients are summed (each loss divided by
                 it) before one optimizer update; an epoch's last, partial group is applied too.
                 Defaults to `1`.
@@ -138,17 +155,88 @@ class Model:
             clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
             gradient_accumulation_steps=gradient_accumulation_steps,
         )
-        self._task = Task(loss, metrics, loss_weights)
-        self.optimizer = make_optimizer(optimizer, self.module.parameters())
-        self._step_options = options
-        if self._cluster is not None:  # DDP needs the eager step (see epochal.parallel)
-            if not options.is_plain:
-                warnings.warn("Under torch.distributed the train step is the eager DDP one: `jit_compile`, "
-                              "`steps_per_execution`, `precision`, clipping and gradient accumulation do not "
-                              f"apply. Received: {options}", stacklevel=2)
-            self._steps = self._cluster.make_steps(self.module, self.optimizer, self._task)
-        else:
-            self._steps = make_steps(self.module, self.optimizer, self._task, options, self.device)
+        if loss is None and not self._computes_its_own_loss():
+            raise ValueError("`loss` is required: pass a loss name, a callable or a torch loss module (or override "
+                             "`compute_loss` or `train_step` in a Model subclass).")
+        task = Task(loss, metrics, loss_weights)
+        optimizers = make_optimizers(optimizer, self.module)
+        self._strategy.setup(self.module)
+        steps = ModelSteps(self.train_step, self.test_step, self.predict_step,
+                           custom_train=type(self).train_step is not Model.train_step)
+        gradients = Gradients(optimizers, options, self.device, self._strategy)
+        pipeline = StepPipeline(steps, gradients, options, self.module, self.device, self._strategy)
+        pipeline.compiled.precheck = self._uncompilable_reason
+        self._task, self.optimizers, self._step_options, self._pipeline = task, optimizers, options, pipeline
+
+    def _computes_its_own_loss(self) -> bool:
+        return any(getattr(type(self), name) is not getattr(Model, name) for name in ("compute_loss", "train_step"))
+
+    def _uncompilable_reason(self) -> str | None:
+        if self._task is not None and self._task.stateful():
+            return "stateful (torchmetrics) metrics update their state outside any graph"
+        return None
+
+    # -- the steps a subclass may override (Keras 3) ---------------------------------------------
+
+    def __call__(self, x: Tree) -> Tree:
+        """The module's outputs for `x`: `module(x)`, `module(*x)` for a tuple, `module(**x)` for a dict."""
+        return call_module(self.module, x)
+
+    def compute_loss(self, x: Tree, y: Tree | None, y_pred: Tree,
+                     sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch's scalar loss. The default applies the compiled loss(es) and `loss_weights`.
+
+        Override it to add terms; the default train and test steps call it, so both change.
+
+        Example:
+            >>> class WithL2(Model):
+            ...     def compute_loss(self, x, y, y_pred, sample_weight=None):
+            ...         penalty = sum((p ** 2).sum() for p in self.module.parameters())
+            ...         return super().compute_loss(x, y, y_pred, sample_weight) + 1e-4 * penalty
+        """
+        return self._require_compiled("compute_loss").loss(y, y_pred, sample_weight)
+
+    def compute_metrics(self, x: Tree, y: Tree | None, y_pred: Tree,
+                        sample_weight: torch.Tensor | None = None) -> StepValues:
+        """The compiled metrics of a batch (and each output's loss, for several outputs), as log values."""
+        keys, values = self._require_compiled("compute_metrics").logs(y, y_pred, sample_weight)
+        return StepValues(keys, values)
+
+    def train_step(self, data: StepData) -> Mapping[str, torch.Tensor]:
+        """One training batch `data = (x, y, sample_weight)` -> its log values (name -> scalar tensor).
+
+        The default: forward, `compute_loss`, `backward`, `apply_gradients`, then the loss and the
+        compiled metrics of this forward pass (before the update). A override returns its own logs;
+        epoch logs are their exact sample-weighted means.
+        """
+        x, y, sample_weight = data
+        y_pred = self(x)
+        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        self.backward(loss)
+        self.apply_gradients()
+        return _with_loss(loss, self.compute_metrics(x, y, y_pred, sample_weight))
+
+    def test_step(self, data: StepData) -> Mapping[str, torch.Tensor]:
+        """One evaluation batch `data = (x, y, sample_weight)` -> its log values (eval mode, no gradients)."""
+        x, y, sample_weight = data
+        y_pred = self(x)
+        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        return _with_loss(loss, self.compute_metrics(x, y, y_pred, sample_weight))
+
+    def predict_step(self, data: StepData) -> Tree:
+        """One prediction batch `data = (x, None, None)` -> the outputs `predict` joins (eval mode, no gradients)."""
+        return self(data[0])
+
+    def backward(self, loss: torch.Tensor, optimizer: str | None = None) -> None:
+        """Gradients of `loss` for `optimizer`'s parameters (the only optimizer when None), as the compile
+        options ask: scaled for gradient accumulation, float16 loss scaling and this rank's share of the
+        global batch. Call it once per `apply_gradients`."""
+        self._require_pipeline("backward").gradients.backward(loss, optimizer)
+
+    def apply_gradients(self, optimizer: str | None = None) -> None:
+        """Update `optimizer` (the only one when None) from the gradients of the last `backward`: synced
+        across ranks, unscaled, clipped; while accumulating, only every k-th call updates."""
+        self._require_pipeline("apply_gradients").gradients.apply(optimizer)
 
     # -- fit ------------------------------------------------------------------------------------
 
@@ -173,7 +261,7 @@ class Model:
     ) -> History:
         """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics)."""
         self._require_idle("fit")
-        task = self._require_compiled("fit")
+        self._require_compiled("fit")
         if is_dataset(x):
             _refuse_validation_split(validation_split, x)
             if y is not None:
@@ -201,18 +289,14 @@ class Model:
         check.positive_int("validation_steps", validation_steps, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
         check.validation_split(validation_split)
-        validation_data = self._local_dataset(validation_data, train=False)
-        train, validation, samples = make_fit_data(
-            x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size,
-            shuffle=shuffle, validation_split=validation_split, validation_data=validation_data,
+        train, validation, samples = self._inputs().fit_arrays(
+            x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size, shuffle=shuffle,
+            validation_split=validation_split, validation_data=validation_data,
             validation_batch_size=validation_batch_size or batch_size, steps_per_epoch=steps_per_epoch,
-            validation_steps=validation_steps, device=self.device, float_dtype=float_dtype_of(self.module),
-            gather_batches=self._step_options.steps_per_execution,
+            validation_steps=validation_steps, gather_batches=self._step_options.steps_per_execution,
         )
-        train, validation = self._local_arrays(train, train=True), self._local_arrays(validation, train=False)
-        return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
-                         callbacks=callbacks, validation_freq=validation_freq, batch_size=batch_size,
-                         samples=samples)
+        return self._fit(train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
+                         callbacks=callbacks, validation_freq=validation_freq, batch_size=batch_size, samples=samples)
 
     def fit_dataset(
         self,
@@ -235,7 +319,7 @@ class Model:
         `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
         """
         self._require_idle("fit_dataset")
-        task = self._require_compiled("fit_dataset")
+        self._require_compiled("fit_dataset")
         if not is_dataset(dataset):
             raise TypeError(
                 "`dataset` must be a DataLoader, an iterable or an iterator of (x, y) batches. "
@@ -246,15 +330,12 @@ class Model:
         check.positive_int("batches_per_epoch", batches_per_epoch, allow_none=True)
         check.positive_int("validation_batches", validation_batches, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
-        dataset = self._local_dataset(dataset, train=True)
-        validation_data = self._local_dataset(validation_data, train=False)
-        train, validation = make_dataset_fit_data(
+        train, validation = self._inputs().fit_stream(
             dataset, batches_per_epoch=batches_per_epoch, validation_data=validation_data,
             validation_batches=validation_batches, validation_batch_size=validation_batch_size or _DEFAULT_BATCH_SIZE,
-            class_weight=class_weight, device=self.device, float_dtype=float_dtype_of(self.module),
+            class_weight=class_weight,
         )
-        validation = self._local_arrays(validation, train=False)
-        return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
+        return self._fit(train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
                          callbacks=callbacks, validation_freq=validation_freq, batch_size=None, samples=None)
 
     def _check_loop_arguments(self, epochs: Any, initial_epoch: Any, verbose: Any, validation_freq: Any,
@@ -265,86 +346,14 @@ class Model:
         check.validation_freq(validation_freq)
         check.class_weight(class_weight)
 
-    def _fit(self, task: Task, train: Adapter, validation: Adapter | None, *, epochs: int, initial_epoch: int,
-             verbose: int | str, callbacks: Iterable[Callback] | None, validation_freq: int | Sequence[int],
-             batch_size: int | None, samples: int | None) -> History:
-        state = TrainingState(self, epochs=epochs)
-        first_batches = None
-        if initial_epoch < epochs:
-            first_batches = prefetch(state.epoch_batches(train, initial_epoch))
-            if first_batches is None:
-                raise ValueError("The training data is empty: it yielded no batch.")
-            first_batches = self._probe(task, first_batches)
-            if isinstance(validation, ArrayAdapter):
-                # In-memory validation is checked now too, not after a first epoch of training. A
-                # stream is not: drawing from a one-shot iterator would lose that batch.
-                self._probe(task, validation.epoch_batches(0), "validation_data")
-            first = next(first_batches)
-            first_batches = _chain_first(first, first_batches)
-            planned = None if train.steps is None else train.steps * (epochs - initial_epoch)
-            self._steps.prepare(first, planned, validation is not None)  # type: ignore[union-attr]
-        history = History()
-        user_callbacks = _callback_list(callbacks)
-        progress = progress_callback(resolve_verbose(verbose) if is_main_process() else 0)
-        callback_list = CallbackList(([progress] if progress else []) + user_callbacks + [history])
-        keys = task.log_keys() if task.built else ["loss"]
-        do_validation = validation is not None
-        params = {
-            "epochs": epochs, "steps": train.steps, "batch_size": batch_size, "samples": samples,
-            "initial_epoch": initial_epoch, "verbose": resolve_verbose(verbose), "do_validation": do_validation,
-            "metrics": keys + ([f"val_{key}" for key in keys] if do_validation else []),
-            **self._step_options.as_params(),
-        }
-        callback_list.set_model(self)
-        callback_list.set_params(params)
-        state.callbacks = user_callbacks + [history]
-        state.backup = _backup_callback(user_callbacks)
-        state.fingerprint = _fingerprint(params, validation_freq, train, user_callbacks)
-        wants_batch_logs = CallbackList(user_callbacks).wants(*TRAIN_HOOKS)
-        state.sync = self._cluster.fit_sync(wants_batch_logs) if self._cluster is not None else LOCAL
-        plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq, first_batches,
-                       report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
-                       sync=state.sync, state=state)
-        self.history = history
-        self.training_state = state
-        with self._exclusive("fit"), SignalGuard() as state.guard:
-            self.stop_training = False
-            fit_loop(self, self._steps, task, plan, callback_list)  # type: ignore[arg-type]
-        return history
+    def _fit(self, train: Adapter, validation: Adapter | None, **arguments: Any) -> History:
+        setup = FitSetup(self, self._require_pipeline("fit"), self._task, self._step_options.as_params(),  # type: ignore[arg-type]
+                         attach=self._attach, exclusive=lambda: self._exclusive("fit"),
+                         fit_sync=self._cluster.fit_sync if self._cluster is not None else None)
+        return run_fit(setup, train, validation, **arguments)[0]
 
-    def _probe(self, task: Task, batches: Iterator[Batch], name: str = "x") -> Iterator[Batch]:
-        """Check the first batch of `name` against the outputs: shapes, value ranges, metric kinds.
-
-        One forward pass in eval mode without gradients, so nothing (weights, buffers, RNG) changes.
-        """
-        first = next(batches)
-        outputs = self._forward_first(first, name)
-        if not task.built:
-            task.build(outputs, first.y)
-        task.check(outputs, first.y)
-        return _chain_first(first, batches)
-
-    def _forward_first(self, batch: Batch, name: str) -> Tree:
-        """The module's output on a first batch, in eval mode without gradients (no state changes).
-
-        An error raised inside torch itself (wrong shape or dtype for a layer) becomes a ValueError
-        naming the argument the batch came from; an error from the user's own code passes unchanged.
-        """
-        was_training = self.module.training
-        self.module.eval()
-        try:
-            with torch.no_grad():
-                return call_module(self.module, batch.x)
-        except (RuntimeError, TypeError, IndexError) as error:
-            if not _raised_inside_torch(error):
-                raise
-            leaves = ", ".join(f"shape {tuple(t.shape)} {t.dtype}" for t in flatten(batch.x))
-            raise ValueError(
-                f"The module cannot run on the first batch of `{name}` ({leaves}): {error}. Check that `{name}` "
-                "has the shape and dtype the module expects."
-            ) from error
-        finally:
-            self.module.train(was_training)
+    def _attach(self, history: History, state: TrainingState) -> None:
+        self.history, self.training_state = history, state
 
     # -- evaluate / predict ---------------------------------------------------------------------
 
@@ -361,13 +370,10 @@ class Model:
         """Loss and metrics over all of `x`, as exact per-sample means: `{"loss": ..., <metric>: ...}`."""
         task = self._require_compiled("evaluate")
         adapter, _ = self._eval_adapter(x, y, sample_weight, batch_size, steps, verbose, targets=True)
-        batches = prefetch(adapter.epoch_batches(0))
-        if batches is None:
-            raise ValueError("`x` is empty: it yielded no batch.")
-        batches = self._probe(task, batches)
-        callback_list = self._side_callbacks(callbacks, adapter)
+        batches = _first_drawn(adapter)
+        callbacks_ = self._side_callbacks(callbacks, adapter)
         sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
-        logs = evaluate_pass(self.module, self._steps, task, batches, callback_list, sync)  # type: ignore[arg-type]
+        logs = evaluate_pass(self.module, self._require_pipeline("evaluate"), task, batches, callbacks_, sync)
         if resolve_verbose(verbose) > 0 and is_main_process():
             print(format_logs(logs), flush=True)
         return logs
@@ -380,71 +386,55 @@ class Model:
         steps: int | None = None,
         callbacks: Iterable[Callback] | None = None,
     ) -> Tree:
-        """The module's outputs for every sample, in order, in eval mode without gradients (on the CPU).
+        """The predict step's outputs for every sample, in order, in eval mode without gradients (on the CPU).
 
         Under torch.distributed each rank predicts its block of samples and every rank returns all of them.
         """
         adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
-        batches = prefetch(adapter.epoch_batches(0))
-        if batches is None:
-            raise ValueError("`x` is empty: it yielded no batch.")
-        first = next(batches)
-        self._forward_first(first, "x")
-        batches = _chain_first(first, batches)
-        step = self._steps.predict if self._steps is not None else partial(predict_step, self.module)
+        batches = _first_drawn(adapter)
+        step = self._pipeline.predict if self._pipeline is not None else self._predict_batch
         outputs = predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
         return self._cluster.gather(outputs) if self._cluster is not None and sharded else outputs
 
+    def _predict_batch(self, batch: Batch) -> Tree:
+        """`predict_step` on one batch, for a model that was never compiled."""
+        return self.predict_step((batch.x, None, None))
+
     def _eval_adapter(self, x: Any, y: Any, sample_weight: Any, batch_size: int | None, steps: int | None,
                       verbose: Any, *, targets: bool) -> tuple[Adapter, bool]:
-        """The adapter for `evaluate`/`predict`, and whether it reads only this rank's part of `x`."""
         resolve_verbose(verbose)
         check.positive_int("batch_size", batch_size, allow_none=True)
         check.positive_int("steps", steps, allow_none=True)
-        sharded = False
-        if self._cluster is not None and is_dataset(x):
-            x, sharded = self._cluster.shard_dataset(x, train=False)
-        adapter = make_eval_data(x, y, sample_weight=sample_weight, batch_size=batch_size or _DEFAULT_BATCH_SIZE,
-                                 steps=steps, device=self.device, float_dtype=float_dtype_of(self.module),
-                                 targets=targets)
-        if self._cluster is not None and not is_dataset(x):
-            adapter, sharded = self._cluster.shard_arrays(adapter, train=False)
-        return adapter, sharded
-
-    def _local_arrays(self, adapter: Any, *, train: bool) -> Any:
-        """This rank's part of in-memory data under torch.distributed; `adapter` itself otherwise."""
-        return adapter if self._cluster is None else self._cluster.shard_arrays(adapter, train=train)[0]
-
-    def _local_dataset(self, data: Any, *, train: bool) -> Any:
-        """A DataLoader rebuilt to read this rank's part under torch.distributed; `data` otherwise."""
-        if self._cluster is None or data is None or not is_dataset(data):
-            return data
-        return self._cluster.shard_dataset(data, train=train)[0]
+        return self._inputs().evaluation(x, y, sample_weight, batch_size=batch_size or _DEFAULT_BATCH_SIZE,
+                                         steps=steps, targets=targets)
 
     def _side_callbacks(self, callbacks: Iterable[Callback] | None, adapter: Adapter) -> CallbackList:
-        callback_list = CallbackList(_callback_list(callbacks))
-        callback_list.set_model(self)
-        callback_list.set_params({"steps": adapter.steps, "verbose": 0})
-        return callback_list
+        listeners = CallbackList(callback_list(callbacks))
+        listeners.set_model(self)
+        listeners.set_params({"steps": adapter.steps, "verbose": 0})
+        return listeners
+
+    def _inputs(self) -> Inputs:
+        return Inputs(self.device, float_dtype_of(self.module), self._cluster)
 
     # -- single batches -------------------------------------------------------------------------
 
     def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
                        class_weight: Mapping[int, float] | None = None) -> dict[str, float]:
         """One optimizer update on one batch; returns that batch's loss and metrics (before the update)."""
-        task = self._require_compiled("train_on_batch")
+        self._require_compiled("train_on_batch")
         check.class_weight(class_weight)
-        adapter = make_fit_data(
+        adapter = self._inputs().fit_arrays(
             x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=2**62, shuffle=False,
             validation_split=0.0, validation_data=None, validation_batch_size=1, steps_per_epoch=None,
-            validation_steps=None, device=self.device, float_dtype=float_dtype_of(self.module),
+            validation_steps=None, gather_batches=1,
         )[0]
-        batches = self._probe(task, iter(adapter.epoch_batches(0)))
-        batch = next(batches)
+        batch = next(iter(adapter.epoch_batches(0)))
+        pipeline = self._require_pipeline("train_on_batch")
         self.module.train()
-        values = self._steps.train(batch)  # type: ignore[union-attr]
-        self._steps.flush()  # type: ignore[union-attr]  # one update, even mid-accumulation
-        return dict(zip(task.log_keys(), values.tolist()))
+        values = pipeline.train(batch)
+        pipeline.flush()  # one update, even mid-accumulation
+        return dict(zip(values.names, values.tensor.tolist()))
 
     def find_lr(self, x: Any, y: Any, **options: Any) -> LRFinderResult:
         """An exponential learning-rate sweep that leaves the model as it was; see `epochal.tune.lr_finder.find_lr`."""
@@ -463,15 +453,15 @@ class Model:
         saving.load_weights(self.module, path)
 
     def save(self, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
-        """Write weights and optimizer state (and plain `metadata`) to one file loadable without pickle.
+        """Write weights and every optimizer's state (and plain `metadata`) to one file loadable without pickle.
 
         Under torch.distributed rank 0 writes and every rank returns once the file is there.
         """
-        self._on_main_then_wait(lambda: saving.save_checkpoint(path, self.module, self.optimizer, metadata))
+        self._on_main_then_wait(lambda: saving.save_checkpoint(path, self.module, self.optimizers or None, metadata))
 
     def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Restore a `save` (or ModelCheckpoint) file: weights, and optimizer state if compiled; returns its metadata."""
-        return saving.load_checkpoint(path, self.module, self.optimizer)
+        """Restore a `save` (or ModelCheckpoint) file: weights, and optimizer states if compiled; returns its metadata."""
+        return saving.load_checkpoint(path, self.module, self.optimizers or None)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -485,9 +475,14 @@ class Model:
         barrier()
 
     def _require_compiled(self, verb: str) -> Task:
-        if self._task is None or self.optimizer is None:
+        if self._task is None:
             raise RuntimeError(f"You must call `compile()` before `{verb}()`.")
         return self._task
+
+    def _require_pipeline(self, verb: str) -> StepPipeline:
+        if self._pipeline is None:
+            raise RuntimeError(f"You must call `compile()` before `{verb}()`.")
+        return self._pipeline
 
     def _require_idle(self, verb: str) -> None:
         # Checked first, so a refused nested call touches nothing (model.history, callbacks, the RNG).
@@ -504,58 +499,23 @@ class Model:
             self._running = False
 
 
+def _with_loss(loss: torch.Tensor, metrics: StepValues) -> StepValues:
+    """The default steps' logs: `"loss"` (this batch's total, detached) and then the compiled metrics."""
+    total = loss.detach().float().reshape(1)
+    return StepValues(("loss", *metrics.names), torch.cat([total, metrics.tensor]) if len(metrics) else total)
+
+
+def _first_drawn(adapter: Adapter) -> Iterator[Batch]:
+    """`adapter`'s batches for one pass; a clear error when there is none."""
+    batches = prefetch(adapter.epoch_batches(0))
+    if batches is None:
+        raise ValueError("`x` is empty: it yielded no batch.")
+    return batches
+
+
 def _refuse_validation_split(validation_split: Any, dataset: Any) -> None:
     if validation_split:
         raise ValueError(
             "`validation_split` is only supported for arrays, not datasets: pass `validation_data`. "
             f"Received: validation_split={validation_split!r} with x of type {type(dataset).__name__}"
         )
-
-
-def _chain_first(first: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:
-    yield first
-    yield from rest
-
-
-def _callback_list(callbacks: Iterable[Callback] | None) -> list[Callback]:
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, Callback):
-        raise TypeError("`callbacks` must be a list of Callback objects. Received: a single Callback; wrap it in a list.")
-    if not isinstance(callbacks, Iterable) or isinstance(callbacks, (str, bytes, Mapping, torch.Tensor)):
-        raise TypeError(f"`callbacks` must be a list of Callback objects. Received: callbacks={callbacks!r}")
-    result = list(callbacks)
-    for callback in result:
-        if not isinstance(callback, Callback):
-            raise TypeError(
-                f"Every entry of `callbacks` must be an epochal.callbacks.Callback. Received: {type(callback).__name__}"
-            )
-    return result
-
-
-def _backup_callback(callbacks: list[Callback]) -> BackupAndRestore | None:
-    """The run's BackupAndRestore, which the loop calls at its safe points (at most one per run)."""
-    backups = [cb for cb in callbacks if isinstance(cb, BackupAndRestore)]
-    if len(backups) > 1:
-        raise ValueError(f"`callbacks` may hold at most one BackupAndRestore. Received: {len(backups)}")
-    return backups[0] if backups else None
-
-
-def _fingerprint(params: dict[str, Any], validation_freq: Any, train: Adapter,
-                 callbacks: list[Callback]) -> dict[str, Any]:
-    """The `fit` arguments a backup must have been written with to be resumed exactly (plain values)."""
-    keys = ("epochs", "steps", "batch_size", "samples", "initial_epoch", "do_validation", "metrics")
-    fingerprint = {key: params[key] for key in keys}
-    fingerprint["validation_freq"] = list(validation_freq) if not isinstance(validation_freq, int) else validation_freq
-    fingerprint["shuffle"] = getattr(train, "shuffle", None)
-    fingerprint["callbacks"] = [type(cb).__qualname__ for cb in callbacks]
-    return fingerprint
-
-
-def _raised_inside_torch(error: BaseException) -> bool:
-    """Whether the innermost frame of `error` is torch's own code (not the user's module)."""
-    frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and frames[-1].filename.startswith(_TORCH_DIR)
-
-
-_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep

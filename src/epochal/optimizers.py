@@ -1,9 +1,10 @@
-"""Optimizer names -> torch optimizers with Keras's default learning rates and fast kernels."""
+"""Optimizer names -> torch optimizers with Keras's default learning rates and fast kernels, and the
+named optimizers of a model (one, or several for steps such as a GAN's)."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -57,3 +58,59 @@ def _fused_if_possible(cls: Callable[..., Any], params: list[torch.nn.Parameter]
         return {}
     fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") and not p.is_sparse for p in params)
     return {"fused": True} if fusable else {}
+
+
+def make_optimizers(identifier: Any, module: torch.nn.Module) -> dict[str, torch.optim.Optimizer]:
+    """The model's named optimizers: `{"optimizer": ...}` for one, or one per entry of a dict.
+
+    A dict entry is a `torch.optim.Optimizer` built on some of the module's parameters, or a pair
+    `(identifier, owner)`: a name or `params -> Optimizer` callable, and the submodule (or parameters)
+    it trains. Every optimizer must hold only the module's parameters, and no parameter may belong to
+    two of them.
+    """
+    if not isinstance(identifier, Mapping):
+        optimizers = {"optimizer": make_optimizer(identifier, module.parameters())}
+    elif not identifier:
+        raise ValueError("`optimizer` is an empty dict: give at least one named optimizer.")
+    else:
+        optimizers = {_checked_name(name): _entry(name, spec) for name, spec in identifier.items()}
+    _check_parameters(optimizers, module)
+    return optimizers
+
+
+def _checked_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"Optimizer names must be identifiers (they name log keys). Received: {name!r}")
+    return name
+
+
+def _entry(name: str, spec: Any) -> torch.optim.Optimizer:
+    if isinstance(spec, torch.optim.Optimizer):
+        return spec
+    if isinstance(spec, tuple) and len(spec) == 2:
+        identifier, owner = spec
+        parameters = owner.parameters() if isinstance(owner, torch.nn.Module) else owner
+        return make_optimizer(identifier, parameters)
+    raise TypeError(
+        f"`optimizer[{name!r}]` must be a torch.optim.Optimizer, or a pair (name or params -> Optimizer, the "
+        f"submodule or parameters it trains). Received: {spec!r}"
+    )
+
+
+def _check_parameters(optimizers: Mapping[str, torch.optim.Optimizer], module: torch.nn.Module) -> None:
+    names = {id(p): name for name, p in module.named_parameters()}
+    owner: dict[int, str] = {}
+    for key, optimizer in optimizers.items():
+        label = "`optimizer`" if len(optimizers) == 1 else f"`optimizer[{key!r}]`"
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                if id(parameter) not in names:
+                    raise ValueError(
+                        f"{label} holds a parameter of shape {tuple(parameter.shape)} that is not one of the "
+                        "module's, so training would not change the module. Build the optimizer on "
+                        "`model.module.parameters()` (or a submodule's)."
+                    )
+                if id(parameter) in owner and owner[id(parameter)] != key:
+                    raise ValueError(f"The parameter `{names[id(parameter)]}` belongs to two optimizers, "
+                                     f"{owner[id(parameter)]!r} and {key!r}: give each parameter to one.")
+                owner[id(parameter)] = key

@@ -10,7 +10,7 @@ Two formats, neither of which runs pickled code on load:
   (parameters and persistent buffers). Tensors tied to each other are stored once and the other
   names are recorded in the file's metadata under `"epochal.aliases"`.
 - **Checkpoints** (`save_checkpoint` / `load_checkpoint`): one `torch.save` file holding only tensors
-  and plain containers (`{"format", "version", "module", "optimizer", "metadata"}`), read back with
+  and plain containers (`{"format", "version", "module", "optimizers", "metadata"}`), read back with
   `torch.load(weights_only=True)`. `metadata` carries what resuming needs (the epoch, ...).
 """
 
@@ -31,7 +31,7 @@ from safetensors.torch import save as safetensors_save
 
 _ALIASES_KEY = "epochal.aliases"
 _CHECKPOINT_FORMAT = "epochal.checkpoint"
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2  # 2: named optimizers ("optimizers"); version 1 files ("optimizer") still load
 _ZIP_MAGIC = b"PK\x03\x04"
 _PLAIN_TYPES = (str, int, float, bool, type(None), torch.Tensor)
 
@@ -174,10 +174,13 @@ def _some(names: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+Optimizers = torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer] | None
+
+
 def save_checkpoint(
     path: PathLike,
     module: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None,
+    optimizer: Optimizers,
     metadata: Mapping[str, Any] | None = None,
 ) -> None:
     """Write weights, optimizer state and `metadata` to one file that loads without pickle, atomically.
@@ -185,8 +188,8 @@ def save_checkpoint(
     Args:
         path: Destination file; `.pt` is the usual suffix.
         module: The module whose `state_dict()` to save.
-        optimizer: Its optimizer, whose state (moments, step counts, learning rates) is saved too;
-            `None` saves the weights alone.
+        optimizer: Its optimizer, or a mapping of named optimizers (`Model.optimizers`), whose state
+            (moments, step counts, learning rates) is saved too; `None` saves the weights alone.
         metadata: Plain values (str, int, float, bool, None, tensors, and lists/dicts of them) such
             as `{"epoch": 3}`. Defaults to `None` (empty).
 
@@ -201,43 +204,60 @@ def save_checkpoint(
     """
     metadata = dict(metadata or {})
     _check_plain(metadata, "metadata")
-    optimizer_state = None if optimizer is None else optimizer.state_dict()
-    _check_plain(optimizer_state, "optimizer.state_dict()")
+    optimizers = _named(optimizer)
+    optimizer_states = None if optimizers is None else {name: opt.state_dict() for name, opt in optimizers.items()}
+    _check_plain(optimizer_states, "optimizer.state_dict()")
     checkpoint = {
         "format": _CHECKPOINT_FORMAT,
         "version": _CHECKPOINT_VERSION,
         "module": {name: t.detach() for name, t in module.state_dict().items()},
-        "optimizer": optimizer_state,
+        "optimizers": optimizer_states,
         "metadata": metadata,
     }
     with atomic_write(path) as handle:
         torch.save(checkpoint, handle)
 
 
-def load_checkpoint(
-    path: PathLike, module: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
-) -> dict[str, Any]:
+def load_checkpoint(path: PathLike, module: torch.nn.Module, optimizer: Optimizers = None) -> dict[str, Any]:
     """Restore a `save_checkpoint` file into `module` (and `optimizer`); returns its metadata.
 
     Args:
         path: A file written by `save_checkpoint`.
         module: The module to load the weights into.
-        optimizer: The optimizer to load the state into; `None` skips it. Defaults to `None`.
+        optimizer: The optimizer (or mapping of named optimizers, as saved) to load the state into;
+            `None` skips it. Defaults to `None`.
 
     Raises:
-        ValueError: The file is not a checkpoint, it holds no optimizer state but one was given,
-            or it was saved from another architecture.
+        ValueError: The file is not a checkpoint, it holds no state for the optimizers given (none,
+            or other names), or it was saved from another architecture.
     """
     checkpoint = _read_checkpoint(path)
-    if optimizer is not None and checkpoint["optimizer"] is None:
-        raise ValueError(
-            f"{os.fspath(path)!r} holds no optimizer state (it was saved with optimizer=None). "
-            "Pass optimizer=None to load the weights alone."
-        )
+    optimizers = _named(optimizer)
+    saved = checkpoint.get("optimizers")
+    if saved is None and checkpoint.get("optimizer") is not None:  # version 1: one optimizer
+        saved = {"optimizer": checkpoint["optimizer"]}
+    if optimizers is not None:
+        if saved is None:
+            raise ValueError(
+                f"{os.fspath(path)!r} holds no optimizer state (it was saved with optimizer=None). "
+                "Pass optimizer=None to load the weights alone."
+            )
+        if set(saved) != set(optimizers):
+            raise ValueError(f"{os.fspath(path)!r} holds the state of the optimizers {sorted(saved)}, not of "
+                             f"{sorted(optimizers)}: load it into a model compiled with the same optimizers.")
     _load_module_state(module, checkpoint["module"], path)
-    if optimizer is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
+    for name, opt in (optimizers or {}).items():
+        opt.load_state_dict(saved[name])  # type: ignore[index]
     return dict(checkpoint["metadata"])
+
+
+def _named(optimizer: Optimizers) -> dict[str, torch.optim.Optimizer] | None:
+    """`optimizer` as named optimizers: a single one is named `"optimizer"` (as `Model.optimizers` does)."""
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return {"optimizer": optimizer}
+    return dict(optimizer)
 
 
 class PickledPayloadError(ValueError):

@@ -1,4 +1,5 @@
-"""The task: which loss and metrics apply to which output, and the log keys they produce."""
+"""The task compiled into a model: which loss and metrics apply to which output, the total loss a batch
+trains on (`loss`, for `Model.compute_loss`), and the log values it reports (`logs`)."""
 
 from __future__ import annotations
 
@@ -8,27 +9,26 @@ from typing import Any
 import torch
 
 from epochal import losses as losses_module
-from epochal.data.structure import Tree
+from epochal.data.structure import Tree, flatten
 from epochal.metrics import MeanMetric, StatefulMetric, check_metric, metric_name, resolve_metric
 
 
 class Task:
     """Losses, loss weights and metrics as compiled, resolved against the outputs on the first batch.
 
-    Values are computed as one stacked tensor in `log_keys()` order: the total loss, then each
-    output's loss (several outputs only), then each metric.
+    Log values come in `log_keys()` order: the total loss, then each output's loss (several outputs
+    only), then each metric. `loss` may be None when the model computes its loss itself.
     """
 
     def __init__(self, loss: Any, metrics: Any = None, loss_weights: Any = None) -> None:
-        if loss is None:
-            raise ValueError("`loss` is required: pass a loss name, a callable or a torch loss module.")
         self._loss_arg = loss
         self._weights_arg = loss_weights
         self._metrics_arg = metrics
         self._check_metrics(metrics)
-        self._losses = self._map_losses(loss)
+        self._losses = None if loss is None else self._map_losses(loss)
         self.output_names: list[str] | None = self._names_from_arguments()
         self._metrics: list[list[MeanMetric | StatefulMetric]] | None = None
+        self._checked = False  # the first batch's value checks ran
 
     # -- construction -------------------------------------------------------------------------
 
@@ -76,8 +76,8 @@ class Task:
         self.output_names = names
         out_list, y_list = self.split(outputs, y)
         self._metrics = []
-        for name, loss, out, target in zip(names, self.losses(), out_list, y_list):
-            target = loss.prepare_target(target, out)
+        for name, loss, out, target in zip(names, self._losses_or_none(), out_list, y_list):
+            target = target if loss is None else loss.prepare_target(target, out)
             self._metrics.append([
                 resolve_metric(identifier, loss=loss, y_true=target, y_pred=out)
                 for identifier in self._metric_identifiers(name)
@@ -134,29 +134,64 @@ class Task:
             raise ValueError(f"The module returns {len(out_list)} outputs but `y` holds {len(y_list)} targets.")
         return out_list, y_list
 
-    def compute(
-        self, outputs: Tree, y: Tree, sample_weight: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The total loss (for backward) and every log value of this batch, stacked (detached)."""
+    def loss(self, y: Tree, outputs: Tree, sample_weight: torch.Tensor | None) -> torch.Tensor:
+        """The batch's total loss for backward: each output's loss, weighted by `loss_weights`, summed.
+
+        The first call resolves the outputs and metrics (`build`) and runs the value checks (`check`),
+        so a mismatch is an error before the first backward.
+        """
+        if self._losses is None:
+            raise ValueError("The default `compute_loss` applies the compiled `loss`, and `compile` got none: pass "
+                             "`loss=...` to `compile`, or override `compute_loss` (or `train_step`/`test_step`).")
+        if y is None:
+            raise ValueError("The compiled loss compares the outputs with targets, and there are none: pass `y` "
+                             "(or yield (x, y) batches). Received: y=None")
+        self._prepare(outputs, y)
         out_list, y_list = self.split(outputs, y)
-        output_losses = []
-        metric_values: list[torch.Tensor] = []
-        for loss, metrics, out, target in zip(self.losses(), self._metrics or [], out_list, y_list):
-            target = loss.prepare_target(target, out)
-            output_losses.append(loss(target, out, sample_weight))
-            detached = out.detach()
-            metric_values.extend(metric(target, detached) for metric in metrics)
-        total = output_losses[0] if len(output_losses) == 1 else sum(
-            w * l for w, l in zip(self.loss_weights(), output_losses)
-        )
-        if len(output_losses) == 1 and self.loss_weights()[0] != 1.0:
-            total = total * self.loss_weights()[0]
-        shown = [total.detach()] + ([l.detach() for l in output_losses] if len(output_losses) > 1 else [])
-        values = torch.stack([v.float() for v in shown + metric_values])
-        return total, values
+        output_losses = [loss(loss.prepare_target(target, out), out, sample_weight)
+                         for loss, out, target in zip(self.losses(), out_list, y_list)]
+        if len(output_losses) == 1:
+            weight = self.loss_weights()[0]
+            return output_losses[0] if weight == 1.0 else output_losses[0] * weight
+        return sum(w * l for w, l in zip(self.loss_weights(), output_losses))  # type: ignore[return-value]
+
+    def logs(self, y: Tree, outputs: Tree, sample_weight: torch.Tensor | None) -> tuple[tuple[str, ...], torch.Tensor]:
+        """The batch's logs besides the total loss: each output's loss (several outputs), then each metric.
+
+        Returns their names and one stacked float tensor of their values, computed without gradients.
+        """
+        if y is None and self._metrics_arg is None:
+            return (), torch.zeros(0, device=flatten(outputs)[0].device)
+        self._prepare(outputs, y)
+        out_list, y_list = self.split(outputs, y)
+        several = len(out_list) > 1
+        values: list[torch.Tensor] = []
+        with torch.no_grad():
+            if several and self._losses is not None:
+                values.extend(loss(loss.prepare_target(target, out), out, sample_weight)
+                              for loss, out, target in zip(self.losses(), out_list, y_list))
+            for loss, metrics, out, target in zip(self._losses_or_none(), self._metrics or [], out_list, y_list):
+                target = target if loss is None else loss.prepare_target(target, out)
+                values.extend(metric(target, out) for metric in metrics)
+        keys = tuple(self.log_keys()[1:])
+        if not values:
+            return keys, torch.zeros(0, device=flatten(outputs)[0].device)
+        return keys, torch.stack([v.float() for v in values])
+
+    def _prepare(self, outputs: Tree, y: Tree) -> None:
+        if not self.built:
+            self.build(outputs, y)
+        if not self._checked:
+            self._checked = True
+            self.check(outputs, y)
+
+    def _losses_or_none(self) -> list[Any]:
+        return self.losses() if self._losses is not None else [None] * len(self.output_names or [""])
 
     def check(self, outputs: Tree, y: Tree) -> None:
         """First-batch checks that may read values (probability ranges, label ranges)."""
+        if self._losses is None:
+            return
         out_list, y_list = self.split(outputs, y)
         for loss, out, target in zip(self.losses(), out_list, y_list):
             loss.check_output(loss.prepare_target(target, out), out)
@@ -164,21 +199,26 @@ class Task:
     # -- keys and epoch results ---------------------------------------------------------------
 
     def log_keys(self) -> list[str]:
-        """Keys of the values `compute` returns, in order."""
-        if not self.built:
-            raise RuntimeError("The task is resolved on the first batch; no keys before that.")
+        """`"loss"`, then the names of the values `logs` returns, in order.
+
+        Before the first batch resolves the outputs, the names the compile arguments give (a single
+        output unless `loss` is a list or dict)."""
         names = self.output_names or [""]
         multi = len(names) > 1
-        keys = ["loss"] + ([f"{name}_loss" for name in names] if multi else [])
+        keys = ["loss"] + ([f"{name}_loss" for name in names] if multi and self._losses is not None else [])
+        if not self.built:
+            return keys + [metric_name(m) if not multi else f"{name}_{metric_name(m)}"
+                           for name in names for m in self._metric_identifiers(name)]
         for name, metrics in zip(names, self._metrics or []):
             keys.extend(f"{name}_{m.name}" if multi else m.name for m in metrics)
         return keys
 
-    def stateful(self) -> list[tuple[int, StatefulMetric]]:
-        """(position in the values, metric) for every metric computed over the whole epoch."""
-        offset = 1 + (len(self.output_names or []) if len(self.output_names or []) > 1 else 0)
-        flat = [m for metrics in self._metrics or [] for m in metrics]
-        return [(offset + i, m) for i, m in enumerate(flat) if isinstance(m, StatefulMetric)]
+    def stateful(self) -> list[tuple[str, StatefulMetric]]:
+        """(log name, metric) for every metric computed over the whole epoch."""
+        names = self.output_names or [""]
+        multi = len(names) > 1
+        return [(f"{name}_{m.name}" if multi else m.name, m) for name, metrics in zip(names, self._metrics or [])
+                for m in metrics if isinstance(m, StatefulMetric)]
 
     def reset_stateful(self) -> None:
         for _, metric in self.stateful():

@@ -8,10 +8,17 @@ import torch
 
 @dataclass
 class StubModel:
+    """What a callback may see of a model (`epochal.callbacks.callback.ModelView`), one optimizer."""
+
     module: torch.nn.Module
     optimizer: torch.optim.Optimizer
     stop_training: bool = False
     history: object = field(default=None)
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer}
 
 
 @pytest.fixture

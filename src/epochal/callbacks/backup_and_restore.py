@@ -81,11 +81,11 @@ class BackupAndRestore(Callback):
 
     # -- called by the training state at its safe points -------------------------------------------
 
-    def batch_done(self) -> bool:
-        """Count a training batch; whether a backup is due now (`save_freq` batches since the last)."""
+    def batch_done(self, batches: int = 1) -> bool:
+        """Count `batches` training batches; whether a backup is due now (`save_freq` batches since the last)."""
         if self.save_freq == "epoch":
             return False
-        self._batches_since_save += 1
+        self._batches_since_save += batches
         return self._batches_since_save >= self.save_freq  # type: ignore[operator]
 
     def saved(self) -> None:

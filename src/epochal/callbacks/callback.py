@@ -19,7 +19,13 @@ class ModelView(Protocol):
     device: torch.device
 
     @property
-    def optimizer(self) -> torch.optim.Optimizer | None: ...
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        """Every optimizer by name (one, named `"optimizer"`, unless `compile` was given several)."""
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimizer, when there is exactly one (None before `compile`)."""
+
 
 #: Every hook a callback may override, in Keras's names.
 HOOKS = (

@@ -11,7 +11,7 @@ import torch
 
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.monitor_reader import MonitorReader
-from epochal.callbacks.optimizer_lr import get_lr, set_lr
+from epochal.callbacks.optimizer_lr import chosen_optimizers, get_lr, set_lr
 from epochal.callbacks.run_position import first_global_batch
 from epochal.parallel.process import is_main_process
 
@@ -40,6 +40,8 @@ class LearningRateScheduler(Callback):
         per: `"epoch"` or `"batch"`: how often the schedule advances. Defaults to `"epoch"`.
         verbose: `1` prints the rate a schedule function sets each epoch. Defaults to `0`.
         monitor: Epoch-log key fed to a PyTorch `ReduceLROnPlateau`. Defaults to `"val_loss"`.
+        optimizer: The name of the optimizer a schedule function sets (`compile(optimizer={...})`).
+            Defaults to `None`: every optimizer of the model.
 
     Example:
         >>> import torch
@@ -48,7 +50,7 @@ class LearningRateScheduler(Callback):
         >>> net = torch.nn.Linear(2, 1)
         >>> optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
         >>> scheduler = LearningRateScheduler(schedules.step_decay(1.0, 2, 0.1))
-        >>> scheduler.set_model(SimpleNamespace(optimizer=optimizer))
+        >>> scheduler.set_model(SimpleNamespace(optimizers={"optimizer": optimizer}))
         >>> scheduler.on_train_begin()
         >>> scheduler.on_epoch_begin(2); optimizer.param_groups[0]["lr"]
         0.1
@@ -62,6 +64,7 @@ class LearningRateScheduler(Callback):
         per: str = "epoch",
         verbose: int = 0,
         monitor: str = "val_loss",
+        optimizer: str | None = None,
     ) -> None:
         super().__init__()
         if per not in ("epoch", "batch"):
@@ -81,6 +84,7 @@ class LearningRateScheduler(Callback):
         self.per = per
         self.verbose = verbose
         self.monitor = monitor
+        self.optimizer = optimizer
         self._monitor = MonitorReader("LearningRateScheduler", monitor)
         self._takes_lr = not isinstance(schedule, _TORCH_SCHEDULERS) and _accepts_two_arguments(schedule)
         # Listen only to the hooks this combination needs, so per-epoch schedules cost nothing per batch.
@@ -92,10 +96,11 @@ class LearningRateScheduler(Callback):
         self._step = 0
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
-        if self._torch and self.schedule.optimizer is not self.model.optimizer:  # type: ignore[union-attr]
+        self._optimizers = chosen_optimizers(self.model, self.optimizer, "LearningRateScheduler")  # type: ignore[arg-type]
+        if self._torch and not any(self.schedule.optimizer is opt for opt in self._optimizers):  # type: ignore[union-attr]
             raise ValueError(
                 "The PyTorch scheduler given to LearningRateScheduler was built on another optimizer than the "
-                "model's. Build it on `model.optimizer` after `compile`."
+                "model's. Build it on `model.optimizer` (or `model.optimizers[name]`) after `compile`."
             )
         self._step = first_global_batch(self.params)
         self._monitor.reset()
@@ -126,8 +131,8 @@ class LearningRateScheduler(Callback):
         self.schedule.step()  # type: ignore[call-arg, union-attr]
 
     def _apply(self, index: int) -> float:
-        """Call the schedule function for `index` and set its value on every param group."""
-        groups = self.model.optimizer.param_groups  # type: ignore[union-attr]
+        """Call the schedule function for `index` and set its value on every param group it targets."""
+        groups = [group for optimizer in self._optimizers for group in optimizer.param_groups]
         value = self.schedule(index, get_lr(groups[0])) if self._takes_lr else self.schedule(index)  # type: ignore[operator]
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()

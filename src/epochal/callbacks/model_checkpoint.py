@@ -132,7 +132,7 @@ class ModelCheckpoint(Callback):
             save_weights(module, filepath)
         else:
             metadata = {"epoch": epoch, "batch": batch, "logs": {k: float(v) for k, v in logs.items()}}
-            save_checkpoint(filepath, module, self.model.optimizer, metadata)  # type: ignore[union-attr]
+            save_checkpoint(filepath, module, self.model.optimizers, metadata)  # type: ignore[union-attr]
 
     def _improved(self, epoch: int, logs: Mapping[str, float], filepath: str) -> bool:
         """Whether `monitor` beat the best so far (updating it), with Keras's verbose messages."""

@@ -1,10 +1,13 @@
-"""Reading and writing a param group's learning rate, whether it is a float or a tensor."""
+"""Learning rates: a param group's (a float or a tensor), the optimizers a callback sets, the logged rates."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from epochal.callbacks.callback import ModelView
 
 
 def get_lr(group: dict[str, Any]) -> float:
@@ -18,3 +21,22 @@ def set_lr(group: dict[str, Any], value: float) -> None:
         group["lr"].fill_(value)
     else:
         group["lr"] = float(value)
+
+
+def learning_rates(optimizers: Mapping[str, torch.optim.Optimizer]) -> dict[str, float]:
+    """The epoch logs' learning rates: `learning_rate` (first param group), or `<name>_learning_rate`
+    for each optimizer when there are several."""
+    if len(optimizers) == 1:
+        return {"learning_rate": get_lr(next(iter(optimizers.values())).param_groups[0])}
+    return {f"{name}_learning_rate": get_lr(opt.param_groups[0]) for name, opt in optimizers.items()}
+
+
+def chosen_optimizers(model: ModelView, name: str | None, owner: str) -> list[torch.optim.Optimizer]:
+    """The optimizers a learning-rate callback acts on: every one of the model's, or the one named."""
+    optimizers = model.optimizers
+    if name is None:
+        return list(optimizers.values())
+    if name not in optimizers:
+        raise ValueError(f"{owner}: unknown optimizer {name!r}. The model's optimizers are "
+                         f"{', '.join(map(repr, optimizers))}. Received: optimizer={name!r}")
+    return [optimizers[name]]

@@ -8,7 +8,7 @@ from typing import Any
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.monitor_reader import MonitorReader
 from epochal.monitoring import initial_best, is_improvement, resolve_mode
-from epochal.callbacks.optimizer_lr import get_lr, set_lr
+from epochal.callbacks.optimizer_lr import chosen_optimizers, get_lr, set_lr
 from epochal.parallel.process import is_main_process
 
 
@@ -31,17 +31,20 @@ class ReduceLROnPlateau(Callback):
         min_delta: Smallest change that counts as an improvement. Defaults to `1e-4`.
         cooldown: Epochs to wait after a reduction before counting again. Defaults to `0`.
         min_lr: Lower bound on the learning rate. Defaults to `0.0`.
+        optimizer: The name of the optimizer to act on (`compile(optimizer={...})`). Defaults to `None`:
+            every optimizer of the model.
 
     Example:
         >>> import torch
         >>> from types import SimpleNamespace
         >>> net = torch.nn.Linear(2, 1)
         >>> reduce = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1)
-        >>> reduce.set_model(SimpleNamespace(optimizer=torch.optim.SGD(net.parameters(), lr=1.0)))
+        >>> optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+        >>> reduce.set_model(SimpleNamespace(optimizers={"optimizer": optimizer}))
         >>> reduce.on_train_begin()
         >>> for epoch, loss in enumerate([1.0, 1.0, 1.0]):
         ...     reduce.on_epoch_end(epoch, {"loss": loss})
-        >>> reduce.model.optimizer.param_groups[0]["lr"]
+        >>> optimizer.param_groups[0]["lr"]
         0.25
     """
 
@@ -57,6 +60,7 @@ class ReduceLROnPlateau(Callback):
         min_delta: float = 1e-4,
         cooldown: int = 0,
         min_lr: float = 0.0,
+        optimizer: str | None = None,
     ) -> None:
         super().__init__()
         if factor >= 1.0:
@@ -77,6 +81,7 @@ class ReduceLROnPlateau(Callback):
         self.min_delta = min_delta
         self.cooldown = cooldown
         self.min_lr = min_lr
+        self.optimizer = optimizer
         self._reset()
 
     def _reset(self) -> None:
@@ -102,7 +107,7 @@ class ReduceLROnPlateau(Callback):
             self.wait += 1
             if self.wait >= self.patience and self._reduce():
                 if self.verbose > 0 and is_main_process():
-                    rates = ", ".join(f"{get_lr(g):g}" for g in self.model.optimizer.param_groups)  # type: ignore[union-attr]
+                    rates = ", ".join(f"{get_lr(g):g}" for g in self._groups())
                     print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {rates}.")
                 self.cooldown_counter = self.cooldown
                 self.wait = 0
@@ -110,12 +115,16 @@ class ReduceLROnPlateau(Callback):
     def _reduce(self) -> bool:
         """Lower each group's rate that is above `min_lr`; whether any was lowered."""
         reduced = False
-        for group in self.model.optimizer.param_groups:  # type: ignore[union-attr]
+        for group in self._groups():
             old = get_lr(group)
             if old > self.min_lr:
                 set_lr(group, max(old * self.factor, self.min_lr))
                 reduced = True
         return reduced
+
+    def _groups(self) -> list[dict[str, Any]]:
+        optimizers = chosen_optimizers(self.model, self.optimizer, "ReduceLROnPlateau")  # type: ignore[arg-type]
+        return [group for optimizer in optimizers for group in optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}

@@ -1,7 +1,8 @@
 """Data adapters: one per input kind, chosen by `make_fit_data` / `make_eval_data`.
 
 Every adapter offers `epoch_batches(epoch) -> Iterator[Batch]`, `steps` (batches per epoch, or
-`None` when unknown) and `ran_dry` (a one-shot stream that ended before its epoch did).
+`None` when unknown), `ran_dry` (a one-shot stream that ended before its epoch did) and `example()`
+(a batch to compile on before training, or None).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class Adapter(Protocol):
     def ran_dry(self) -> bool: ...
 
     def epoch_batches(self, epoch: int) -> Any: ...
+
+    def example(self) -> Batch | None:
+        """A batch shaped as the training batches, read without drawing from the random generators
+        (None when it cannot be read ahead)."""
 
 
 class InMemory:
@@ -111,12 +116,12 @@ def make_fit_data(
     `gather_batches` training batches are gathered together (see `ArrayAdapter`): the steps per execution.
     """
     data = InMemory(x, y, sample_weight, device=device, float_dtype=float_dtype)
-    if data.y is None:
-        raise ValueError("`y` is required when `x` is an array. Pass targets, or a dataset of (x, y) batches.")
     validation: Adapter | None = None
     if validation_data is not None:
         validation = make_validation(validation_data, batch_size=validation_batch_size, steps=validation_steps,
                                      device=device, float_dtype=float_dtype)
+        if isinstance(validation, ArrayAdapter):
+            _check_like_training(validation, data)
     elif validation_split:
         data, held_out = data.split(validation_split)
         held_out.sample_weight = None  # SPEC: fit's sample/class weights never reach validation
@@ -125,6 +130,24 @@ def make_fit_data(
     train = data.adapter(batch_size, shuffle=shuffle, steps=steps_per_epoch, steps_name="steps_per_epoch",
                          gather_batches=gather_batches)
     return train, validation, data.size
+
+
+def _check_like_training(validation: ArrayAdapter, train: InMemory) -> None:
+    """Validation arrays must hold samples shaped as the training ones: checked now, not after an epoch."""
+    for part, theirs, ours in (("x", validation.x, train.x), ("y", validation.y, train.y)):
+        if ours is None or theirs is None:
+            continue
+        got, expected = [t.shape[1:] for t in flatten(theirs)], [t.shape[1:] for t in flatten(ours)]
+        like = (lambda shapes: [_squeezed(s) for s in shapes]) if part == "y" else list  # `(N,)` reads as `(N, 1)`
+        if like(got) != like(expected):
+            shown = ", ".join(str(tuple(s)) for s in got)
+            wanted = ", ".join(str(tuple(s)) for s in expected)
+            raise ValueError(f"`validation_data`'s {part} has samples of shape {shown}, but the training `{part}` has "
+                             f"{wanted}: they must match.")
+
+
+def _squeezed(shape: torch.Size) -> tuple[int, ...]:
+    return tuple(shape[:-1]) if shape[-1:] == (1,) else tuple(shape)
 
 
 def make_dataset_fit_data(
@@ -170,6 +193,4 @@ def make_eval_data(
         return DatasetAdapter(x, steps=steps, device=device, float_dtype=float_dtype, targets=targets,
                               name="x", persistent=False)
     data = InMemory(x, y if targets else None, sample_weight, device=device, float_dtype=float_dtype)
-    if targets and data.y is None:
-        raise ValueError("`y` is required when `x` is an array. Pass targets, or a dataset of (x, y) batches.")
     return data.adapter(batch_size, steps=steps)

@@ -49,6 +49,12 @@ class ArrayAdapter:
         self.steps = available if steps is None else steps
         self.ran_dry = False  # arrays never run out
 
+    def example(self) -> Batch:
+        """A batch of the training batches' shapes (the first rows), drawn without the random generator."""
+        rows = min(self.batch_size, self.num_samples)
+        x, y, w = (None if part is None else slice_rows(part, 0, rows) for part in self._parts())
+        return Batch(x, y, w)
+
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """The batches of one epoch (`epoch` is unused: the order comes from the global generator)."""
         order = torch.randperm(self.num_samples).to(self._device()) if self.shuffle else None

@@ -48,6 +48,15 @@ class DatasetAdapter:
         self.steps = steps if steps is not None else _length(dataset)
         self._non_blocking = device.type == "cuda"
 
+    def example(self) -> Batch | None:
+        """The first element of a fresh iterator (random generators restored after it), or None for a
+        one-shot iterator, which cannot be read ahead without losing that batch."""
+        if self._persistent or isinstance(self.dataset, collections.abc.Iterator):
+            return None
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            element = next(iter(self.dataset), None)
+        return None if element is None else self._convert(element)
+
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """The batches of one epoch, converted to tensors on the device."""
         set_epoch = getattr(getattr(self.dataset, "sampler", None), "set_epoch", None)

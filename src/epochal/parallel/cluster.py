@@ -16,23 +16,17 @@ data-parallel with no change to the script:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from epochal.data.arrays import ArrayAdapter
-from epochal.data.batch import Batch
-from epochal.data.structure import Tree, call_module, concatenate, flatten
+from epochal.data.structure import Tree, concatenate
 from epochal.parallel.process import init_process_group, launched_by_torchrun, local_rank
+from epochal.parallel.strategy import DataParallel
 from epochal.parallel.sharding import ShardedArrays, block_of, block, rebuild
 from epochal.parallel.sync import GroupSync
-from epochal.step.pipeline import StepFunctions, predict_step, test_step
-
-if TYPE_CHECKING:
-    from epochal.task import Task
-
 
 def connect(distributed: bool | None) -> Cluster | None:
     """The job this process belongs to, joining it if needed; None to train in this process alone.
@@ -52,7 +46,7 @@ def connect(distributed: bool | None) -> Cluster | None:
         return None
     init_process_group()
     if dist.get_world_size() == 1:
-        return None  # one process: identical to not being distributed, without DDP's overhead
+        return None  # one process: identical to not being distributed, without the collectives
     return Cluster()
 
 
@@ -60,13 +54,14 @@ def connect(distributed: bool | None) -> Cluster | None:
 
 
 class Cluster:
-    """The default process group as one Model sees it: its device, DDP wrapper, data and reductions."""
+    """The default process group as one Model sees it: its device, its share of the data, its reductions
+    and its strategy (`DataParallel`)."""
 
     def __init__(self) -> None:
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         self.is_main = self.rank == 0
-        self._ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        self.strategy = DataParallel()
         self.device = torch.device("cpu")
 
     def place(self, device: str | torch.device | None) -> torch.device:
@@ -81,24 +76,6 @@ class Cluster:
             raise ValueError(f"The NCCL process group needs a CUDA device. Received: device={wanted}")
         self.device = wanted
         return wanted
-
-    # -- steps ------------------------------------------------------------------------------------
-
-    def make_steps(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task) -> StepFunctions:
-        """Eager steps; training goes through DDP (wrapped once), test and predict use the module itself.
-
-        DDP's constructor broadcasts rank 0's parameters and buffers, so every rank starts equal.
-        Test and predict skip DDP: they have no gradients to reduce and ranks may run different
-        numbers of evaluation batches.
-        """
-        if self._ddp is None or self._ddp.module is not module:
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self._ddp = torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
-        return StepFunctions(
-            train=partial(sharded_train_step, self._ddp, optimizer, task),
-            test=partial(test_step, module, task),
-            predict=partial(predict_step, module),
-        )
 
     # -- data -------------------------------------------------------------------------------------
 
@@ -167,35 +144,6 @@ class Cluster:
         parts: list[Tree | None] = [None] * self.world_size
         dist.all_gather_object(parts, outputs)
         return concatenate([part for part in parts if part is not None])
-
-
-# -- the training step ---------------------------------------------------------------------------
-
-
-def sharded_train_step(
-    ddp: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, batch: Batch
-) -> torch.Tensor:
-    """The eager train step through DDP, with this shard's loss scaled to its share of the global batch.
-
-    DDP averages gradients over ranks. With `n_k` of the global batch's `r` samples on rank `k` and
-    `W` ranks, scaling rank `k`'s mean loss by `n_k * W / r` makes that average the gradient of the
-    global batch's mean loss. A placeholder batch (`loss_scale == 0`: a rank with no sample in a short
-    last batch) still runs forward and backward so every rank joins DDP's reduction, with zero gradient.
-    """
-    optimizer.zero_grad(set_to_none=True)
-    outputs = call_module(ddp, batch.x)
-    if batch.loss_scale == 0.0:
-        zero = sum(leaf.sum() for leaf in flatten(outputs)) * 0.0
-        zero.backward()  # type: ignore[union-attr]
-        optimizer.step()
-        return torch.zeros(len(task.log_keys()), device=flatten(outputs)[0].device)
-    total, values = task.compute(outputs, batch.y, batch.sample_weight)
-    (total if batch.loss_scale == 1.0 else total * batch.loss_scale).backward()
-    optimizer.step()
-    return values
-
-
-# -- in-memory arrays ----------------------------------------------------------------------------
 
 
 def _round_up(value: int, multiple: int) -> int:

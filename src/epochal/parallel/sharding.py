@@ -41,6 +41,10 @@ class ShardedArrays:
     def shuffle(self) -> bool:
         return self.arrays.shuffle
 
+    def example(self) -> Batch:
+        """This rank's part of the first global batch in order (no random draw), shaped as its training parts."""
+        return next(self._batches(None))
+
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         arrays = self.arrays
         order = None

@@ -26,8 +26,9 @@ class LocalSync:
     def batch_values(self, values: torch.Tensor, weight: int) -> torch.Tensor:
         return values
 
-    def totals(self, sums: torch.Tensor | None, count: int, size: int) -> tuple[torch.Tensor | None, int]:
-        return sums, count
+    def totals(self, keys: tuple[str, ...], sums: torch.Tensor | None,
+               count: int) -> tuple[tuple[str, ...], torch.Tensor | None, int]:
+        return keys, sums, count
 
     def any(self, flag: bool) -> bool:
         return flag
@@ -66,15 +67,20 @@ class GroupSync:
         dist.all_reduce(packed)
         return (packed[:-1] / packed[-1]).to(values.dtype)
 
-    def totals(self, sums: torch.Tensor | None, count: int, size: int) -> tuple[torch.Tensor | None, int]:
-        """Every rank's sums and sample counts added up (a rank that saw no sample adds zeros)."""
+    def totals(self, keys: tuple[str, ...], sums: torch.Tensor | None,
+               count: int) -> tuple[tuple[str, ...], torch.Tensor | None, int]:
+        """Every rank's sums and sample counts added up (a rank that saw no sample adds zeros, and
+        learns the log names from the others)."""
+        if self.any(not keys):
+            keys = next((k for k in self.gather(keys) if k), keys)
+        size = len(keys)
         local = torch.zeros(size + 1, dtype=torch.float64, device=self.device)
         if sums is not None:
             local[:-1] = sums
         local[-1] = count
         dist.all_reduce(local)
         total = int(local[-1].item())
-        return (local[:-1] if total else None), total
+        return keys, (local[:-1] if total else None), total
 
     def any(self, flag: bool) -> bool:
         """True on every rank if `flag` is true on any."""

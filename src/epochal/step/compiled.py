@@ -1,50 +1,52 @@
-"""`jit_compile`: the whole train step — forward, loss, backward, optimizer update, metric values — as
-one `torch.compile`d graph per call, and the test step likewise.
+"""`jit_compile`: the pipeline's own train call — forward, loss, backward, gradient sync, clipping,
+optimizer update, log values — traced into one `torch.compile` graph, and its test call into another.
 
-How it stays one graph: gradients come from `torch.func.grad_and_value` over `functional_call` (a
-`backward()` would break the graph), and the optimizer update is tensor math
-(`functional_optim`). With `steps_per_execution=N`, `N` steps are unrolled into one graph when a
-step is short (`UNROLL_BELOW_SECONDS`); longer steps run as `N` calls of the one-step graph. With
-`cuda_graphs=True` on CUDA, each compiled train graph is replayed as a CUDA graph (`cuda_graphs`).
+It compiles the same code the eager step runs (`StepPipeline.train_one`, hence the model's default or
+custom `train_step`), with two things swapped for graph-friendly equivalents while it is traced: the
+backward is traced into the graph (dynamo's `trace_autograd_ops`), and each optimizer's `step()` is
+its tensor-math update (`functional_optim`), since `torch.optim` steps break graphs. With
+`steps_per_execution=N`, `N` steps are unrolled into one graph when a step is short
+(`UNROLL_BELOW_SECONDS`); longer steps run as `N` calls of the one-step graph. With `cuda_graphs=True`
+on CUDA, each compiled train graph is replayed as a CUDA graph (`cuda_graphs`).
 
 What stays true:
-- The module's parameters and buffers and the optimizer's state are the real ones, updated in place
-  by the graph; the learning rate and other hyperparameters are read from `param_groups` before
-  every call (as graph inputs), so schedulers, checkpoints and weight restores work unchanged.
+- The module's parameters and buffers and the optimizer's state are the real ones, updated in place;
+  the learning rate and other hyperparameters are read from `param_groups` before every call (as graph
+  inputs), so schedules, checkpoints and weight restores work unchanged.
 - The graphs are specialised to one batch shape (`dynamic=False`). Full batches that do not fill an
   execution run the one-step graph; a batch of any other shape — the short last batch, other
-  validation data — runs the eager step on the same state instead: no recompilation, and the loss,
-  metric and BatchNorm semantics of that batch are exactly the eager ones.
-- Compilation happens in `prepare`, before `on_train_begin`, on clones of the state (the global RNG
-  is restored afterwards), so compile time is outside every epoch's figures.
-- When the step cannot be compiled (an unsupported optimizer or option, or `torch.compile` fails),
-  it runs eagerly after one warning that says why.
+  validation data — runs the eager step on the same state instead: no recompilation.
+- Compilation happens in `prepare`, before `on_train_begin`: one eager step on an example batch (it
+  builds the losses and metrics and runs the first-batch checks), then the compiled warm-up calls;
+  weights, buffers, gradients, optimizer state and the random generators are restored afterwards, so
+  compile time is outside every epoch and the run starts from the state it had.
+- When the step cannot be compiled (an unsupported optimizer or option, or `torch.compile` fails on
+  the user's code), it runs eagerly after one warning that says why.
 
-Known differences from eager: dropout draws different random numbers; parameters the loss does
-not use get a zero gradient (so weight decay and momentum still move them), where torch skips them.
+Known difference from eager: dropout draws different random numbers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import time
 import types
 import warnings
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import torch
-from torch.func import functional_call, grad_and_value
+import torch._dynamo.config
 
-from epochal.step.clipping import clip_gradients
-from epochal.step.cuda_graphs import GraphedStep
 from epochal.data.batch import Batch
-from epochal.data.structure import Tree, map_structure
-from epochal.step.eager import EagerTestStep, EagerTrainStep
+from epochal.data.structure import Tree
+from epochal.step.cuda_graphs import GraphedStep
 from epochal.step.executions import Execution, row, shapes, stack
 from epochal.step.functional_optim import FunctionalOptimizer, unsupported_reason
-from epochal.step.precision import autocast
+from epochal.step.gradients import Gradients
 from epochal.step.options import StepOptions
-from epochal.task import Task
+from epochal.step.values import StepValues
 
 _COMPILE: dict[str, Any] = {"fullgraph": True, "dynamic": False}
 #: TorchInductor's options for these graphs: store every reused intermediate instead of recomputing it
@@ -61,136 +63,203 @@ _CPU_LOWERED = ("max_pool2d_with_indices_backward",)
 #: takes minutes to compile (W3, 8 steps: ~100 s against ~25 s for one).
 UNROLL_BELOW_SECONDS = 0.008
 
+Precheck = Callable[[], "str | None"]
+
+
+class Calls(Protocol):
+    """The step pipeline's calls this layer compiles (`StepPipeline` is one)."""
+
+    def train_one(self, batch: Batch) -> StepValues: ...
+
+    def test_one(self, batch: Batch) -> StepValues: ...
+
+    def keys(self, step: str) -> tuple[str, ...]: ...
+
 
 class CompiledSteps:
-    """Compiled train and test steps, each with its eager twin for batches the graph does not fit."""
+    """The pipeline's train and test calls compiled; each returns None for a batch its graphs do not take."""
 
-    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task,
+    def __init__(self, pipeline: Calls, module: torch.nn.Module, gradients: Gradients,
                  options: StepOptions, device: torch.device) -> None:
-        self.module, self.optimizer, self.task, self.options, self.device = module, optimizer, task, options, device
-        self.eager_train = EagerTrainStep(module, optimizer, task, options, device)
-        self.eager_test = EagerTestStep(module, task, options.precision, device)
-        self.enabled = options.jit_compile is True  # decided again per fit (jit_compile="auto") in `prepare`
-        self.prepared = False
+        self.pipeline, self.module, self.gradients = pipeline, module, gradients
+        self.options, self.device = options, device
+        #: Why the model's steps cannot compile, asked after the first (eager) step built its metrics.
+        self.precheck: Precheck = lambda: None
+        self.enabled = False  # decided per fit (jit_compile="auto") in `prepare`
+        self._waiting: bool | None = None  # compile on the first training batch (its value: `validates`)
         self._warned = False
+        self._optimizers: dict[str, FunctionalOptimizer] = {}
+        self._updates: dict[str, Callable[[], None]] = {}
         self._step: Callable[..., torch.Tensor] | None = None  # one train step per call
-        self._step_signature: tuple[object, ...] | None = None
-        self._execution_signature: tuple[object, ...] | None = None  # steps_per_execution such batches
         self._unrolled: Callable[..., torch.Tensor] | None = None  # steps_per_execution steps per call
+        self._step_signature: tuple[object, ...] | None = None
+        self._execution_signature: tuple[object, ...] | None = None
         self._test: Callable[..., torch.Tensor] | None = None
         self._test_signatures: set[tuple[object, ...]] = set()
         self._test_adopted = False  # whether a real batch (not the warm-up's guess) chose a test graph
-        self._optim: FunctionalOptimizer | None = None
 
     # -- before a fit ---------------------------------------------------------------------------
 
-    def prepare(self, batch: Batch, planned_batches: int | None, validates: bool = True) -> None:
-        """Decide whether this fit compiles, and compile (warm up) on `batch` if so."""
-        self.prepared = True
+    def prepare(self, example: Batch | None, planned_batches: int | None, validates: bool) -> None:
+        """Decide whether this fit compiles, and compile on `example` (state restored) if so.
+
+        Without an example (a one-shot stream cannot be peeked at), the first training batch is the
+        example, and compilation happens when it arrives."""
         self.enabled = self.options.auto_compiles(planned_batches, self.device.type)
+        self._waiting = None
         if not self.enabled:
             return
         reason = self._unsupported_reason()
         if reason is not None:
             self._fall_back(reason)
-            return
-        guess = Batch(batch.x, batch.y, None)
+        elif example is None:
+            self._waiting = validates
+        else:
+            self._compile_on(example, validates)
+
+    def _compile_on(self, example: Batch, validates: bool) -> None:
+        was_training = self.module.training
+        self.module.train()
         try:
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                if self._step is None or shapes(batch) != self._step_signature:
-                    self._warm_up_train(batch)
-                if validates and shapes(guess) not in self._test_signatures:
-                    self._warm_up_test(guess)
-        except Exception as error:  # noqa: BLE001 - any compiler failure means "run eagerly", reported below
-            self._fall_back(f"torch.compile failed: {type(error).__name__}: {_first_line(error)}")
-        if self._optim is not None:
-            self._optim.forget_steps()  # `on_train_begin` may still restore a checkpoint's optimizer state
+            with self._state_restored():
+                self.pipeline.train_one(example)  # eager: builds losses and metrics, runs first-batch checks
+                reason = self.precheck()
+                if reason is not None:
+                    self._fall_back(reason)
+                    return
+                try:
+                    if self._step is None or shapes(example) != self._step_signature:
+                        self._warm_up_train(example)
+                    guess = Batch(example.x, example.y, None)
+                    if validates and shapes(guess) not in self._test_signatures:
+                        self._warm_up_test(guess)
+                except Exception as error:  # noqa: BLE001 - any compiler failure means "run eagerly", reported below
+                    self._fall_back(f"torch.compile failed: {type(error).__name__}: {_first_line(error)}")
+        finally:
+            self.module.train(was_training)
 
     def _unsupported_reason(self) -> str | None:
         if self.options.precision == "16-mixed":
             return 'precision="16-mixed" needs a loss scaler that skips steps, which is eager-only'
         if self.options.gradient_accumulation_steps > 1:
             return "gradient_accumulation_steps > 1 is eager-only"
-        if self.task.stateful():
-            return "stateful (torchmetrics) metrics update their state outside any graph"
-        return unsupported_reason(self.optimizer)
+        for optimizer in self.gradients.optimizers.values():
+            reason = unsupported_reason(optimizer)
+            if reason is not None:
+                return reason
+        return None
 
     def _fall_back(self, reason: str) -> None:
         self.enabled = False
         if not self._warned:
             self._warned = True
-            warnings.warn(f"jit_compile: the train and test steps run eagerly because {reason}.", stacklevel=4)
+            warnings.warn(f"jit_compile: the train and test steps run eagerly because {reason}.", stacklevel=5)
+
+    @contextlib.contextmanager
+    def _state_restored(self) -> Iterator[None]:
+        """Everything a step changes — weights, buffers, gradients, optimizer and loss-scaler state,
+        the random generators — put back as it was (in place, so the graphs keep their tensors)."""
+        tensors = [t for t in (*self.module.parameters(), *self.module.buffers())]
+        values = [t.detach().clone() for t in tensors]
+        grads = [p.grad for p in self.module.parameters()]
+        optimizers = {name: copy.deepcopy(opt.state_dict()) for name, opt in self.gradients.optimizers.items()}
+        pending = self.gradients.state_dict()
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                yield
+        finally:
+            with torch.no_grad():
+                for tensor, value in zip(tensors, values):
+                    tensor.copy_(value)
+            for parameter, grad in zip(self.module.parameters(), grads):
+                parameter.grad = grad
+            for name, state in optimizers.items():
+                self.gradients.optimizers[name].load_state_dict(state)
+            self.gradients.load_state_dict(pending)
+            self.forget_steps()
 
     # -- train ----------------------------------------------------------------------------------
 
-    def train(self, batch: Batch | Execution) -> torch.Tensor:
-        if not self.prepared and self.enabled:  # train_on_batch before any fit
-            self.prepare(batch if isinstance(batch, Batch) else batch.batches()[0], None, validates=False)
-        optim, step = self._optim, self._step
-        fits = self._execution_signature if isinstance(batch, Execution) else self._step_signature
-        if not self.enabled or step is None or shapes(batch) != fits:
-            if optim is not None:
-                optim.forget_steps()
-            return self.eager_train(batch)
-        assert optim is not None
-        if optim.refresh():  # a flag such as nesterov changed: new graphs
+    def train(self, batch: Batch | Execution) -> StepValues | None:
+        """`batch`'s values from the compiled graph, or None when it does not take that batch."""
+        if self._waiting is not None:
+            validates, self._waiting = self._waiting, None
+            self._compile_on(batch if isinstance(batch, Batch) else batch.batches()[0], validates)
+        step = self._step
+        if not self.enabled or step is None or not self._fits(batch):
+            self.forget_steps()  # the eager step that runs instead advances Adam's step counts itself
+            return None
+        if any([optim.refresh() for optim in self._optimizers.values()]):  # a flag such as nesterov changed
             self._step = step = self._replayed(self._compile_train(1))
             if self._unrolled is not None:
                 self._unrolled = self._replayed(self._compile_train(self.options.steps_per_execution))
         if isinstance(batch, Execution) and self._unrolled is not None:
-            return self._call(self._unrolled, batch, batch.steps)
-        if isinstance(batch, Execution):  # long steps: a loop of one-step calls costs nothing noticeable
-            return torch.stack([self._call(step, part, 1) for part in batch.batches()])
-        return self._call(step, batch, 1)
+            values = self._call(self._unrolled, batch, batch.steps)
+        elif isinstance(batch, Execution):  # long steps: a loop of one-step calls costs nothing noticeable
+            values = torch.stack([self._call(step, part, 1) for part in batch.batches()])
+        else:
+            values = self._call(step, batch, 1)
+        return StepValues(self.pipeline.keys("train_step"), values)
+
+    def _fits(self, batch: Batch | Execution) -> bool:
+        """The graph's shapes, and (under torch.distributed) a full share of the global batch."""
+        if isinstance(batch, Execution):
+            return shapes(batch) == self._execution_signature
+        return batch.loss_scale == 1.0 and shapes(batch) == self._step_signature
 
     def _call(self, graph: Callable[..., torch.Tensor], batch: Batch | Execution, steps: int) -> torch.Tensor:
-        optim = self._optim
-        assert optim is not None
-        values = graph(self._trainable, self._frozen, self._buffers, optim.state(), optim.hyper,
-                       optim.step_table(steps), batch.x, batch.y, batch.sample_weight)
-        optim.advance(steps)
+        names = list(self._optimizers)
+        states = [self._optimizers[name].state() for name in names]
+        hypers = [self._optimizers[name].hyper for name in names]
+        tables = [self._optimizers[name].step_table(steps) for name in names]
+        with self._functional_updates():
+            values = graph(states, batch.x, batch.y, batch.sample_weight, hypers, tables)
+        for name in names:
+            self._optimizers[name].advance(steps)
         return values
+
+    @contextlib.contextmanager
+    def _functional_updates(self) -> Iterator[None]:
+        """The optimizers' tensor-math updates in place of their `step()` while a graph runs or is traced."""
+        eager, self.gradients.updates = self.gradients.updates, self._updates
+        try:
+            yield
+        finally:
+            self.gradients.updates = eager
 
     def _warm_up_train(self, batch: Batch) -> None:
         """Compile the one-step graph on `batch`, and the unrolled one when steps are short enough."""
-        self._optim = FunctionalOptimizer(self.optimizer)
-        trainable_ids = {id(p) for p in self._optim.parameters}
-        named = dict(self.module.named_parameters())
-        by_id = {id(p): name for name, p in named.items()}
-        missing = [p for p in self._optim.parameters if id(p) not in by_id]
-        if missing:
-            raise ValueError("the optimizer holds tensors that are not parameters of the module")
-        self._names = [by_id[id(p)] for p in self._optim.parameters]
-        self._trainable = [p.detach() for p in self._optim.parameters]
-        self._frozen = {name: p.detach() for name, p in named.items() if id(p) not in trainable_ids}
-        self._buffers = dict(self.module.named_buffers())
+        self._optimizers = {name: FunctionalOptimizer(opt) for name, opt in self.gradients.optimizers.items()}
+        self._updates = {name: optim.step_in_place for name, optim in self._optimizers.items()}
         steps = self.options.steps_per_execution
         self._step, self._unrolled = self._compile_train(1), None
-        seconds = self._warm_up_call(self._step, batch, 1, timed=2 if steps > 1 else 0)
+        seconds = self._timed_calls(self._step, batch, 1, timed=2 if steps > 1 else 0)
         execution = stack([batch] * steps) if steps > 1 else batch
         self._step_signature, self._execution_signature = shapes(batch), shapes(execution)
         if steps > 1 and seconds < UNROLL_BELOW_SECONDS:
             self._unrolled = self._compile_train(steps)
-            self._warm_up_call(self._unrolled, execution, steps, timed=0)
+            self._timed_calls(self._unrolled, execution, steps, timed=0)
             self._unrolled = self._replayed(self._unrolled)
         self._step = self._replayed(self._step)
 
     def _replayed(self, graph: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         """`graph` replayed as a CUDA graph when `cuda_graphs` asks for it and the step runs on CUDA."""
         if self.options.cuda_graphs and self.device.type == "cuda":
-            return GraphedStep(graph, state_arguments=4)  # trainable, frozen, buffers, optimizer state
+            return GraphedStep(graph, state_arguments=1, held=self._held_tensors)
         return graph
 
-    def _warm_up_call(self, graph: Callable[..., torch.Tensor], example: Batch | Execution, steps: int,
-                      timed: int) -> float:
-        """Call `graph` on clones of the state (compiling it), then `timed` more times -> the fastest."""
-        assert self._optim is not None
-        state = map_structure(torch.clone, (self._trainable, self._frozen, self._buffers, self._optim.state()))
+    def _held_tensors(self) -> list[torch.Tensor]:
+        """Tensors a graph reads and writes in place besides its arguments: the module's weights and buffers."""
+        return [*self.module.parameters(), *self.module.buffers()]
+
+    def _timed_calls(self, graph: Callable[..., torch.Tensor], example: Batch | Execution, steps: int,
+                     timed: int) -> float:
+        """Call `graph` (compiling it), then `timed` more times -> the fastest of those (inf if none)."""
         fastest = float("inf")
         for call in range(1 + timed):
             started = time.perf_counter()
-            graph(*state, self._optim.hyper, self._optim.step_table(steps), example.x, example.y,
-                  example.sample_weight)
+            self._call(graph, example, steps)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # the step's time, not its launch's
             if call:
@@ -198,88 +267,51 @@ class CompiledSteps:
         return fastest
 
     def _compile_train(self, steps: int) -> Callable[..., torch.Tensor]:
-        """The train step compiled with `steps` steps unrolled (inputs `[steps, batch, ...]` if > 1)."""
-        optim, options, names = self._optim, self.options, self._names
-        assert optim is not None
-        loss_and_values = self._loss_and_values
+        """The pipeline's train call compiled with `steps` steps unrolled (inputs `[steps, batch, ...]` if > 1)."""
+        pipeline, optimizers = self.pipeline, list(self._optimizers.values())
 
-        def one_step(trainable: list[torch.Tensor], frozen: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                     state: list[list[torch.Tensor]], hyper: list[torch.Tensor], table: torch.Tensor | None,
-                     index: int, x: Tree, y: Tree, sample_weight: torch.Tensor | None
-                     ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]], torch.Tensor]:
-            def loss(params: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-                tensors = {**frozen, **dict(zip(names, params)), **buffers}
-                return loss_and_values(tensors, x, y, sample_weight)
-
-            grads, (_, values) = grad_and_value(loss, has_aux=True)(trainable)
-            if options.clips:
-                grads = clip_gradients(grads, options)
-            new_params, new_state = optim.update(trainable, grads, state, hyper, table, index)
-            return new_params, new_state, values
-
-        def train_step(trainable: list[torch.Tensor], frozen: dict[str, torch.Tensor],
-                       buffers: dict[str, torch.Tensor], state: list[list[torch.Tensor]], hyper: list[torch.Tensor],
-                       table: torch.Tensor | None, x: Tree, y: Tree, sample_weight: torch.Tensor | None) -> torch.Tensor:
-            params, current = trainable, state
+        def train_call(states: list[list[list[torch.Tensor]]], x: Tree, y: Tree, sample_weight: torch.Tensor | None,
+                       hypers: list[list[torch.Tensor]], tables: list[torch.Tensor | None]) -> torch.Tensor:
+            for optim, state, hyper, table in zip(optimizers, states, hypers, tables):
+                optim.bind(state, hyper, table)
+                optim.index = 0  # set, not read: the graph must not depend on what the last call left there
             if steps == 1:
-                params, current, values = one_step(params, frozen, buffers, current, hyper, table, 0, x, y,
-                                                  sample_weight)
-            else:
-                rows = []
-                for i in range(steps):
-                    x_i, y_i = row(x, i), row(y, i)
-                    w_i = None if sample_weight is None else sample_weight[i]
-                    params, current, values_i = one_step(params, frozen, buffers, current, hyper, table, i, x_i, y_i,
-                                                    w_i)
-                    rows.append(values_i)
-                values = torch.stack(rows)
-            for target, value in zip(trainable, params):
-                target.copy_(value)
-            for targets, values_ in zip(state, current):
-                for target, value in zip(targets, values_):
-                    target.copy_(value)
-            return values
+                return pipeline.train_one(Batch(x, y, sample_weight)).tensor
+            rows = []
+            for i in range(steps):
+                for optim in optimizers:
+                    optim.index = i
+                w_i = None if sample_weight is None else sample_weight[i]
+                rows.append(pipeline.train_one(Batch(row(x, i), row(y, i), w_i)).tensor)
+            return torch.stack(rows)
 
-        return _compile(_own_code(train_step), self.device)
-
-    def _loss_and_values(self, tensors: dict[str, torch.Tensor], x: Tree, y: Tree,
-                         sample_weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(self.options.precision, self.device):
-            if isinstance(x, dict):
-                outputs = functional_call(self.module, tensors, (), x)
-            elif isinstance(x, (tuple, list)):
-                outputs = functional_call(self.module, tensors, tuple(x))
-            else:
-                outputs = functional_call(self.module, tensors, (x,))
-            return self.task.compute(outputs, y, sample_weight)
+        return _compile(_own_code(train_call), self.device)
 
     # -- test -----------------------------------------------------------------------------------
 
-    def test(self, batch: Batch) -> torch.Tensor:
-        """Loss and metric values of one batch; the caller sets eval mode and no_grad."""
-        if self.enabled and self.task.stateful():
-            self._fall_back("stateful (torchmetrics) metrics update their state outside any graph")
-        if not self.enabled:
-            return self.eager_test(batch)
-        signature = shapes(batch)
+    def test(self, batch: Batch) -> StepValues | None:
+        """`batch`'s test values from a compiled graph — of its shape, or of the first real shape seen —
+        or None when it runs eagerly."""
+        if not self.enabled or self._step is None:
+            return None
         first_real, self._test_adopted = not self._test_adopted, True
-        if signature in self._test_signatures:
-            return self._compiled_test()(batch.x, batch.y, batch.sample_weight)
-        if not first_real:  # one graph for the first real shape (and the warm-up's); others run eagerly
-            return self.eager_test(batch)
+        signature = shapes(batch)
+        if signature not in self._test_signatures and not first_real:
+            return None  # one graph for the first real shape (and the warm-up's); others run eagerly
         try:
             values = self._compiled_test()(batch.x, batch.y, batch.sample_weight)
         except Exception as error:  # noqa: BLE001 - reported, then eager
             self._fall_back(f"torch.compile failed: {type(error).__name__}: {_first_line(error)}")
-            return self.eager_test(batch)
+            return None
         self._test_signatures.add(signature)
-        return values
+        return StepValues(self.pipeline.keys("test_step"), values)
 
     def _warm_up_test(self, batch: Batch) -> None:
         was_training = self.module.training
         self.module.eval()
         try:
             with torch.no_grad():
+                self.pipeline.test_one(batch)  # eager first: names the test step's logs
                 self._compiled_test()(batch.x, batch.y, batch.sample_weight)
         finally:
             self.module.train(was_training)
@@ -287,26 +319,38 @@ class CompiledSteps:
 
     def _compiled_test(self) -> Callable[..., torch.Tensor]:
         if self._test is None:
-            values = _own_code(EagerTestStep.values).__get__(self.eager_test)
-            self._test = _compile(values, self.device)
+            pipeline = self.pipeline
+
+            def test_call(x: Tree, y: Tree, sample_weight: torch.Tensor | None) -> torch.Tensor:
+                return pipeline.test_one(Batch(x, y, sample_weight)).tensor
+
+            self._test = _compile(_own_code(test_call), self.device)
         return self._test
 
-    # -- end of a pass --------------------------------------------------------------------------
+    # -- between passes -------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        self.eager_train.flush()
-        if self._optim is not None:
-            self._optim.forget_steps()  # between epochs a callback may restore or replace optimizer state
+    def forget_steps(self) -> None:
+        """Read Adam's step counts again before the next compiled call: an eager step, a restored
+        checkpoint or another fit may have changed them."""
+        for optim in self._optimizers.values():
+            optim.forget_steps()
 
 
 def _compile(function: Any, device: torch.device) -> Callable[..., Any]:
-    """`torch.compile(function)` with this module's settings for graphs that run on `device`."""
+    """`torch.compile(function)` with this module's settings for graphs that run on `device`; the
+    backward of a step is traced into its graph (dynamo's `trace_autograd_ops`, set for these graphs only)."""
     settings = dict(_COMPILE)
     if settings.get("backend", "inductor") == "inductor":
         settings["backend"] = _cpu_inductor if device.type == "cpu" else "inductor"
         if device.type != "cpu":
             settings["options"] = _INDUCTOR_OPTIONS
-    return torch.compile(function, **settings)
+    compiled = torch.compile(function, **settings)
+
+    def traced(*args: Any) -> Any:
+        with torch._dynamo.config.patch(trace_autograd_ops=True):
+            return compiled(*args)
+
+    return traced
 
 
 def _cpu_inductor(graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:

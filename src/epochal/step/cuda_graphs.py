@@ -23,13 +23,15 @@ from epochal.data.structure import flatten, map_structure
 class GraphedStep:
     """`step(*state, *inputs)`, recorded once as a CUDA graph and replayed; the same values and updates.
 
-    `step` is a compiled train step that updates its first `state_arguments` arguments in place.
-    Its first call on a state runs it directly (its own warm-up: lazy initialisation and autotuning
-    must not happen while recording), then records the graph for the calls after it.
+    `step` is a compiled train step that updates its first `state_arguments` arguments in place, and
+    the tensors `held()` returns (the module's weights and buffers, which it reads without taking them
+    as arguments). Its first call on a state runs it directly (its own warm-up: lazy initialisation and
+    autotuning must not happen while recording), then records the graph for the calls after it.
     """
 
-    def __init__(self, step: Callable[..., torch.Tensor], state_arguments: int) -> None:
-        self.step, self._split = step, state_arguments
+    def __init__(self, step: Callable[..., torch.Tensor], state_arguments: int,
+                 held: Callable[[], list[torch.Tensor]] = list) -> None:
+        self.step, self._split, self._held = step, state_arguments, held
         self._graph: torch.cuda.CUDAGraph | None = None
         self._recorded_on: tuple[int, ...] | None = None  # the state's addresses the graph writes to
         self._inputs: list[torch.Tensor] = []  # the graph's own copies of the other inputs
@@ -38,7 +40,7 @@ class GraphedStep:
 
     def __call__(self, *arguments: Any) -> torch.Tensor:
         state, inputs = arguments[:self._split], arguments[self._split:]
-        addresses = tuple(t.data_ptr() for t in _leaves(state))
+        addresses = tuple(t.data_ptr() for t in _leaves(state) + self._held())
         if self.failure is not None or addresses != self._recorded_on:
             values = self.step(*arguments)
             if self.failure is None:
@@ -51,7 +53,7 @@ class GraphedStep:
         return self._values.clone()
 
     def _record(self, state: tuple[Any, ...], inputs: tuple[Any, ...], addresses: tuple[int, ...]) -> None:
-        leaves = _leaves(state) + _leaves(inputs)
+        leaves = _leaves(state) + self._held() + _leaves(inputs)
         elsewhere = sorted({str(t.device) for t in leaves if not t.is_cuda})
         if elsewhere:
             self._give_up(f"some of its tensors are on {', '.join(elsewhere)} (Adam keeps its step counts on the "

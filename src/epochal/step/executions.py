@@ -2,7 +2,8 @@
 
 `group_batches` stacks `n` consecutive batches of identical shapes into one `Execution` whose
 tensors are `[n, batch, ...]`; a batch that does not fit a full group of equal shapes (the short
-last batch, the remainder of an epoch) passes through alone. The loop treats an Execution like a
+last batch, the remainder of an epoch, a rank's uneven share of a distributed batch) passes through
+alone. The loop treats an Execution like a
 batch of `n * batch` samples whose step returns one row of log values per batch, and fires the
 batch callbacks once per Execution with the index of its last batch, as Keras does.
 """
@@ -92,6 +93,11 @@ def group_batches(batches: Iterator[Batch], n: int) -> Iterator[Batch | Executio
     pending: list[Batch] = []
     signature: tuple[object, ...] | None = None
     for batch in batches:
+        if batch.loss_scale != 1.0:  # a rank's uneven share or placeholder (distributed): always alone
+            yield from pending
+            pending, signature = [], None
+            yield batch
+            continue
         current = shapes(batch)
         if pending and current != signature:
             yield from pending

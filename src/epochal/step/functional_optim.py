@@ -57,6 +57,9 @@ class FunctionalOptimizer:
         self.structure: tuple[Any, ...] = ()
         self._steps: list[float] | None = None  # each parameter's Adam step count; None: read it again
         self._table_index: tuple[tuple[int, ...], torch.Tensor] | None = None
+        self._bound: tuple[list[list[torch.Tensor]], list[torch.Tensor], torch.Tensor | None] | None = None
+        self.index = 0  # which of a step table's steps `step_in_place` takes (steps unrolled in one graph)
+        self.without_grad: set[int] = set()  # positions the traced update skips (no gradient), so no step either
         self.refresh()
 
     # -- hyperparameters, outside the graph --------------------------------------------------
@@ -115,7 +118,8 @@ class FunctionalOptimizer:
     def advance(self, steps: int) -> None:
         """Count `steps` compiled updates of every parameter (what the graph did to the `step` tensors)."""
         if self._steps is not None:
-            self._steps = [count + steps for count in self._steps]
+            self._steps = [count + (0 if position in self.without_grad else steps)
+                           for position, count in enumerate(self._steps)]
 
     def forget_steps(self) -> None:
         """Read the step counts from the optimizer's state again before the next table: an eager step,
@@ -150,12 +154,39 @@ class FunctionalOptimizer:
 
     # -- the update, inside the graph --------------------------------------------------------
 
-    def update(self, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[list[torch.Tensor]],
+    def bind(self, state: list[list[torch.Tensor]], hyper: list[torch.Tensor], table: torch.Tensor | None) -> None:
+        """The graph's inputs `step_in_place` reads: the state tensors, hyperparameters and step table."""
+        self._bound = (state, hyper, table)
+
+    def step_in_place(self) -> None:
+        """`optimizer.step()` as tensor math on the parameters' `.grad`: what the compiled step traces."""
+        assert self._bound is not None
+        state, hyper, table = self._bound
+        with torch.no_grad():
+            grads = [p.grad for p in self.parameters]
+            # Runs while the graph is traced: the parameters without a gradient are the same in every call.
+            self.without_grad = {position for position, grad in enumerate(grads) if grad is None}
+            new_params, new_state = self.update(self.parameters, grads, state, hyper, table, self.index)
+            for parameter, value in zip(self.parameters, new_params):
+                if value is not parameter:
+                    parameter.copy_(value)
+            for targets, values in zip(state, new_state):
+                for target, value in zip(targets, values):
+                    if value is not target:
+                        target.copy_(value)
+
+    def update(self, params: list[torch.Tensor], grads: list[torch.Tensor | None], states: list[list[torch.Tensor]],
                hyper: list[torch.Tensor], table: torch.Tensor | None,
                index: int) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
-        """New parameters and new state after step `index` of a `step_table` (pure: nothing changes in place)."""
+        """New parameters and new state after step `index` of a `step_table` (pure: nothing changes in place).
+
+        A parameter without a gradient keeps its value and state, as torch's optimizers skip it."""
         new_params, new_states = [], []
         for position, (param, grad, state, group_index) in enumerate(zip(params, grads, states, self.group_of)):
+            if grad is None:
+                new_params.append(param)
+                new_states.append(state)
+                continue
             flags, numbers = self.structure[group_index], hyper[group_index]
             if table is not None:
                 param, state = self._adam(param, grad, state, numbers, flags, table[position, index])

@@ -1,7 +1,7 @@
 """The compile options that shape the train step: compilation, CUDA graphs, precision, clipping, accumulation.
 
-They are checked once, in `compile`, and carried as one frozen value to `steps.make_steps`, which
-picks the step implementation from them; `History.params` shows them (`as_params`).
+They are checked once, in `compile`, and carried as one frozen value to the step pipeline, whose layers
+(`gradients`, `compiled`, `executions`, `precision`) read them; `History.params` shows them (`as_params`).
 """
 
 from __future__ import annotations
@@ -54,12 +54,6 @@ class StepOptions:
     @property
     def clips(self) -> bool:
         return self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm is not None
-
-    @property
-    def is_plain(self) -> bool:
-        """Whether the step is the plain eager one (no option changes what a step does)."""
-        return (self.jit_compile is False and self.steps_per_execution == 1 and self.precision == "32"
-                and not self.clips and self.gradient_accumulation_steps == 1)
 
     def auto_compiles(self, planned_batches: int | None, device_type: str) -> bool:
         """Whether `jit_compile` asks for a compiled step in a fit of `planned_batches` batches."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -9,26 +10,31 @@ import torch
 from epochal.data import Batch
 from epochal.logs import Logs
 from epochal.parallel.sync import LOCAL, LocalSync
-from epochal.task import Task
+from epochal.step.values import StepValues
+
+#: (log name, metric) of the metrics computed over a whole pass (torchmetrics), `Task.stateful`.
+Stateful = Callable[[], list[tuple[str, Any]]]
 
 
 class MeanAccumulator:
-    """Sample-weighted sums of each batch's values, kept on the device until the epoch ends.
+    """Sample-weighted sums of each batch's values, kept on the device until the pass ends.
 
-    Under torch.distributed, `sync` adds up every rank's sums and counts at the end (and, with
-    `sync.per_batch`, gives each batch's logs as the global batch's values).
+    The names come from the step's first values (`keys` when resumed). Under torch.distributed, `sync`
+    adds up every rank's sums and counts at the end (and, with `sync.per_batch`, gives each batch's logs
+    as the global batch's values).
     """
 
-    def __init__(self, task: Task, sync: LocalSync | Any = LOCAL) -> None:
-        self.task = task
-        self.keys = tuple(task.log_keys())
+    def __init__(self, stateful: Stateful, sync: LocalSync | Any = LOCAL, keys: tuple[str, ...] = ()) -> None:
+        self.stateful = stateful
+        self.keys = keys
         self.sums: torch.Tensor | None = None
         self.count = 0
         self.sync = sync
         self._global_values: torch.Tensor | None = None
 
-    def add(self, values: torch.Tensor, batch: Batch) -> None:
-        size = batch.weight
+    def add(self, step_values: StepValues, batch: Batch) -> None:
+        size, values = batch.weight, step_values.tensor
+        self.keys = step_values.names
         if values.ndim == 2:  # one row per batch of an Execution, all of the same size
             values = values.mean(0)
         if self.sums is None:
@@ -40,17 +46,19 @@ class MeanAccumulator:
         if self.sync.per_batch:
             self._global_values = self.sync.batch_values(values, size)
 
-    def batch_logs(self, values: torch.Tensor) -> Logs:
+    def batch_logs(self, step_values: StepValues) -> Logs:
         if self.sync.per_batch:
             return Logs(self.keys, self._global_values)
+        values = step_values.tensor
         return Logs(self.keys, values[-1] if values.ndim == 2 else values)  # an Execution: its last batch
 
     def result(self) -> dict[str, float]:
         """Exact means over every sample seen; stateful metrics computed over the whole pass."""
-        sums, count = self.sync.totals(self.sums, self.count, len(self.keys))
+        keys, sums, count = self.sync.totals(self.keys, self.sums, self.count)
         if sums is None:
             return {}
-        means = sums / count
-        for position, metric in self.task.stateful():
-            means[position] = metric.compute().to(means)
-        return dict(zip(self.keys, means.tolist()))
+        means = dict(zip(keys, (sums / count).tolist()))
+        for key, metric in self.stateful():
+            if key in means:
+                means[key] = float(metric.compute())
+        return means

@@ -4,7 +4,8 @@ restore it exactly.
 The loop tells a `TrainingState` five things: an epoch's batches are about to be drawn
 (`epoch_batches`), an epoch starts (`begin_epoch`), a batch and its hooks are done (`after_batch`, a
 *safe point*), an epoch and its hooks are done (`end_epoch`, a safe point), training ended
-(`finish`). At a safe point the state is complete — weights, optimizer, every callback, the RNGs —
+(`finish`). At a safe point the state is complete — weights, optimizers, the step pipeline's loss
+scaler and accumulated gradients, every callback, the RNGs —
 so that is where a backup is written and where a stop requested by a signal takes effect.
 
 The data order is not stored as such: the state keeps the RNG states from just before the epoch's
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from epochal.task import Task
 
 FORMAT = "epochal.backup"
-VERSION = 2  # 2: the RNG states and partial sums are per rank ("ranks")
+VERSION = 3  # 2: the RNG states and partial sums are per rank ("ranks"); 3: named optimizers and the step's state
 
 
 # -- the state ------------------------------------------------------------------------------------
@@ -81,7 +82,8 @@ class TrainingState:
     finished: bool = False
     finished_cleanly: bool = False  # the run ended and its final, finite state was backed up
     resume_rng: dict[str, Any] | None = None  # the RNG states a mid-epoch resume continues with
-    sync: Any = None  # how the ranks agree (`loop.LocalSync` or `distributed.GroupSync`); one process when None
+    sync: Any = None  # how the ranks agree (`parallel.sync.LocalSync` or `GroupSync`); one process when None
+    steps: Any = None  # the step pipeline: its state (loss scaler, gradients being accumulated) is each rank's
 
     # -- what the loop calls ----------------------------------------------------------------------
 
@@ -105,7 +107,7 @@ class TrainingState:
     def begin_epoch(self, epoch: int, task: Task, resume: ResumePoint | None, sync: Any) -> MeanAccumulator:
         """A fresh accumulator for `epoch`, or the saved one when resuming inside it."""
         self.epoch, self.batch = epoch, 0
-        self.accumulator = MeanAccumulator(task, sync)
+        self.accumulator = MeanAccumulator(task.stateful, sync)
         if resume is None or resume.batch == 0:
             task.reset_stateful()
         else:
@@ -113,17 +115,18 @@ class TrainingState:
             _load_accumulator(self.accumulator, resume.accumulator, self.model.device)
         return self.accumulator
 
-    def after_batch(self) -> bool:
-        """A safe point after a batch and its hooks; returns whether training should stop.
+    def after_batch(self, batches: int = 1) -> bool:
+        """A safe point after a call of the train step and its hooks, which ran `batches` batches (several
+        for an Execution, which has no safe point inside); returns whether training should stop.
 
         Ranks agree on a signal and on `stop_training` here (one all-reduce), since each may notice
         a signal at a different batch and a callback may ask one rank alone to stop.
         """
-        self.batch += 1
+        self.batch += batches
         signalled, stop = self._sync.agree(self._signalled(), self.model.stop_training)
         if signalled:
             self._stop_for_signal()
-        if self.backup is not None and self.backup.batch_done():
+        if self.backup is not None and self.backup.batch_done(batches):
             self.save()
         return stop
 
@@ -166,22 +169,22 @@ class TrainingState:
         `ranks` holds every rank's `_rank_state()`; by default this process's alone.
         """
         model = self.model
-        scaler = getattr(model, "grad_scaler", None)
         return {
             "format": FORMAT, "version": VERSION, "fingerprint": self.fingerprint,
             "position": {"epoch": self.epoch, "batch": self.batch, "finished": self.finished},
             "epoch_logs": dict(self.epoch_logs),
             "module": {name: t.detach() for name, t in model.module.state_dict().items()},
-            "optimizer": model.optimizer.state_dict() if model.optimizer is not None else None,
-            "grad_scaler": scaler.state_dict() if scaler is not None else None,
+            "optimizers": {name: opt.state_dict() for name, opt in model.optimizers.items()},
             "ranks": ranks if ranks is not None else [self._rank_state()],
             "callbacks": [{"class": type(cb).__qualname__, "state": cb.state_dict()} for cb in self.callbacks],
         }
 
     def _rank_state(self) -> dict[str, Any]:
-        """What differs between ranks: the RNGs and the partial epoch's sums (on the CPU, to be gathered)."""
+        """What differs between ranks: the RNGs, the partial epoch's sums and the step's gradients still
+        being accumulated, not yet synced (on the CPU, to be gathered)."""
+        steps = None if self.steps is None else _to_cpu_tree(self.steps.state_dict())
         return {"rng": capture_rng(), "epoch_rng": self.epoch_rng if self.batch else None,
-                "accumulator": _accumulator_state(self.accumulator) if self.batch else {}}
+                "accumulator": _accumulator_state(self.accumulator) if self.batch else {}, "steps": steps}
 
     def resume(self) -> ResumePoint | None:
         """Restore the newest backup, if any, into the model, optimizer, callbacks and RNGs."""
@@ -199,11 +202,10 @@ class TrainingState:
 
         model = self.model
         _load_module_state(model.module, snapshot["module"], self.backup.backup_dir)
-        if model.optimizer is not None and snapshot["optimizer"] is not None:
-            model.optimizer.load_state_dict(snapshot["optimizer"])
-        scaler = getattr(model, "grad_scaler", None)
-        if scaler is not None and snapshot["grad_scaler"] is not None:
-            scaler.load_state_dict(snapshot["grad_scaler"])
+        for name, optimizer in model.optimizers.items():
+            optimizer.load_state_dict(snapshot["optimizers"][name])
+        if self.steps is not None and own.get("steps") is not None:
+            self.steps.load_state_dict(own["steps"])
         for callback, saved in zip(self.callbacks, snapshot["callbacks"]):
             callback.load_state_dict(saved["state"])
         restore_rng(own["rng"])
@@ -304,15 +306,16 @@ def _accumulator_state(accumulator: MeanAccumulator | None) -> dict[str, Any]:
     if accumulator is None:
         return {}
     return {
-        "sums": None if accumulator.sums is None else accumulator.sums.cpu(), "count": accumulator.count,
-        "stateful": [_metric_state(metric) for _, metric in accumulator.task.stateful()],
+        "keys": list(accumulator.keys), "sums": None if accumulator.sums is None else accumulator.sums.cpu(),
+        "count": accumulator.count, "stateful": [_metric_state(metric) for _, metric in accumulator.stateful()],
     }
 
 
 def _merged_accumulators(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
     """One accumulator holding several ranks' sums and counts (their total is what the epoch needs)."""
     sums = [part["sums"] for part in parts if part.get("sums") is not None]
-    return {"sums": sum(sums[1:], sums[0].clone()) if sums else None,
+    keys: list[str] = next((part["keys"] for part in parts if part.get("keys")), [])
+    return {"keys": keys, "sums": sum(sums[1:], sums[0].clone()) if sums else None,
             "count": sum(int(part.get("count", 0)) for part in parts), "stateful": []}
 
 
@@ -320,14 +323,15 @@ def _load_accumulator(accumulator: MeanAccumulator, state: Mapping[str, Any], de
     sums = state.get("sums")
     accumulator.sums = None if sums is None else sums.to(device)
     accumulator.count = int(state.get("count", 0))
-    for (_, metric), saved in zip(accumulator.task.stateful(), state.get("stateful", [])):
+    accumulator.keys = tuple(state.get("keys", ()))
+    for (_, metric), saved in zip(accumulator.stateful(), state.get("stateful", [])):
         _load_metric_state(metric, saved)
 
 
 def _metric_state(metric: Any) -> dict[str, Any]:
     """A torchmetrics Metric's accumulated state (its `_defaults` names), plus its update count."""
     inner = metric.metric
-    return {"values": {name: _to_cpu(getattr(inner, name)) for name in inner._defaults},
+    return {"values": {name: _to_cpu_tree(getattr(inner, name)) for name in inner._defaults},
             "updates": int(getattr(inner, "_update_count", 0))}
 
 
@@ -340,5 +344,12 @@ def _load_metric_state(metric: Any, state: Mapping[str, Any]) -> None:
     inner._computed = None
 
 
-def _to_cpu(value: Any) -> Any:
-    return [v.cpu() for v in value] if isinstance(value, list) else value.cpu()
+def _to_cpu_tree(value: Any) -> Any:
+    """`value` with every tensor in it moved to the CPU (nested dicts and lists)."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, Mapping):
+        return {key: _to_cpu_tree(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_cpu_tree(item) for item in value]
+    return value

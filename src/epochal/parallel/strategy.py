@@ -1,0 +1,107 @@
+"""Distribution strategies: what changes when a Model trains on several processes — the module's starting
+state, the gradient sync and the buffers — as a seam the one step pipeline calls, never a copy of the step.
+
+`DataParallel` gives DDP's semantics without wrapping the module: rank 0's weights and buffers are
+broadcast when training is set up (DDP's constructor), buffers again before each training forward
+(DDP's `broadcast_buffers`), and each optimizer's gradients are averaged over the ranks right before
+its update. Doing the sync at update time, not in backward hooks, is what lets every compile option
+and a user's own `train_step` work unchanged: gradient accumulation syncs once per update (DDP's
+`no_sync`), clipping sees the global gradients, several optimizers sync their own parameters, and
+the compiled step traces the same all-reduce (torch's functional collectives). The cost: the
+all-reduce does not overlap the backward pass, which matters for large models on fast networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.distributed._functional_collectives as funcol
+
+#: Gradients are all-reduced in flat buckets of at most this many bytes (DDP's default bucket size),
+#: so the copy costs little memory and several buckets are in flight at once.
+BUCKET_BYTES = 25 * 2**20
+
+
+class SingleDevice:
+    """One process: nothing to share or synchronise."""
+
+    def setup(self, module: torch.nn.Module) -> None:
+        """Nothing to do: the module is this process's own."""
+
+    def sync_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
+        """Nothing to do: the gradients are already the whole batch's."""
+
+    def sync_buffers(self) -> None:
+        """Nothing to do: one process has one copy of the buffers."""
+
+
+class DataParallel:
+    """Data-parallel training over the default process group, with DDP's semantics (module docstring)."""
+
+    def __init__(self) -> None:
+        self.world_size = dist.get_world_size()
+        self._buffers: list[torch.Tensor] = []
+
+    def setup(self, module: torch.nn.Module) -> None:
+        """Start every rank from rank 0's weights and buffers."""
+        self._buffers = list(module.buffers())
+        with torch.no_grad():
+            _broadcast([p.detach() for p in module.parameters()])
+            _broadcast(self._buffers)
+
+    def sync_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
+        """Average the gradients of `parameters` over the ranks, in place.
+
+        Every rank must have gradients for the same parameters (as DDP requires); one without a
+        gradient is left alone, as the optimizer will skip it.
+        """
+        grads = [p.grad for p in parameters if p.grad is not None]
+        reduced = [(bucket, funcol.all_reduce(_flat(bucket), "sum", _world()))
+                   for bucket in _buckets(grads)]
+        with torch.no_grad():
+            for bucket, flat in reduced:
+                _unflatten_into(bucket, flat / self.world_size)
+
+    def sync_buffers(self) -> None:
+        """Rank 0's buffers on every rank (BatchNorm's running statistics, ...)."""
+        if self._buffers:
+            with torch.no_grad():
+                _broadcast(self._buffers)
+
+
+def _broadcast(tensors: list[torch.Tensor]) -> None:
+    """Rank 0's values of `tensors` on every rank, one collective per dtype."""
+    for bucket in _buckets(tensors, limit=None):
+        _unflatten_into(bucket, funcol.broadcast(_flat(bucket), 0, _world()))
+
+
+def _world() -> dist.ProcessGroup:
+    group = dist.group.WORLD
+    assert group is not None, "the default process group is initialised before a strategy syncs"
+    return group
+
+
+def _buckets(tensors: Iterable[torch.Tensor], limit: int | None = BUCKET_BYTES) -> list[list[torch.Tensor]]:
+    """`tensors` in groups of one dtype and device, each at most `limit` bytes (one tensor may exceed it)."""
+    groups: dict[Any, list[list[torch.Tensor]]] = {}
+    for tensor in tensors:
+        buckets = groups.setdefault((tensor.dtype, tensor.device), [[]])
+        size = sum(t.numel() * t.element_size() for t in buckets[-1])
+        if limit is not None and buckets[-1] and size + tensor.numel() * tensor.element_size() > limit:
+            buckets.append([])
+        buckets[-1].append(tensor)
+    return [bucket for buckets in groups.values() for bucket in buckets]
+
+
+def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _unflatten_into(tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
+    offset = 0
+    for tensor in tensors:
+        tensor.copy_(flat[offset:offset + tensor.numel()].view_as(tensor))
+        offset += tensor.numel()

@@ -1,0 +1,67 @@
+"""The data a fit, evaluate or predict reads in this process: adapters for arrays or streams, and under
+torch.distributed this rank's share of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from epochal.data import Adapter, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data
+from epochal.parallel.cluster import Cluster
+
+
+class Inputs:
+    """Builds the adapters of one Model: on its device, in its float dtype, sharded over its cluster."""
+
+    def __init__(self, device: torch.device, float_dtype: torch.dtype, cluster: Cluster | None) -> None:
+        self.device, self.float_dtype, self.cluster = device, float_dtype, cluster
+
+    def fit_arrays(self, x: Any, y: Any, *, sample_weight: Any, class_weight: Mapping[int, float] | None,
+                   batch_size: int, shuffle: bool, validation_split: float, validation_data: Any,
+                   validation_batch_size: int, steps_per_epoch: int | None, validation_steps: int | None,
+                   gather_batches: int) -> tuple[Adapter, Adapter | None, int | None]:
+        """Training and validation adapters for `fit` on arrays, and the number of training samples."""
+        train, validation, samples = make_fit_data(
+            x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size, shuffle=shuffle,
+            validation_split=validation_split, validation_data=self._local_dataset(validation_data, train=False),
+            validation_batch_size=validation_batch_size, steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps, device=self.device, float_dtype=self.float_dtype,
+            gather_batches=gather_batches,
+        )
+        return self._local_arrays(train, train=True), self._local_arrays(validation, train=False), samples
+
+    def fit_stream(self, dataset: Any, *, batches_per_epoch: int | None, validation_data: Any,
+                   validation_batches: int | None, validation_batch_size: int,
+                   class_weight: Mapping[int, float] | None) -> tuple[Adapter, Adapter | None]:
+        """Training and validation adapters for streaming data (`fit_dataset`, `fit(x=dataset)`)."""
+        train, validation = make_dataset_fit_data(
+            self._local_dataset(dataset, train=True), batches_per_epoch=batches_per_epoch,
+            validation_data=self._local_dataset(validation_data, train=False), validation_batches=validation_batches,
+            validation_batch_size=validation_batch_size, class_weight=class_weight, device=self.device,
+            float_dtype=self.float_dtype,
+        )
+        return train, self._local_arrays(validation, train=False)
+
+    def evaluation(self, x: Any, y: Any, sample_weight: Any, *, batch_size: int, steps: int | None,
+                   targets: bool) -> tuple[Adapter, bool]:
+        """The adapter for `evaluate`/`predict`, and whether it reads only this rank's part of `x`."""
+        sharded = False
+        if self.cluster is not None and is_dataset(x):
+            x, sharded = self.cluster.shard_dataset(x, train=False)
+        adapter = make_eval_data(x, y, sample_weight=sample_weight, batch_size=batch_size, steps=steps,
+                                 device=self.device, float_dtype=self.float_dtype, targets=targets)
+        if self.cluster is not None and not is_dataset(x):
+            adapter, sharded = self.cluster.shard_arrays(adapter, train=False)
+        return adapter, sharded
+
+    def _local_arrays(self, adapter: Any, *, train: bool) -> Any:
+        """This rank's part of in-memory data under torch.distributed; `adapter` itself otherwise."""
+        return adapter if self.cluster is None else self.cluster.shard_arrays(adapter, train=train)[0]
+
+    def _local_dataset(self, data: Any, *, train: bool) -> Any:
+        """A DataLoader rebuilt to read this rank's part under torch.distributed; `data` otherwise."""
+        if self.cluster is None or data is None or not is_dataset(data):
+            return data
+        return self.cluster.shard_dataset(data, train=train)[0]

@@ -1,0 +1,135 @@
+"""Kill-and-resume is bit-identical under every step option, alone and combined, and under a custom
+`train_step` with two optimizers: a run stopped after batch k (a backup written at that batch, as on
+SIGTERM) and resumed by a fresh process-like Model ends with exactly the uninterrupted run's weights,
+optimizer states and History. Stops fall mid-epoch and mid-accumulation-group."""
+
+import os
+import signal
+
+import pytest
+import torch
+
+import epochal
+import epochal.step.compiled
+from epochal.callbacks import BackupAndRestore, Callback
+from epochal.training.preemption import TrainingInterrupted
+
+LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+class StopAfter(Callback):
+    """Sends this process SIGTERM after the `at`-th training batch (never when None): the batch ends, a
+    backup is written. Every run has one, so the resumed run's callbacks are the interrupted one's."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.count = at, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.count += 1
+        if self.count == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class TwoOptimizers(epochal.Model):
+    def train_step(self, data):
+        x, y, _ = data
+        loss = LOSS(y, self(x))
+        self.backward(loss, optimizer="body")
+        self.apply_gradients("body")
+        head = LOSS(y, self(x))
+        self.backward(head, optimizer="head")
+        self.apply_gradients("head")
+        return {"loss": loss, "head_loss": head}
+
+
+def _model(kind, options):
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    if kind == "two optimizers":
+        model = TwoOptimizers(module, device="cpu")
+        model.compile(optimizer={"body": ("adam", module[0]), "head": ("sgd", module[2])}, loss=LOSS, **options)
+    else:
+        model = epochal.Model(module, device="cpu")
+        model.compile(optimizer="adam", loss=LOSS, metrics=["accuracy"], **options)
+    return model
+
+
+def _fit(model, folder, stop_at=None):
+    generator = torch.Generator().manual_seed(5)
+    x, y = torch.randn(44, 4, generator=generator), torch.randint(0, 3, (44,), generator=generator)
+    torch.manual_seed(1)
+    return model.fit(x, y, epochs=3, batch_size=8, validation_split=0.1, verbose=0,
+                     callbacks=[BackupAndRestore(folder), StopAfter(stop_at)])
+
+
+def _state(model):
+    return ({k: v.clone() for k, v in model.module.state_dict().items()},
+            {name: opt.state_dict() for name, opt in model.optimizers.items()}, model.history.history)
+
+
+def _assert_identical(resumed, uninterrupted):
+    weights, optimizers, history = _state(resumed)
+    expected_weights, expected_optimizers, expected_history = _state(uninterrupted)
+    for name, value in expected_weights.items():
+        assert torch.equal(weights[name], value), name
+    assert optimizers.keys() == expected_optimizers.keys()
+    for name, state in expected_optimizers.items():
+        for index, tensors in state["state"].items():
+            for key, value in tensors.items():
+                assert torch.equal(torch.as_tensor(optimizers[name]["state"][index][key]), torch.as_tensor(value))
+    assert history == expected_history
+
+
+MATRIX = [
+    ("plain", {}, 7),
+    ("accumulation, stopped mid-group", {"gradient_accumulation_steps": 2}, 7),
+    ("accumulation, stopped at a group's end", {"gradient_accumulation_steps": 2}, 6),
+    ("bf16-mixed", {"precision": "bf16-mixed"}, 7),
+    ("16-mixed (loss scaler)", {"precision": "16-mixed"}, 7),
+    ("clipnorm", {"clipnorm": 0.05}, 7),
+    ("global_clipnorm", {"global_clipnorm": 0.05}, 7),
+    ("steps_per_execution", {"steps_per_execution": 2}, 4),
+    ("16-mixed, accumulation and clipping, mid-group", {"precision": "16-mixed", "gradient_accumulation_steps": 3,
+                                                        "global_clipnorm": 0.1}, 8),
+]
+
+
+@pytest.mark.parametrize("kind", ["default step", "two optimizers"])
+@pytest.mark.parametrize("name, options, stop_at", MATRIX, ids=[case[0] for case in MATRIX])
+def test_resume_after_a_stop_is_bit_identical(tmp_path, kind, name, options, stop_at):
+    uninterrupted = _model(kind, options)
+    _fit(uninterrupted, tmp_path / "uninterrupted")
+    with pytest.raises(TrainingInterrupted):
+        _fit(_model(kind, options), tmp_path / "run", stop_at)
+    resumed = _model(kind, options)
+    _fit(resumed, tmp_path / "run")
+    _assert_identical(resumed, uninterrupted)
+
+
+@pytest.mark.parametrize("kind", ["default step", "two optimizers"])
+def test_resume_of_a_compiled_run_is_bit_identical(tmp_path, monkeypatch, kind):
+    """`jit_compile` with `steps_per_execution`: the resumed run compiles again and continues exactly."""
+    monkeypatch.setitem(epochal.step.compiled._COMPILE, "backend", "aot_eager")
+    torch._dynamo.reset()
+    options = {"jit_compile": True, "steps_per_execution": 2, "clipnorm": 0.05}
+    uninterrupted = _model(kind, options)
+    _fit(uninterrupted, tmp_path / "uninterrupted")
+    with pytest.raises(TrainingInterrupted):
+        _fit(_model(kind, options), tmp_path / "run", 4)
+    resumed = _model(kind, options)
+    _fit(resumed, tmp_path / "run")
+    _assert_identical(resumed, uninterrupted)
+    torch._dynamo.reset()
+
+
+def test_a_backup_taken_mid_group_holds_the_pending_gradients(tmp_path):
+    """Stopped after the first batch of a group of 3: the backup holds that batch's summed gradients."""
+    model = _model("default step", {"gradient_accumulation_steps": 3})
+    with pytest.raises(TrainingInterrupted):
+        _fit(model, tmp_path, 4)
+    newest = sorted(p for p in os.listdir(tmp_path) if p.endswith(".pt"))[-1]
+    steps = torch.load(tmp_path / newest, weights_only=True)["ranks"][0]["steps"]
+    assert steps["pending"] == {"optimizer": 1}
+    grads = steps["gradients"]["optimizer"]
+    assert len(grads) == 4 and all(g is not None and bool(g.abs().sum() > 0) for g in grads)
