@@ -81,6 +81,7 @@ class Model:
         self._step_options = StepOptions()
         self._running = False
         self.training_state: TrainingState | None = None  # where the last `fit` is or stopped
+        self._train_data: Adapter | None = None  # the last `fit`'s training data (`training_batches`)
 
     # -- compile --------------------------------------------------------------------------------
 
@@ -307,6 +308,7 @@ class Model:
                        sync=state.sync, state=state)
         self.history = history
         self.training_state = state
+        self._train_data = train
         with self._exclusive("fit"), SignalGuard() as state.guard:
             self.stop_training = False
             fit_loop(self, self._steps, task, plan, callback_list)  # type: ignore[arg-type]
@@ -451,6 +453,12 @@ class Model:
         from epochal.tune.lr_finder import find_lr
 
         return find_lr(self, x, y, **options)
+
+    def training_batches(self) -> Iterator[Batch]:
+        """One more pass over this process's training batches of the current or last `fit` (SWA's BatchNorm update)."""
+        if self._train_data is None:
+            raise RuntimeError("`training_batches()` needs a `fit()` first: it passes over that fit's training data.")
+        return self._train_data.epoch_batches(0)
 
     # -- saving ---------------------------------------------------------------------------------
 
