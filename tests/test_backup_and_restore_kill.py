@@ -38,10 +38,16 @@ def reference(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def averaging_reference(tmp_path_factory):
-    state, record = resume_child.run({"backup_dir": str(tmp_path_factory.mktemp("averaging") / "backup"),
-                                      "averaging": True})
+    folder = tmp_path_factory.mktemp("averaging")
+    state, record = resume_child.run({"backup_dir": str(folder / "backup"), "averaging": True,
+                                      "checkpoints": str(folder / "checkpoints")})
     torch.use_deterministic_algorithms(False)
-    return state, record
+    return state, record, _checkpoints(folder / "checkpoints")
+
+
+def _checkpoints(folder):
+    """The files ModelCheckpoint kept, and which one `best.json` names."""
+    return sorted(os.listdir(folder)), json.loads((folder / "best.json").read_text())["file"]
 
 
 def _killed_run(backup_dir, kill, expect=-signal.SIGKILL, **options):
@@ -83,11 +89,13 @@ def test_killed_run_resumes_exactly(tmp_path, reference, kill):
     "batch:35",      # mid-epoch, once SWA has averaged an epoch in
     "train_end",     # after EMA and SWA put their averages into the module
 ])
-def test_killed_run_with_weight_averaging_resumes_exactly(tmp_path, averaging_reference, kill):
-    backup = tmp_path / "backup"
-    _killed_run(backup, kill, averaging=True)
-    resumed = resume_child.run({"backup_dir": str(backup), "averaging": True})
-    _assert_same_run(resumed, averaging_reference)
+def test_killed_run_with_weight_averaging_and_checkpoint_retention_resumes_exactly(tmp_path, averaging_reference,
+                                                                                  kill):
+    backup, checkpoints = tmp_path / "backup", tmp_path / "checkpoints"
+    _killed_run(backup, kill, averaging=True, checkpoints=str(checkpoints))
+    resumed = resume_child.run({"backup_dir": str(backup), "averaging": True, "checkpoints": str(checkpoints)})
+    _assert_same_run(resumed, averaging_reference[:2])
+    assert _checkpoints(checkpoints) == averaging_reference[2]
     assert not backup.exists()
 
 
