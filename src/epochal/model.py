@@ -35,6 +35,7 @@ from epochal.task import Task
 from epochal.training.state import TrainingState
 
 if TYPE_CHECKING:
+    from epochal.export import ExportResult
     from epochal.tune.lr_finder import LRFinderResult
 
 _DEFAULT_BATCH_SIZE = 32
@@ -510,6 +511,24 @@ class Model:
             yield
         finally:
             self._running = False
+
+    # -- export ---------------------------------------------------------------------------------
+
+    def export(self, path: str | os.PathLike[str], format: str = "torch.export", *, example: Any,
+               check_data: Any = None, batch_size: int = 32, dynamic_batch: bool = True,
+               rtol: float = 1e-5) -> ExportResult:
+        """Write the module as a program that runs without its class (`.pt2` or ONNX), checked against it first.
+
+        See `epochal.export.export_module`; under torch.distributed every rank checks and rank 0 writes.
+        """
+        from epochal.export import export_module
+
+        main = self._cluster is None or self._cluster.is_main
+        result = export_module(self.module, path, format, example=example, check_data=check_data,
+                               batch_size=batch_size, dynamic_batch=dynamic_batch, rtol=rtol, write=main)
+        if self._cluster is not None:
+            barrier()
+        return result
 
 
 def _refuse_validation_split(validation_split: Any, dataset: Any) -> None:
