@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import epochal
-from epochal.tune import batch_size, batch_size_search, step_memory
+from epochal.tune import batch_size, largest_batch, step_memory
 
 
 class MemoryWall(torch.nn.Module):
@@ -54,7 +54,7 @@ def test_running_out_of_memory_is_backed_off_to_the_largest_batch_that_trains():
 def test_on_cpu_the_step_must_fit_a_memory_budget_and_bigger_steps_are_never_run(monkeypatch):
     x, y = _data()
     model = _model(MemoryWall())
-    for module in (step_memory, batch_size_search):
+    for module in (step_memory, largest_batch):
         monkeypatch.setattr(module, "resident_bytes", lambda: 0)  # the budget is then the step's alone
     budget = step_memory.measure_step(model, x[:25], y[:25], None).bytes
     model.module.seen.clear()

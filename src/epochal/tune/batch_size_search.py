@@ -11,10 +11,11 @@ from typing import Any, Protocol, cast
 
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.early_stopping import EarlyStopping
-from epochal.data.structure import num_samples, slice_rows, to_tensors
+from epochal.data.structure import float_dtype_of, num_samples, to_tensors
 from epochal.monitoring import resolve_mode
+from epochal.tune.largest_batch import StepProbe
 from epochal.tune.model_state import Snapshot
-from epochal.tune.step_memory import StepMemory, Steppable, default_budget, measure_step, resident_bytes
+from epochal.tune.step_memory import Steppable, default_budget
 
 
 class Tunable(Steppable, Protocol):
@@ -57,8 +58,8 @@ def batch_size(
     The search trains one step at sizes 1, 2, 4, ... and bisects between the last that fitted and
     the first that did not. A size fits when, on CUDA, it does not run out of memory (the error is
     caught and the cache emptied) and, on CPU, the step's tensors on top of the process's resident
-    memory stay within `memory_budget` (a size predicted from the largest one measured to exceed
-    it is not run). Then each candidate trains from the same starting point with
+    memory stay within `memory_budget` (a size predicted from the sizes measured to exceed it is
+    not run). Then each candidate trains from the same starting point with
     `EarlyStopping(patience)`: its training throughput, step memory, best `monitor` value and the
     training time it took to get there. The recommendation is the quickest to its best among the
     sizes whose best is within `tolerance` of the best of all. The model's weights, optimizer state
@@ -82,12 +83,13 @@ def batch_size(
     """
     _check(epochs, patience, validation_split, memory_budget, max_batch_size, tolerance)
     snapshot = Snapshot(model)
-    x, y = to_tensors(x, "x"), to_tensors(y, "y")
+    dtype = float_dtype_of(model.module)
+    x, y = to_tensors(x, "x", dtype), to_tensors(y, "y", dtype)
     rows = math.floor(num_samples(x, "x") * (1 - validation_split))
     limit = min(rows, max_batch_size or rows)
     wanted = _sizes(sizes, limit)
     budget = memory_budget if memory_budget is not None else default_budget(model.device)
-    probe = _Probe(model, snapshot, x, y, budget)
+    probe = StepProbe(model, snapshot, x, y, budget)
     try:
         largest = probe.largest(limit)
         if not largest:
@@ -107,53 +109,6 @@ def batch_size(
         snapshot.restore()
     return BatchSizeResult(largest, cast(str, chosen), trials, _recommend(trials, cast(str, chosen), tolerance),
                            budget)
-
-
-class _Probe:
-    """One training step per batch size (the model restored after each), remembered; on CPU a size
-    predicted to exceed the budget from the sizes measured is not run."""
-
-    def __init__(self, model: Tunable, snapshot: Snapshot, x: Any, y: Any, budget: int | None) -> None:
-        self.model, self.snapshot, self.x, self.y, self.budget = model, snapshot, x, y, budget
-        self.measured: dict[int, StepMemory] = {}
-
-    def __call__(self, size: int) -> StepMemory:
-        if size not in self.measured:
-            predicted = self._predicted(size)
-            if predicted is not None and self.budget is not None and resident_bytes() + predicted > self.budget:
-                self.measured[size] = StepMemory(False, predicted)
-            else:
-                self.measured[size] = measure_step(self.model, slice_rows(self.x, 0, size),
-                                                   slice_rows(self.y, 0, size), self.budget)
-                self.snapshot.restore()
-        return self.measured[size]
-
-    def largest(self, limit: int) -> int:
-        """The largest size up to `limit` whose step fits: doubling from 1, then bisecting."""
-        fits, size = 0, 1
-        while size <= limit and self(size).fits:
-            fits, size = size, size * 2
-        failed = min(size, limit + 1)  # the first size that did not fit, or one past the limit
-        if failed == limit + 1:  # every size tried fitted: the limit itself may too
-            if fits == limit or self(limit).fits:
-                return limit
-            failed = limit
-        while failed - fits > 1:
-            middle = (fits + failed) // 2
-            fits, failed = (middle, failed) if self(middle).fits else (fits, middle)
-        return fits
-
-    def _predicted(self, size: int) -> int | None:
-        """A CPU step's bytes at `size`: its fixed part, plus activations on the line through the two
-        largest sizes measured (through zero when only one is)."""
-        if self.model.device.type != "cpu":
-            return None
-        fitted = sorted((s, m) for s, m in self.measured.items() if m.fits and m.activations)
-        if not fitted:
-            return None
-        (small, low), (large, high) = ((0, StepMemory(True, 0)), fitted[-1]) if len(fitted) == 1 else fitted[-2:]
-        slope = (high.activations - low.activations) / (large - small)
-        return high.bytes - high.activations + round(high.activations + slope * (size - large))
 
 
 class _TrainClock(Callback):
