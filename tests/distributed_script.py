@@ -21,6 +21,8 @@ import torch
 import epochal
 from epochal import parallel
 from epochal.callbacks import (
+    EMA,
+    SWA,
     BackupAndRestore,
     Callback,
     CSVLogger,
@@ -237,7 +239,22 @@ def options(out: str) -> dict[str, Any]:
     return results
 
 
-SCENARIOS = {"fit": fit, "options": options, "stop": stop, "files": files, "die": die, "resume": resume,
+def averaging(out: str) -> dict[str, Any]:
+    """EMA and SWA with a BatchNorm: each rank sees its own batches, yet all must end with the same weights."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.BatchNorm1d(16), torch.nn.Tanh(),
+                                 torch.nn.Linear(16, 3))
+    model = epochal.Model(module, device="cpu")
+    model.compile(optimizer=lambda params: torch.optim.SGD(params, lr=0.2, momentum=0.5),
+                  loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data(32, 1)
+    ema, swa = EMA(decay=0.8), SWA(start_epoch=1, lr=0.05, anneal_epochs=1)
+    history = model.fit(x, y, batch_size=8, epochs=3, validation_data=data(8, 2), verbose=0, callbacks=[ema, swa])
+    return {"state": model.module.state_dict(), "history": history.history, "updates": (ema.updates, swa.updates)}
+
+
+SCENARIOS = {"fit": fit, "options": options, "averaging": averaging, "stop": stop, "files": files, "die": die,
+             "resume": resume,
              "resume_interrupted": lambda out: resume(out, interrupt=True)}
 
 

@@ -6,7 +6,9 @@
 process ran), `validation:E` (inside epoch E's validation), `write:K:pt|json` (halfway through
 writing the data file or the manifest of the K-th backup this process writes), `train_end` (after
 `on_train_end`, before the backup is deleted), `sigterm:K` (SIGTERM after the K-th batch: a graceful
-stop), or `none`. The tests run the killed run as a subprocess and the resumed one in-process
+stop), or `none`. With `"averaging": true` the run also keeps an EMA (validated on) and an SWA
+(from epoch 2, SWALR, BatchNorm recomputed at the end), whose averages must resume exactly too;
+`"checkpoints": FOLDER` adds a `ModelCheckpoint(keep_best=2, keep_last=1)` writing there. The tests run the killed run as a subprocess and the resumed one in-process
 (`run(config)`), which is the same code. Every RNG the run draws from is used: shuffling and dropout (torch), and a
 noise layer drawing from numpy and Python's `random`.
 """
@@ -25,8 +27,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 
 import epochal  # noqa: E402
 import epochal.callbacks.backup_and_restore as backup_module  # noqa: E402
-from epochal.callbacks import (BackupAndRestore, Callback, EarlyStopping, LearningRateScheduler,  # noqa: E402
-                               ReduceLROnPlateau)
+from epochal.callbacks import (EMA, SWA, BackupAndRestore, Callback, EarlyStopping,  # noqa: E402
+                               LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau)
 
 EPOCHS, SAMPLES, BATCH = 5, 200, 16
 
@@ -118,6 +120,9 @@ def run(config: dict) -> tuple[dict, dict]:
         EarlyStopping(monitor="val_loss", patience=config.get("patience", 3), restore_best_weights=True),
         ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=0, min_delta=0.0),
         LearningRateScheduler(cosine, per="batch"),
+        *([EMA(decay=0.9), SWA(start_epoch=2, lr=0.01, anneal_epochs=1)] if config.get("averaging") else []),
+        *([ModelCheckpoint(os.path.join(config["checkpoints"], "{epoch:02d}.safetensors"), save_weights_only=True,
+                           keep_best=2, keep_last=1)] if config.get("checkpoints") else []),
         Killer(kill),
     ]
     history = model.fit(x, y, epochs=EPOCHS, batch_size=BATCH, validation_split=0.2, shuffle=True,

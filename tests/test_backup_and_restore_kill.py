@@ -36,8 +36,22 @@ def reference(tmp_path_factory):
     return state, record
 
 
-def _killed_run(backup_dir, kill, expect=-signal.SIGKILL):
-    config = json.dumps({"backup_dir": str(backup_dir), "kill": kill})
+@pytest.fixture(scope="module")
+def averaging_reference(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("averaging")
+    state, record = resume_child.run({"backup_dir": str(folder / "backup"), "averaging": True,
+                                      "checkpoints": str(folder / "checkpoints")})
+    torch.use_deterministic_algorithms(False)
+    return state, record, _checkpoints(folder / "checkpoints")
+
+
+def _checkpoints(folder):
+    """The files ModelCheckpoint kept, and which one `best.json` names."""
+    return sorted(os.listdir(folder)), json.loads((folder / "best.json").read_text())["file"]
+
+
+def _killed_run(backup_dir, kill, expect=-signal.SIGKILL, **options):
+    config = json.dumps({"backup_dir": str(backup_dir), "kill": kill, **options})
     done = subprocess.run([sys.executable, CHILD, config], capture_output=True, text=True, timeout=120)
     assert done.returncode == expect, done.stderr[-2000:]
     return done
@@ -68,6 +82,21 @@ def test_killed_run_resumes_exactly(tmp_path, reference, kill):
     _assert_same_run(resumed, reference)
     assert resumed[1]["batches"] < TOTAL_BATCHES or kill == "train_end" and resumed[1]["batches"] == 0
     assert not backup.exists(), "the backup must be deleted once the run finishes"
+
+
+@pytest.mark.parametrize("kill", [
+    "validation:2",  # while EMA's average is swapped in, in SWA's first epoch (SWALR just made)
+    "batch:35",      # mid-epoch, once SWA has averaged an epoch in
+    "train_end",     # after EMA and SWA put their averages into the module
+])
+def test_killed_run_with_weight_averaging_and_checkpoint_retention_resumes_exactly(tmp_path, averaging_reference,
+                                                                                  kill):
+    backup, checkpoints = tmp_path / "backup", tmp_path / "checkpoints"
+    _killed_run(backup, kill, averaging=True, checkpoints=str(checkpoints))
+    resumed = resume_child.run({"backup_dir": str(backup), "averaging": True, "checkpoints": str(checkpoints)})
+    _assert_same_run(resumed, averaging_reference[:2])
+    assert _checkpoints(checkpoints) == averaging_reference[2]
+    assert not backup.exists()
 
 
 def test_sigterm_writes_a_backup_that_resumes_exactly(tmp_path, reference):

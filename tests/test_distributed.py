@@ -64,7 +64,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One 2-process launch on one "node" and one across two "nodes", run side by side."""
     one, two = tmp_path_factory.mktemp("one_node"), tmp_path_factory.mktemp("two_nodes")
     port = free_port()
-    processes = [torchrun("fit,stop,files,resume,options", one)] + [
+    processes = [torchrun("fit,stop,files,resume,options,averaging", one)] + [
         torchrun("fit", two, nodes=2, node_rank=rank, port=port, procs=1) for rank in (0, 1)]
     outputs = [finish(process) for process in processes]
     return {"one": ranks(one), "two": ranks(two), "one_dir": one, "output": outputs[0]}
@@ -144,6 +144,14 @@ def test_only_rank_0_writes_files_and_prints(launched):
     assert rank1["final_exists_after_save"]  # save_weights returns on every rank once the file exists
     epoch_lines = [line for line in launched["output"].splitlines() if "Epoch 1/2" in line]
     assert epoch_lines and all(line.startswith("[default0]") for line in epoch_lines)
+
+
+def test_weight_averaging_leaves_every_rank_with_the_same_weights(launched):
+    rank0, rank1 = (result["averaging"] for result in launched["one"])
+    assert rank0["updates"] == rank1["updates"] == (12, 2)  # EMA: 4 batches x 3 epochs; SWA: epochs 1 and 2
+    assert rank0["history"] == rank1["history"]
+    for name, tensor in rank0["state"].items():  # weights, and BatchNorm statistics averaged across ranks
+        assert torch.equal(tensor, rank1["state"][name]), name
 
 
 def test_a_dead_rank_is_an_error_not_a_hang(tmp_path):

@@ -1,4 +1,4 @@
-"""Optional dependencies (pandas, matplotlib, scikit-learn), imported only when a feature needs them."""
+"""Optional dependencies (pandas, matplotlib, scikit-learn, onnx), imported only when a feature needs them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import importlib
 from types import ModuleType
 
 #: The pip extra that installs each optional module.
-EXTRAS = {"pandas": "pandas", "matplotlib": "plot", "sklearn": "data"}
+EXTRAS = {"pandas": "pandas", "matplotlib": "plot", "sklearn": "data", "onnxscript": "onnx", "onnxruntime": "onnx"}
 
 
 def require(module: str) -> ModuleType:

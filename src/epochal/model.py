@@ -35,6 +35,7 @@ from epochal.training.loop import evaluate_pass, predict_pass, prefetch
 from epochal.training.state import TrainingState
 
 if TYPE_CHECKING:
+    from epochal.export import ExportResult
     from epochal.tune.lr_finder import LRFinderResult
 
 _DEFAULT_BATCH_SIZE = 32
@@ -88,6 +89,7 @@ class Model:
         self._step_options = StepOptions()
         self._running = False
         self.training_state: TrainingState | None = None  # where the last `fit` is or stopped
+        self._train_data: Adapter | None = None  # the last `fit`'s training data (`training_batches`)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
@@ -350,6 +352,7 @@ class Model:
         setup = FitSetup(self, self._require_pipeline("fit"), self._task, self._step_options.as_params(),  # type: ignore[arg-type]
                          attach=self._attach, exclusive=lambda: self._exclusive("fit"),
                          fit_sync=self._cluster.fit_sync if self._cluster is not None else None)
+        self._train_data = train
         return run_fit(setup, train, validation, **arguments)[0]
 
     def _attach(self, history: History, state: TrainingState) -> None:
@@ -442,6 +445,12 @@ class Model:
 
         return find_lr(self, x, y, **options)
 
+    def training_batches(self) -> Iterator[Batch]:
+        """One more pass over this process's training batches of the current or last `fit` (SWA's BatchNorm update)."""
+        if self._train_data is None:
+            raise RuntimeError("`training_batches()` needs a `fit()` first: it passes over that fit's training data.")
+        return self._train_data.epoch_batches(0)
+
     # -- saving ---------------------------------------------------------------------------------
 
     def save_weights(self, path: str | os.PathLike[str]) -> None:
@@ -497,6 +506,24 @@ class Model:
             yield
         finally:
             self._running = False
+
+    # -- export ---------------------------------------------------------------------------------
+
+    def export(self, path: str | os.PathLike[str], format: str = "torch.export", *, example: Any,
+               check_data: Any = None, batch_size: int = 32, dynamic_batch: bool = True,
+               rtol: float = 1e-5) -> ExportResult:
+        """Write the module as a program that runs without its class (`.pt2` or ONNX), checked against it first.
+
+        See `epochal.export.export_module`; under torch.distributed every rank checks and rank 0 writes.
+        """
+        from epochal.export import export_module
+
+        main = self._cluster is None or self._cluster.is_main
+        result = export_module(self.module, path, format, example=example, check_data=check_data,
+                               batch_size=batch_size, dynamic_batch=dynamic_batch, rtol=rtol, write=main)
+        if self._cluster is not None:
+            barrier()
+        return result
 
 
 def _with_loss(loss: torch.Tensor, metrics: StepValues) -> StepValues:

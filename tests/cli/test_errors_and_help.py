@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-COMMANDS = [[], ["train"], ["report"], ["compare"], ["runs"], ["tune"], ["tune", "batch-size"], ["tune", "lr"]]
+COMMANDS = [[], ["train"], ["report"], ["compare"], ["runs"], ["tune"], ["tune", "batch-size"], ["tune", "lr"],
+            ["export"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "epochal")

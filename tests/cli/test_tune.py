@@ -9,9 +9,10 @@ def test_tune_batch_size(tmp_path, epochal_cli, is_png):
     assert lines[0].split() == ["batch", "size", "samples/s", "peak", "MB", "best", "val_accuracy", "at", "epoch",
                                 "seconds", "to", "best"]
     assert [line.split()[0] for line in lines[1:3]] == ["8", "32"]  # 4096 exceeds the 96 training rows
-    assert lines[4].startswith("peak MB: ")
-    assert lines[5].startswith("Recommended: --batch-size ")
-    assert lines[6] == f"Plot: {tmp_path / 'tune-batch-size.png'}" and is_png(tmp_path / "tune-batch-size.png")
+    assert lines[4].startswith("peak MB: one training step's ")
+    assert lines[5].startswith("Largest batch that trains: 96 (memory budget ")  # all 96 rows fit in one step
+    assert lines[6].startswith("Recommended: --batch-size ")
+    assert lines[7] == f"Plot: {tmp_path / 'tune-batch-size.png'}" and is_png(tmp_path / "tune-batch-size.png")
 
 
 def test_tune_lr(tmp_path, epochal_cli, is_png):

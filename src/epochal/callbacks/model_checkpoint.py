@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from epochal.callbacks.callback import Callback
+from epochal.callbacks.checkpoint_retention import make_retention
 from epochal.callbacks.monitor_reader import MonitorReader
 from epochal.monitoring import initial_best, is_improvement, resolve_mode
 from epochal.parallel.process import is_main_process
@@ -46,6 +47,12 @@ class ModelCheckpoint(Callback):
             batches (counted across epochs). Defaults to `"epoch"`.
         initial_value_threshold: With `save_best_only`, a value `monitor` must beat before the first
             save. Defaults to `None`.
+        keep_best: Keep only the files with the `keep_best` best `monitor` values (a file saved
+            without one ranks last) and write `best.json` beside them, naming the best file. Defaults
+            to `None` (keep all).
+        keep_last: Keep only the `keep_last` newest files (with `keep_best`: those too). A file is
+            removed only after the new one is in place, and never the one `best.json` names.
+            Defaults to `None` (keep all).
 
     Example:
         >>> import tempfile, os, torch
@@ -71,6 +78,9 @@ class ModelCheckpoint(Callback):
         mode: str = "auto",
         save_freq: str | int = "epoch",
         initial_value_threshold: float | None = None,
+        *,
+        keep_best: int | None = None,
+        keep_last: int | None = None,
     ) -> None:
         super().__init__()
         if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
@@ -84,6 +94,7 @@ class ModelCheckpoint(Callback):
         self.mode = resolve_mode(mode, monitor)
         self.save_freq = save_freq
         self.initial_value_threshold = initial_value_threshold
+        self._retention = make_retention(self.filepath, keep_best=keep_best, keep_last=keep_last, mode=self.mode)
         if save_freq != "epoch":
             # Listen to batches only when saving by batch, so epoch-only saving costs nothing per batch.
             self.on_train_batch_end = self._on_train_batch_end  # type: ignore[method-assign]
@@ -94,6 +105,8 @@ class ModelCheckpoint(Callback):
         self._batches_since_save = 0
         self._epoch = 0
         self._monitor.reset()
+        if self._retention is not None:
+            self._retention.reset()
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._reset()
@@ -121,6 +134,7 @@ class ModelCheckpoint(Callback):
         if self.save_best_only and not self._improved(epoch, logs, filepath):
             return
         if not is_main_process():  # every rank tracks `best` alike; rank 0 alone writes (torch.distributed)
+            self._retain(filepath, epoch, batch, logs, files=False)
             return
         if self.verbose > 0 and not self.save_best_only:
             print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
@@ -133,6 +147,14 @@ class ModelCheckpoint(Callback):
         else:
             metadata = {"epoch": epoch, "batch": batch, "logs": {k: float(v) for k, v in logs.items()}}
             save_checkpoint(filepath, module, self.model.optimizers, metadata)  # type: ignore[union-attr]
+        self._retain(filepath, epoch, batch, logs)
+
+    def _retain(self, filepath: str, epoch: int, batch: int | None, logs: Mapping[str, float], *,
+                files: bool = True) -> None:
+        """With `keep_best`/`keep_last`: record the file just written, then drop those no longer kept."""
+        if self._retention is not None:
+            value = self._monitor.read(logs) if self._retention.keep_best else None
+            self._retention.saved(filepath, value, epoch, batch, files=files)
 
     def _improved(self, epoch: int, logs: Mapping[str, float], filepath: str) -> bool:
         """Whether `monitor` beat the best so far (updating it), with Keras's verbose messages."""
@@ -163,11 +185,14 @@ class ModelCheckpoint(Callback):
             ) from None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "batches_since_save": self._batches_since_save}
+        state = {"best": self.best, "batches_since_save": self._batches_since_save}
+        return state if self._retention is None else {**state, "retention": self._retention.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.best = float(state["best"])
         self._batches_since_save = int(state["batches_since_save"])
+        if self._retention is not None and "retention" in state:
+            self._retention.load_state_dict(state["retention"])
 
 
 def _finite(logs: Mapping[str, float], module: torch.nn.Module) -> bool:

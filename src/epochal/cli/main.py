@@ -8,6 +8,7 @@ import click
 
 from epochal import __version__
 from epochal.cli.errors import CliError
+from epochal.cli.export import export
 from epochal.cli.report import compare, report
 from epochal.cli.runs import runs
 from epochal.cli.train import train
@@ -41,6 +42,7 @@ main.add_command(report)
 main.add_command(compare)
 main.add_command(runs)
 main.add_command(tune)
+main.add_command(export)
 
 if __name__ == "__main__":
     main()

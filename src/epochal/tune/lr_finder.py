@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
+
+from epochal.tune.model_state import Snapshot
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -52,7 +53,7 @@ def find_lr(
     The suggestion is where the smoothed loss falls fastest against log(lr), before its lowest
     point (past it the loss is blowing up, and the smoothing lags). The sweep stops early
     once the smoothed loss exceeds `stop_factor` times its lowest value. Weights, optimizer state
-    (learning rate included) and torch's random state are restored afterwards, so the model is
+    (learning rate included) and the random generators are restored afterwards, so the model is
     exactly as it was.
 
     Args:
@@ -74,8 +75,7 @@ def find_lr(
     if steps < 2:
         raise ValueError(f"`steps` must be at least 2. Received: steps={steps}")
     x, y = (v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for v in (x, y))
-    saved = ({k: v.clone() for k, v in model.module.state_dict().items()},
-             copy.deepcopy(model.optimizer.state_dict()), torch.random.get_rng_state())
+    saved = Snapshot(model)
     lrs: list[float] = []
     losses: list[float] = []
     smoothed: list[float] = []
@@ -94,9 +94,7 @@ def find_lr(
                 break
             lowest = min(lowest, smoothed[-1])
     finally:
-        model.module.load_state_dict(saved[0])
-        model.optimizer.load_state_dict(saved[1])
-        torch.random.set_rng_state(saved[2])
+        saved.restore()
     return LRFinderResult(lrs, losses, smoothed, _steepest(lrs, smoothed))
 
 
