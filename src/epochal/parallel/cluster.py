@@ -61,8 +61,8 @@ class Cluster:
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         self.is_main = self.rank == 0
-        self.strategy = DataParallel()
         self.device = torch.device("cpu")
+        self.strategy = DataParallel(self.device)
 
     def place(self, device: str | torch.device | None) -> torch.device:
         """This rank's device: `cuda:LOCAL_RANK` on GPUs (unless an index was given), else as asked."""
@@ -75,6 +75,7 @@ class Cluster:
         if dist.get_backend() == "nccl" and wanted.type != "cuda":
             raise ValueError(f"The NCCL process group needs a CUDA device. Received: device={wanted}")
         self.device = wanted
+        self.strategy = DataParallel(wanted)
         return wanted
 
     # -- data -------------------------------------------------------------------------------------

@@ -37,12 +37,16 @@ class SingleDevice:
     def sync_buffers(self) -> None:
         """Nothing to do: one process has one copy of the buffers."""
 
+    def largest(self, value: float) -> float:
+        """`value` itself: the only process's."""
+        return value
+
 
 class DataParallel:
     """Data-parallel training over the default process group, with DDP's semantics (module docstring)."""
 
-    def __init__(self) -> None:
-        self.world_size = dist.get_world_size()
+    def __init__(self, device: torch.device) -> None:
+        self.world_size, self.device = dist.get_world_size(), device
         self._buffers: list[torch.Tensor] = []
 
     def setup(self, module: torch.nn.Module) -> None:
@@ -70,6 +74,13 @@ class DataParallel:
         if self._buffers:
             with torch.no_grad():
                 _broadcast(self._buffers)
+
+    def largest(self, value: float) -> float:
+        """The largest of every rank's `value`, so that a decision taken from it (a timing) is the same on
+        every rank: ranks that decided differently would run different collectives and hang."""
+        packed = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(packed, op=dist.ReduceOp.MAX)
+        return float(packed.item())
 
 
 def _broadcast(tensors: list[torch.Tensor]) -> None:

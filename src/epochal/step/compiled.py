@@ -80,9 +80,11 @@ class CompiledSteps:
     """The pipeline's train and test calls compiled; each returns None for a batch its graphs do not take."""
 
     def __init__(self, pipeline: Calls, module: torch.nn.Module, gradients: Gradients,
-                 options: StepOptions, device: torch.device) -> None:
+                 options: StepOptions, device: torch.device, largest: Callable[[float], float]) -> None:
         self.pipeline, self.module, self.gradients = pipeline, module, gradients
         self.options, self.device = options, device
+        #: Every rank's decisions must agree (the graphs hold collectives): the largest of their values.
+        self.largest = largest
         #: Why the model's steps cannot compile, asked after the first (eager) step built its metrics.
         self.precheck: Precheck = lambda: None
         self.enabled = False  # decided per fit (jit_compile="auto") in `prepare`
@@ -127,6 +129,7 @@ class CompiledSteps:
                 if reason is not None:
                     self._fall_back(reason)
                     return
+                failure = None
                 try:
                     if self._step is None or shapes(example) != self._step_signature:
                         self._warm_up_train(example)
@@ -134,7 +137,9 @@ class CompiledSteps:
                     if validates and shapes(guess) not in self._test_signatures:
                         self._warm_up_test(guess)
                 except Exception as error:  # noqa: BLE001 - any compiler failure means "run eagerly", reported below
-                    self._fall_back(f"torch.compile failed: {type(error).__name__}: {_first_line(error)}")
+                    failure = f"torch.compile failed: {type(error).__name__}: {_first_line(error)}"
+                if self.largest(float(failure is not None)):  # all ranks compiled, or all run eagerly
+                    self._fall_back(failure or "torch.compile failed in another process")
         finally:
             self.module.train(was_training)
 
@@ -237,7 +242,7 @@ class CompiledSteps:
         seconds = self._timed_calls(self._step, batch, 1, timed=2 if steps > 1 else 0)
         execution = stack([batch] * steps) if steps > 1 else batch
         self._step_signature, self._execution_signature = shapes(batch), shapes(execution)
-        if steps > 1 and seconds < UNROLL_BELOW_SECONDS:
+        if steps > 1 and self.largest(seconds) < UNROLL_BELOW_SECONDS:  # the same choice on every rank
             self._unrolled = self._compile_train(steps)
             self._timed_calls(self._unrolled, execution, steps, timed=0)
             self._unrolled = self._replayed(self._unrolled)

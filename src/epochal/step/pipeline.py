@@ -36,6 +36,9 @@ class Strategy(GradientSync, Protocol):
     def sync_buffers(self) -> None:
         """Make every rank's buffers rank 0's before a training forward (DDP's `broadcast_buffers`)."""
 
+    def largest(self, value: float) -> float:
+        """The largest of every rank's `value` (a decision every rank must take alike)."""
+
 
 @dataclass(frozen=True)
 class ModelSteps:
@@ -67,7 +70,7 @@ class StepPipeline:
         # graph guards on the dict it reads, so it must not change size when the other step first runs.
         self._keys: dict[str, tuple[str, ...] | None] = {"train_step": None, "test_step": None}
         self._guard_next = False
-        self.compiled = CompiledSteps(self, module, gradients, options, device)
+        self.compiled = CompiledSteps(self, module, gradients, options, device, strategy.largest)
 
     # -- one batch ----------------------------------------------------------------------------
 
