@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -24,3 +24,19 @@ def flat_params(settings: Mapping[str, Any], prefix: str = "") -> dict[str, str]
         else:
             flat[name] = str(value)
     return flat
+
+
+def compile_config(optimizer: Any, losses: Sequence[Any], loss_weights: Sequence[float],
+                   step_options: Mapping[str, Any]) -> dict[str, Any]:
+    """What `compile` chose, as plain values: the optimizer's class and current hyperparameters (first group),
+    each output's loss name, the loss weights, then the step options."""
+    groups = getattr(optimizer, "param_groups", None) or [{}]
+    hyper = {key: value for key, value in groups[0].items()
+             if key != "params" and isinstance(value, (bool, int, float, str, tuple, type(None)))}
+    return {
+        "optimizer": {"name": type(optimizer).__name__, **hyper},
+        "loss": [getattr(loss, "name", type(loss).__name__) for loss in losses] if len(losses) > 1
+        else getattr(losses[0], "name", type(losses[0]).__name__),
+        "loss_weights": list(loss_weights) if len(loss_weights) > 1 else loss_weights[0],
+        **step_options,
+    }
