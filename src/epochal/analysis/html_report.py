@@ -31,8 +31,7 @@ h1{font-size:1.45em;margin:.4em 0 .2em}h2{font-size:1.2em;margin:1.4em 0 .4em;bo
 h3{font-size:1.02em;margin:1em 0 .3em}.note{color:#555;font-size:.9em;margin:.2em 0}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,440px),1fr));gap:12px}
 svg.chart{width:100%;height:auto;display:block;max-width:760px}
-svg .title{font-weight:600;font-size:14px}svg .tick{font-size:11px;fill:#444}svg .label{font-size:12px;fill:#333}
-svg .frame{fill:none;stroke:#bbb}svg .grid{stroke:#eee}svg rect.hover.on{fill:rgba(0,0,0,.06)}
+svg rect.hover.on{fill:rgba(0,0,0,.06)}
 pre.diagnosis{white-space:pre-wrap;background:#f6f8fa;border:1px solid #e1e4e8;border-radius:6px;padding:10px;
 font-size:.88em;overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.9em;margin:.3em 0}

@@ -45,8 +45,8 @@ class ModelSummary:
         header = ("Layer (type)", "Output Shape", "Param #")
         cells = [(("  " * (row.depth - 1)) + f"{row.name} ({row.type})", row.output_shape, f"{row.params:,}")
                  for row in self.rows]
-        widths = [max(len(header[i]), *(len(c[i]) for c in cells)) + 2 for i in range(3)] if cells else \
-            [len(h) + 2 for h in header]
+        widths = [max(len(header[i]), *(len(c[i]) for c in cells)) for i in range(3)] if cells else \
+            [len(h) for h in header]
 
         def line(left: str, fill: str, middle: str, right: str) -> str:
             return left + middle.join(fill * (w + 2) for w in widths) + right

@@ -128,8 +128,8 @@ class Chart:
             return round(top + (y_high - y) / (y_high - y_low) * plot_h, 2)
 
         parts = [f'<svg class="chart" viewBox="0 0 {self.width} {self.height}" role="img" '
-                 f'aria-label="{escape(self.title)}" xmlns="http://www.w3.org/2000/svg">',
-                 f'<text class="title" x="{left}" y="16">{escape(self.title)}</text>']
+                 f'aria-label="{escape(self.title)}" font-family="sans-serif" xmlns="http://www.w3.org/2000/svg">',
+                 f'<text class="title" x="{left}" y="16" font-size="14" font-weight="600">{escape(self.title)}</text>']
         parts += self._axes(px, py, (x_low, x_high), (y_low, y_high), plot_w, plot_h)
         for layer in sorted(self._layers, key=lambda layer: _DRAW_ORDER.index(layer.kind)):
             parts.append(_draw(layer, px, py, (left, top, plot_w, plot_h)))
@@ -152,21 +152,21 @@ class Chart:
     def _axes(self, px, py, x_bounds, y_bounds, plot_w, plot_h) -> list[str]:  # type: ignore[no-untyped-def]
         left, top = _MARGIN_LEFT, _MARGIN_TOP
         bottom = top + plot_h
-        parts = [f'<rect class="frame" x="{left}" y="{top}" width="{plot_w}" height="{plot_h}"/>']
+        parts = [f'<rect class="frame" x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#bbb"/>']
         x_ticks = nice_ticks(*x_bounds, count=min(8, max(int(x_bounds[1] - x_bounds[0]), 1)) if self.integer_x else 6)
         for x in x_ticks:
             if x_bounds[0] <= x <= x_bounds[1] and (not self.integer_x or float(x).is_integer()):
-                parts.append(f'<line class="grid" x1="{px(x)}" y1="{top}" x2="{px(x)}" y2="{bottom}"/>'
-                             f'<text class="tick" x="{px(x)}" y="{bottom + 14}" text-anchor="middle">'
+                parts.append(f'<line class="grid" stroke="#eee" x1="{px(x)}" y1="{top}" x2="{px(x)}" y2="{bottom}"/>'
+                             f'<text class="tick" font-size="11" fill="#444" x="{px(x)}" y="{bottom + 14}" text-anchor="middle">'
                              f'{number(x)}</text>')
         for y in nice_ticks(*y_bounds):
             if y_bounds[0] <= y <= y_bounds[1]:
-                parts.append(f'<line class="grid" x1="{left}" y1="{py(y)}" x2="{left + plot_w}" y2="{py(y)}"/>'
-                             f'<text class="tick" x="{left - 5}" y="{py(y) + 4}" text-anchor="end">{number(y)}</text>')
-        parts.append(f'<text class="label" x="{left + plot_w / 2}" y="{self.height - 4}" text-anchor="middle">'
+                parts.append(f'<line class="grid" stroke="#eee" x1="{left}" y1="{py(y)}" x2="{left + plot_w}" y2="{py(y)}"/>'
+                             f'<text class="tick" font-size="11" fill="#444" x="{left - 5}" y="{py(y) + 4}" text-anchor="end">{number(y)}</text>')
+        parts.append(f'<text class="label" font-size="12" fill="#333" x="{left + plot_w / 2}" y="{self.height - 4}" text-anchor="middle">'
                      f'{escape(self.x_label)}</text>')
         if self.y_label:
-            parts.append(f'<text class="label" transform="translate(12 {top + plot_h / 2}) rotate(-90)" '
+            parts.append(f'<text class="label" font-size="12" fill="#333" transform="translate(12 {top + plot_h / 2}) rotate(-90)" '
                          f'text-anchor="middle">{escape(self.y_label)}</text>')
         return parts
 
@@ -179,7 +179,7 @@ class Chart:
             swatch = (f'<rect x="{x}" y="27" width="14" height="8" fill="{layer.colour}" fill-opacity="0.25"/>'
                       if layer.kind in ("band", "span", "bars") else
                       f'<line x1="{x}" y1="31" x2="{x + 14}" y2="31" stroke="{layer.colour}" stroke-width="2"{dash}/>')
-            parts.append(f'<g class="legend">{swatch}<text class="tick" x="{x + 18}" y="35">'
+            parts.append(f'<g class="legend">{swatch}<text class="tick" font-size="11" fill="#444" x="{x + 18}" y="35">'
                          f'{escape(layer.label)}</text></g>')
             x += 26 + 6.2 * len(layer.label)
         return parts
