@@ -1,5 +1,9 @@
 """Figures of an `Interpretation` with matplotlib (an optional extra): confusion matrix and reliability
-diagram for classification, residuals for regression."""
+diagram for classification, residuals for regression.
+
+The result is typed `Any` here: `Interpretation.plot` calls this module, so importing its class back
+(even for typing) would be an import cycle.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,10 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from epochal.analysis.interpretation import Interpretation
 
 
-def plot_interpretation(result: Interpretation) -> Figure:
-    """Two panels: confusion matrix and reliability diagram, or residuals against predictions and a histogram."""
+def plot_interpretation(result: Any) -> Figure:
+    """An `Interpretation`'s two panels: confusion matrix and reliability diagram, or residuals against predictions and a histogram."""
     first, second = new_axes(2, width=4.6, height=4.0)
     if result.task == "classification":
         _confusion(first, result)
@@ -26,7 +29,7 @@ def plot_interpretation(result: Interpretation) -> Figure:
     return first.figure  # type: ignore[return-value]
 
 
-def _confusion(axis: Axes, result: Interpretation) -> None:
+def _confusion(axis: Axes, result: Any) -> None:
     if result.confusion_matrix is None:
         axis.set_axis_off()
         return
@@ -44,7 +47,7 @@ def _confusion(axis: Axes, result: Interpretation) -> None:
     axis.set_title("confusion matrix")
 
 
-def _reliability(axis: Axes, result: Interpretation) -> None:
+def _reliability(axis: Axes, result: Any) -> None:
     if result.calibration is None:
         axis.set_axis_off()
         return
@@ -62,7 +65,7 @@ def _reliability(axis: Axes, result: Interpretation) -> None:
     axis.legend(fontsize="small")
 
 
-def _residuals(scatter: Axes, histogram: Axes, result: Interpretation) -> None:
+def _residuals(scatter: Axes, histogram: Axes, result: Any) -> None:
     points: list[Any] = result.residual_points or []
     finite = [(p, r) for p, r in points if math.isfinite(p + r)]
     scatter.scatter([p for p, _ in finite], [r for _, r in finite], s=8, alpha=0.6)

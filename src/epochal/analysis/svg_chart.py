@@ -153,13 +153,14 @@ class Chart:
         left, top = _MARGIN_LEFT, _MARGIN_TOP
         bottom = top + plot_h
         parts = [f'<rect class="frame" x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#bbb"/>']
-        x_ticks = nice_ticks(*x_bounds, count=min(8, max(int(x_bounds[1] - x_bounds[0]), 1)) if self.integer_x else 6)
+        x_ticks = nice_ticks(x_bounds[0], x_bounds[1],
+                             count=min(8, max(int(x_bounds[1] - x_bounds[0]), 1)) if self.integer_x else 6)
         for x in x_ticks:
             if x_bounds[0] <= x <= x_bounds[1] and (not self.integer_x or float(x).is_integer()):
                 parts.append(f'<line class="grid" stroke="#eee" x1="{px(x)}" y1="{top}" x2="{px(x)}" y2="{bottom}"/>'
                              f'<text class="tick" font-size="11" fill="#444" x="{px(x)}" y="{bottom + 14}" text-anchor="middle">'
                              f'{number(x)}</text>')
-        for y in nice_ticks(*y_bounds):
+        for y in nice_ticks(y_bounds[0], y_bounds[1]):
             if y_bounds[0] <= y <= y_bounds[1]:
                 parts.append(f'<line class="grid" stroke="#eee" x1="{left}" y1="{py(y)}" x2="{left + plot_w}" y2="{py(y)}"/>'
                              f'<text class="tick" font-size="11" fill="#444" x="{left - 5}" y="{py(y) + 4}" text-anchor="end">{number(y)}</text>')

@@ -170,7 +170,7 @@ class MLflowLogger(Callback):
                                    self._client.create_experiment(self.experiment_name, self.artifact_location))
         except Exception as error:  # MLflow, SQLAlchemy, OS and network errors alike mean "cannot log there"
             raise ValueError(
-                f"MLflowLogger cannot reach the tracking store: {type(error).__name__}: {_first_line(error)}. Start "
+                f"MLflowLogger cannot reach the tracking store: {_describe(error)}. Start "
                 "the server or fix the URI; leave `tracking_uri=None` for a local SQLite file (sqlite:///mlflow.db). "
                 f"Received: tracking_uri={uri!r}") from error
 
@@ -250,7 +250,7 @@ class MLflowLogger(Callback):
             action(*args)
         except Exception as error:  # a lost log line must never lose the training run (the issue's rule)
             self._failed = True
-            warnings.warn(f"MLflowLogger could not {what}: {type(error).__name__}: {_first_line(error)}. Training "
+            warnings.warn(f"MLflowLogger could not {what}: {_describe(error)}. Training "
                           f"goes on; this run logs nothing more to {self.tracking_uri}.", RuntimeWarning, stacklevel=2)
 
 
@@ -267,9 +267,12 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-def _first_line(error: BaseException) -> str:
+def _describe(error: BaseException) -> str:
+    """`Type: first line` of the innermost cause (MLflow and SQLAlchemy wrap the telling error)."""
+    while (error.__cause__ or error.__context__) is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def _version() -> str:
