@@ -29,8 +29,8 @@ def _fit(callbacks, epochs=3, **options):
 
 
 @pytest.fixture
-def store(tmp_path):
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+def store(mlflow_store):
+    return mlflow_store
 
 
 def _logger(tmp_path, store, **options):

@@ -96,7 +96,8 @@ def summarize(module: torch.nn.Module, x: Any = None, *, expand_nested: bool = F
             from None
     names = {id(m): name for name, m in module.named_modules()}
     batch = _batch_size(x)
-    layers = [info for info in stats.summary_list if info.depth >= 1] or stats.summary_list[:1]
+    shown = [info for info in stats.summary_list if info.depth == 1 or (expand_nested and info.depth > 1)]
+    layers = shown or stats.summary_list[:1]  # a module without children is its own only row
     rows = [LayerRow(names.get(id(info.module), info.var_name) or type(module).__name__, info.class_name,
                      _shape(info.output_size, batch), int(info.num_params), max(info.depth, 1)) for info in layers]
     parameters = list({id(p): p for p in module.parameters()}.values())
