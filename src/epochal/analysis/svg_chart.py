@@ -11,6 +11,7 @@ from html import escape
 #: Colours of the series, in order (matplotlib's first ones, so the PNG and the HTML agree).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 _MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 58, 14, 46, 38
+_LEGEND_ROW = 15  # height of one row of the legend
 
 
 def number(value: float) -> str:
@@ -117,9 +118,11 @@ class Chart:
         """The chart as an `<svg>` element (a string of markup)."""
         x_low, x_high = self._bounds(self.x_range, "x")
         y_low, y_high = self._bounds(self.y_range, "y")
-        left, top = _MARGIN_LEFT, _MARGIN_TOP
+        legend, rows = self._legend()
+        left, top = _MARGIN_LEFT, _MARGIN_TOP + _LEGEND_ROW * (rows - 1)
         plot_w = self.width - _MARGIN_LEFT - _MARGIN_RIGHT
-        plot_h = self.height - _MARGIN_TOP - _MARGIN_BOTTOM
+        plot_h = self.height - top - _MARGIN_BOTTOM
+        frame = (left, top, plot_w, plot_h)
 
         def px(x: float) -> float:
             return round(left + (x - x_low) / (x_high - x_low) * plot_w, 2)
@@ -130,10 +133,10 @@ class Chart:
         parts = [f'<svg class="chart" viewBox="0 0 {self.width} {self.height}" role="img" '
                  f'aria-label="{escape(self.title)}" font-family="sans-serif" xmlns="http://www.w3.org/2000/svg">',
                  f'<text class="title" x="{left}" y="16" font-size="14" font-weight="600">{escape(self.title)}</text>']
-        parts += self._axes(px, py, (x_low, x_high), (y_low, y_high), plot_w, plot_h)
+        parts += self._axes(px, py, (x_low, x_high), (y_low, y_high), frame)
         for layer in sorted(self._layers, key=lambda layer: _DRAW_ORDER.index(layer.kind)):
-            parts.append(_draw(layer, px, py, (left, top, plot_w, plot_h)))
-        parts += self._legend()
+            parts.append(_draw(layer, px, py, frame))
+        parts += legend
         parts.append("</svg>")
         return "".join(parts)
 
@@ -149,41 +152,52 @@ class Chart:
             low, high = low - 0.5, high + 0.5
         return low, high
 
-    def _axes(self, px, py, x_bounds, y_bounds, plot_w, plot_h) -> list[str]:  # type: ignore[no-untyped-def]
-        left, top = _MARGIN_LEFT, _MARGIN_TOP
+    def _axes(self, px, py, x_bounds, y_bounds, frame) -> list[str]:  # type: ignore[no-untyped-def]
+        left, top, plot_w, plot_h = frame
         bottom = top + plot_h
-        parts = [f'<rect class="frame" x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#bbb"/>']
+        parts = [f'<rect class="frame" x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
+                 'stroke="#bbb"/>']
         x_ticks = nice_ticks(x_bounds[0], x_bounds[1],
                              count=min(8, max(int(x_bounds[1] - x_bounds[0]), 1)) if self.integer_x else 6)
         for x in x_ticks:
             if x_bounds[0] <= x <= x_bounds[1] and (not self.integer_x or float(x).is_integer()):
                 parts.append(f'<line class="grid" stroke="#eee" x1="{px(x)}" y1="{top}" x2="{px(x)}" y2="{bottom}"/>'
-                             f'<text class="tick" font-size="11" fill="#444" x="{px(x)}" y="{bottom + 14}" text-anchor="middle">'
-                             f'{number(x)}</text>')
+                             + _text(number(x), px(x), bottom + 14, anchor="middle"))
         for y in nice_ticks(y_bounds[0], y_bounds[1]):
             if y_bounds[0] <= y <= y_bounds[1]:
-                parts.append(f'<line class="grid" stroke="#eee" x1="{left}" y1="{py(y)}" x2="{left + plot_w}" y2="{py(y)}"/>'
-                             f'<text class="tick" font-size="11" fill="#444" x="{left - 5}" y="{py(y) + 4}" text-anchor="end">{number(y)}</text>')
-        parts.append(f'<text class="label" font-size="12" fill="#333" x="{left + plot_w / 2}" y="{self.height - 4}" text-anchor="middle">'
-                     f'{escape(self.x_label)}</text>')
+                parts.append(f'<line class="grid" stroke="#eee" x1="{left}" y1="{py(y)}" x2="{left + plot_w}" '
+                             f'y2="{py(y)}"/>' + _text(number(y), left - 5, py(y) + 4, anchor="end"))
+        parts.append(_text(self.x_label, left + plot_w / 2, self.height - 4, anchor="middle", css="label"))
         if self.y_label:
-            parts.append(f'<text class="label" font-size="12" fill="#333" transform="translate(12 {top + plot_h / 2}) rotate(-90)" '
-                         f'text-anchor="middle">{escape(self.y_label)}</text>')
+            parts.append(_text(self.y_label, 0, 0, anchor="middle", css="label",
+                               transform=f"translate(12 {top + plot_h / 2}) rotate(-90)"))
         return parts
 
-    def _legend(self) -> list[str]:
-        parts, x = [], float(_MARGIN_LEFT)
-        for layer in self._layers:
-            if not layer.label or layer.kind == "columns":
-                continue
+    def _legend(self) -> tuple[list[str], int]:
+        """The legend's markup, curves first, wrapped onto as many rows as the width needs; and the rows."""
+        parts: list[str] = []
+        x, row = float(_MARGIN_LEFT), 0
+        shown = [layer for layer in self._layers if layer.label and layer.kind != "columns"]
+        for layer in sorted(shown, key=lambda layer: layer.kind not in ("line", "path", "scatter")):
+            width = 26 + 6.2 * len(layer.label)
+            if x + width > self.width - _MARGIN_RIGHT and x > _MARGIN_LEFT:
+                x, row = float(_MARGIN_LEFT), row + 1
+            y = 31 + row * _LEGEND_ROW
             dash = ' stroke-dasharray="5 3"' if layer.dashed else ""
-            swatch = (f'<rect x="{x}" y="27" width="14" height="8" fill="{layer.colour}" fill-opacity="0.25"/>'
+            swatch = (f'<rect x="{x}" y="{y - 4}" width="14" height="8" fill="{layer.colour}" fill-opacity="0.25"/>'
                       if layer.kind in ("band", "span", "bars") else
-                      f'<line x1="{x}" y1="31" x2="{x + 14}" y2="31" stroke="{layer.colour}" stroke-width="2"{dash}/>')
-            parts.append(f'<g class="legend">{swatch}<text class="tick" font-size="11" fill="#444" x="{x + 18}" y="35">'
-                         f'{escape(layer.label)}</text></g>')
-            x += 26 + 6.2 * len(layer.label)
-        return parts
+                      f'<line x1="{x}" y1="{y}" x2="{x + 14}" y2="{y}" stroke="{layer.colour}" stroke-width="2"{dash}/>')
+            parts.append(f'<g class="legend">{swatch}{_text(layer.label, x + 18, y + 4)}</g>')
+            x += width
+        return parts, row + 1
+
+
+def _text(text: str, x: float, y: float, *, anchor: str = "start", css: str = "tick", transform: str = "") -> str:
+    """A text element styled inline (so the chart looks the same in a notebook, which has no stylesheet for it)."""
+    size, colour = ("12", "#333") if css == "label" else ("11", "#444")
+    where = f'transform="{transform}"' if transform else f'x="{round(x, 2)}" y="{round(y, 2)}"'
+    return (f'<text class="{css}" font-size="{size}" fill="{colour}" {where} text-anchor="{anchor}">'
+            f"{escape(text)}</text>")
 
 
 _DRAW_ORDER = ("span", "band", "bars", "vline", "path", "line", "scatter", "columns")
