@@ -140,3 +140,11 @@ def test_bad_arguments_are_refused_when_the_logger_is_made():
         MLflowLogger("sqlite:///x.db", update_freq=0)
     with pytest.raises(ValueError, match="`timeout` must be a positive number of seconds. Received: timeout=0"):
         MLflowLogger("sqlite:///x.db", timeout=0)
+
+
+def test_a_rank_other_than_0_logs_nothing(tmp_path, store, monkeypatch):
+    monkeypatch.setattr("epochal.callbacks.mlflow_logger.is_main_process", lambda: False)
+    logger = _logger(tmp_path, store)
+    _, history = _fit([logger], epochs=2)
+    assert history.epoch == [0, 1] and logger.run_id is None
+    assert MlflowClient(store).get_experiment_by_name("epochal") is None  # not even contacted

@@ -10,8 +10,8 @@ from html import escape
 
 #: Colours of the series, in order (matplotlib's first ones, so the PNG and the HTML agree).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-_MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 58, 14, 46, 38
-_LEGEND_ROW = 15  # height of one row of the legend
+_MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 50, 12, 48, 40
+_LEGEND_ROW = 16  # height of one row of the legend
 
 
 def number(value: float) -> str:
@@ -55,8 +55,8 @@ class Chart:
         x_range: Fixed `(low, high)` of the x axis. Defaults to `None`: from the data.
         y_range: Fixed `(low, high)` of the y axis. Defaults to `None`: from the data.
         integer_x: Ticks at whole numbers only (epochs). Defaults to `False`.
-        width: Width of the drawing in SVG units (it scales on screen). Defaults to `520`.
-        height: Height of the drawing in SVG units. Defaults to `290`.
+        width: Width of the drawing in SVG units (it scales on screen). Defaults to `460`.
+        height: Height of the drawing in SVG units. Defaults to `280`.
 
     Example:
         >>> chart = Chart("loss", x_label="epoch")
@@ -67,7 +67,7 @@ class Chart:
 
     def __init__(self, title: str, *, x_label: str = "", y_label: str = "",
                  x_range: tuple[float, float] | None = None, y_range: tuple[float, float] | None = None,
-                 integer_x: bool = False, width: int = 520, height: int = 290) -> None:
+                 integer_x: bool = False, width: int = 460, height: int = 280) -> None:
         self.title, self.x_label, self.y_label = title, x_label, y_label
         self.x_range, self.y_range, self.integer_x = x_range, y_range, integer_x
         self.width, self.height = width, height
@@ -132,7 +132,7 @@ class Chart:
 
         parts = [f'<svg class="chart" viewBox="0 0 {self.width} {self.height}" role="img" '
                  f'aria-label="{escape(self.title)}" font-family="sans-serif" xmlns="http://www.w3.org/2000/svg">',
-                 f'<text class="title" x="{left}" y="16" font-size="14" font-weight="600">{escape(self.title)}</text>']
+                 f'<text class="title" x="{left}" y="16" font-size="15" font-weight="600">{escape(self.title)}</text>']
         parts += self._axes(px, py, (x_low, x_high), (y_low, y_high), frame)
         for layer in sorted(self._layers, key=lambda layer: _DRAW_ORDER.index(layer.kind)):
             parts.append(_draw(layer, px, py, frame))
@@ -162,7 +162,7 @@ class Chart:
         for x in x_ticks:
             if x_bounds[0] <= x <= x_bounds[1] and (not self.integer_x or float(x).is_integer()):
                 parts.append(f'<line class="grid" stroke="#eee" x1="{px(x)}" y1="{top}" x2="{px(x)}" y2="{bottom}"/>'
-                             + _text(number(x), px(x), bottom + 14, anchor="middle"))
+                             + _text(number(x), px(x), bottom + 16, anchor="middle"))
         for y in nice_ticks(y_bounds[0], y_bounds[1]):
             if y_bounds[0] <= y <= y_bounds[1]:
                 parts.append(f'<line class="grid" stroke="#eee" x1="{left}" y1="{py(y)}" x2="{left + plot_w}" '
@@ -179,7 +179,7 @@ class Chart:
         x, row = float(_MARGIN_LEFT), 0
         shown = [layer for layer in self._layers if layer.label and layer.kind != "columns"]
         for layer in sorted(shown, key=lambda layer: layer.kind not in ("line", "path", "scatter")):
-            width = 26 + 6.2 * len(layer.label)
+            width = 26 + 6.8 * len(layer.label)
             if x + width > self.width - _MARGIN_RIGHT and x > _MARGIN_LEFT:
                 x, row = float(_MARGIN_LEFT), row + 1
             y = 31 + row * _LEGEND_ROW
@@ -194,7 +194,7 @@ class Chart:
 
 def _text(text: str, x: float, y: float, *, anchor: str = "start", css: str = "tick", transform: str = "") -> str:
     """A text element styled inline (so the chart looks the same in a notebook, which has no stylesheet for it)."""
-    size, colour = ("12", "#333") if css == "label" else ("11", "#444")
+    size, colour = ("13", "#333") if css == "label" else ("12", "#444")
     where = f'transform="{transform}"' if transform else f'x="{round(x, 2)}" y="{round(y, 2)}"'
     return (f'<text class="{css}" font-size="{size}" fill="{colour}" {where} text-anchor="{anchor}">'
             f"{escape(text)}</text>")

@@ -10,6 +10,7 @@ from html import escape
 from typing import Any
 
 from epochal.analysis.curve_svg import learning_curve_svgs
+from epochal.analysis.diagnosis import can_diagnose
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.history import History
 from epochal.parallel.process import is_main_process
@@ -62,8 +63,8 @@ class LiveLearningCurves(Callback):
             self._show("".join(learning_curve_svgs(self._history, keys=self.keys)))
 
     def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
-        if not (self._active and self._history.epoch):
-            return
+        if not (self._active and can_diagnose(self._history, self.monitor)):
+            return  # the last epoch's curves stay as they are
         diagnosis = self._history.diagnose(self.monitor)
         self._show("".join(learning_curve_svgs(self._history, diagnosis, self.keys)),
                    f'<pre style="white-space:pre-wrap;font-size:12px">{escape(str(diagnosis))}</pre>')

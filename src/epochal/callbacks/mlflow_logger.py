@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from epochal._optional import require
+from epochal.analysis.diagnosis import can_diagnose
 from epochal.analysis.html_report import write_report
 from epochal.analysis.run_params import flat_params
 from epochal.callbacks.callback import Callback
@@ -221,17 +222,21 @@ class MLflowLogger(Callback):
     def _log_summary(self) -> None:
         if self.run_id is None or not self._history.epoch:
             return
-        diagnosis = self._history.diagnose(self.monitor)
+        diagnosis = self._history.diagnose(self.monitor) if can_diagnose(self._history, self.monitor) else None
         with tempfile.TemporaryDirectory() as folder:
             root = Path(folder)
             self._history.to_json(root / "history.json")
             self._history.to_csv(root / "history.csv")
             write_report(root / "report.html", self._history, diagnosis=diagnosis, title=f"Run {self.run_id}",
                          settings=self._settings())
-            (root / "diagnosis.txt").write_text(str(diagnosis) + "\n", encoding="utf-8")
-            for name, folder_name in (("history.json", "history"), ("history.csv", "history"),
-                                      ("report.html", "report"), ("diagnosis.txt", None)):
+            files = [("history.json", "history"), ("history.csv", "history"), ("report.html", "report")]
+            if diagnosis is not None:
+                (root / "diagnosis.txt").write_text(str(diagnosis) + "\n", encoding="utf-8")
+                files.append(("diagnosis.txt", None))
+            for name, folder_name in files:
                 self._client.log_artifact(self.run_id, str(root / name), folder_name)
+        if diagnosis is None:
+            return
         phase = diagnosis.phases[-1]
         self._client.set_tag(self.run_id, "epochal.phase", phase)
         self._client.set_tag(self.run_id, "epochal.diagnosis", str(diagnosis)[:_MAX_TAG_LENGTH])

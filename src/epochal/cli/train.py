@@ -17,6 +17,7 @@ from epochal.cli.analysis import write_analysis, write_html_report
 from epochal.cli.config import TrainConfig, load_toml, to_toml
 from epochal.cli.data import Data
 from epochal.cli.errors import CliError
+from epochal.analysis.interpretation import Interpretation
 from epochal.cli.interpretation import interpret_test
 from epochal.cli.models import build_model
 from epochal.cli.options import config_from, data_for, training_options
@@ -94,7 +95,12 @@ def _finish(folder: Path, config: TrainConfig, data: Data, model: Model, recorde
     click.echo(f"\nTest on {len(data.y_test)} held-out rows ({weights} weights): {format_logs(test)}")
     click.echo(f"Trained {len(history.epoch)} epochs in {recorder.seconds:.1f}s"
                + (f", stopped early by EarlyStopping(patience={config.patience})" if stopper.stopped else ""))
-    report = write_html_report(load_run(folder), diagnosis, interpret_test(model, data))
+    try:
+        interpretation: Interpretation | None = interpret_test(model, data)
+    except ImportError as error:  # torchmetrics is an extra: the report goes without its interpretation
+        interpretation = None
+        click.echo(f"No interpretation in the report: {error}")
+    report = write_html_report(load_run(folder), diagnosis, interpretation)
     click.echo(f"\n{diagnosis}\n\nReport: {report}\nRun saved in {folder}/")
 
 
