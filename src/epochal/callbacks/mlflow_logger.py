@@ -229,7 +229,8 @@ class MLflowLogger(Callback):
             self._history.to_csv(root / "history.csv")
             write_report(root / "report.html", self._history, diagnosis=diagnosis, title=f"Run {self.run_id}",
                          settings=self._settings())
-            files = [("history.json", "history"), ("history.csv", "history"), ("report.html", "report")]
+            files: list[tuple[str, str | None]] = [("history.json", "history"), ("history.csv", "history"),
+                                                   ("report.html", "report")]
             if diagnosis is not None:
                 (root / "diagnosis.txt").write_text(str(diagnosis) + "\n", encoding="utf-8")
                 files.append(("diagnosis.txt", None))
