@@ -50,7 +50,8 @@ var x=e.clientX+12;if(x+tip.offsetWidth>window.innerWidth){x=Math.max(4,e.client
 tip.style.left=x+'px';tip.style.top=(e.clientY+14)+'px';el.classList.add('on');}
 function hide(e){tip.style.display='none';e.currentTarget.classList.remove('on');}
 document.querySelectorAll('[data-tip]').forEach(function(el){var t=el.querySelector('title');if(t){t.remove();}
-el.addEventListener('pointerenter',show);el.addEventListener('pointermove',show);el.addEventListener('pointerleave',hide);
+el.addEventListener('pointerenter',show);el.addEventListener('pointermove',show);
+el.addEventListener('pointerleave',hide);
 });})();
 """
 

@@ -262,7 +262,8 @@ def interpret_regression(
             count=flat.numel(), mean=float(flat.mean()), std=float(flat.std(unbiased=False)),
             mae=float(regression.mean_absolute_error(predictions, targets)),
             rmse=float(regression.mean_squared_error(predictions, targets, squared=False)),
-            r2=float(regression.r2_score(predictions.reshape(-1), targets.reshape(-1))) if flat.numel() > 1 else math.nan,
+            r2=float(regression.r2_score(predictions.reshape(-1), targets.reshape(-1))) if flat.numel() > 1
+            else math.nan,
             max_abs=float(flat.abs().max()), quantiles={f"{q:.0%}": float(v) for q, v in zip(_QUANTILES, quantiles)})
         step = max(flat.numel() // _MAX_PLOTTED, 1)
         result["residual_points"] = [(float(p), float(r)) for p, r in
@@ -289,7 +290,8 @@ def _value(row: torch.Tensor) -> str:
 def _matrix_lines(matrix: list[list[int]], names: list[str]) -> list[str]:
     width = max([len(n) for n in names] + [len(str(v)) for row in matrix for v in row] + [1])
     header = " " * width + "  " + " ".join(f"{n:>{width}}" for n in names)
-    return [header] + [f"{name:>{width}}  " + " ".join(f"{v:>{width}d}" for v in row) for name, row in zip(names, matrix)]
+    return [header] + [f"{name:>{width}}  " + " ".join(f"{v:>{width}d}" for v in row)
+                       for name, row in zip(names, matrix)]
 
 
 def _check_positive(name: str, value: Any) -> None:

@@ -45,7 +45,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], css_class: str =
     """A plain HTML table in a horizontally scrolling box (so a wide one never widens the page)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<div class="scroll"><table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return (f'<div class="scroll"><table class="{css_class}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def _confusion(matrix: list[list[int]], names: list[str]) -> str:

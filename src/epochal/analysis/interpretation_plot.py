@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 def plot_interpretation(result: Any) -> Figure:
-    """An `Interpretation`'s two panels: confusion matrix and reliability diagram, or residuals against predictions and a histogram."""
+    """An `Interpretation`'s two panels: confusion matrix and reliability diagram, or residuals against
+    predictions and their histogram."""
     first, second = new_axes(2, width=4.6, height=4.0)
     if result.task == "classification":
         _confusion(first, result)
