@@ -16,7 +16,7 @@ from epochal.cli import run_folder
 from epochal.cli.analysis import write_analysis, write_html_report
 from epochal.cli.config import TrainConfig, load_toml, to_toml
 from epochal.cli.data import Data
-from epochal.cli.errors import CliError
+from epochal.cli.errors import CliError, need
 from epochal.analysis.interpretation import Interpretation
 from epochal.cli.interpretation import interpret_test
 from epochal.cli.models import build_model
@@ -51,6 +51,8 @@ def train(resume: str | None, verbose: str, **flags: Any) -> None:
     config = config_from(flags, base=load_toml(folder / run_folder.CONFIG) if folder else None)
     if config.mlflow == _DEFAULT_STORE:
         config.mlflow = resolve_tracking_uri(None)  # kept in config.toml, so --resume logs to the same store
+    if config.mlflow:
+        need("mlflow")  # before a run folder exists, so a missing extra leaves nothing behind
     data = data_for(config)
     model = build_model(config, data)
     if folder:
