@@ -1,5 +1,7 @@
 """Shared test setup: one thread (the CI machine has two cores) and a fixed seed per test."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -11,3 +13,21 @@ def _seeded_single_thread():
     torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def _migrated_mlflow_database(tmp_path_factory):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow") / "template.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()  # creates the tables: seconds, so once per session
+    return path
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, _migrated_mlflow_database):
+    """The URI of a fresh, empty SQLite tracking store in `tmp_path` (a copy of one migrated per session)."""
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(_migrated_mlflow_database, path)
+    return f"sqlite:///{path}"

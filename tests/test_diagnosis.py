@@ -14,6 +14,7 @@ from epochal.analysis.diagnosis import (
     UNDERFITTING,
     UNUSUAL,
     Thresholds,
+    can_diagnose,
     diagnose,
     early_stopping_epoch,
 )
@@ -156,3 +157,9 @@ def test_errors_name_the_problem():
         diagnose(History())
     with pytest.raises(ValueError, match="`monitor` 'val_auc' is not in the history. Available keys: loss"):
         diagnose(make(loss=[1.0]), "val_auc")
+
+
+def test_can_diagnose_says_when_there_is_something_to_read():
+    assert can_diagnose(make(loss=[1.0, 0.5]))  # val_loss falls back to loss, as diagnose does
+    assert not can_diagnose(make(loss=[1.0]), "val_auc")
+    assert not can_diagnose(History())

@@ -115,3 +115,18 @@ def test_plot_on_given_axes_and_selected_keys():
         overfit_history().plot(keys=["auc"])
     with pytest.raises(ValueError, match=r"one Axes per metric \(2\)"):
         overfit_history().plot(ax=[axis])
+
+
+def test_epoch_seconds_are_timed_kept_in_json_and_in_backups(tmp_path):
+    history = History()
+    history.on_train_begin()
+    for epoch in range(2):
+        history.on_epoch_begin(epoch)
+        history.on_epoch_end(epoch, {"loss": 1.0})
+    assert len(history.epoch_seconds) == 2 and all(s >= 0 for s in history.epoch_seconds)
+    history.to_json(tmp_path / "h.json")
+    assert History.load(tmp_path / "h.json").epoch_seconds == history.epoch_seconds
+    restored = History()
+    restored.load_state_dict(history.state_dict())
+    assert restored.epoch_seconds == history.epoch_seconds
+    assert recorded().epoch_seconds == []  # driven without on_epoch_begin: nothing to time

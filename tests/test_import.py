@@ -4,7 +4,8 @@ import os
 import subprocess
 import sys
 
-HEAVY = ("pandas", "matplotlib", "tensorboard", "sklearn", "torchmetrics")
+HEAVY = ("pandas", "matplotlib", "tensorboard", "sklearn", "torchmetrics", "mlflow", "playwright", "torchinfo",
+         "IPython", "nbclient")
 
 
 def test_import_epochal_does_not_import_heavy_optional_dependencies_and_pandas_works_when_given():
@@ -29,4 +30,7 @@ def test_public_names():
     import epochal
 
     assert {"Model", "History", "callbacks", "losses"} <= set(dir(epochal))
-    assert {"Callback", "EarlyStopping", "LambdaCallback"} <= set(dir(epochal.callbacks))
+    assert {"Callback", "EarlyStopping", "LambdaCallback", "MLflowLogger", "LiveLearningCurves"} <= set(
+        dir(epochal.callbacks))
+    assert {"interpret", "summary", "get_compile_config"} <= set(dir(epochal.Model))
+    assert "to_html" in dir(epochal.History)

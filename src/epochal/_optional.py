@@ -1,4 +1,5 @@
-"""Optional dependencies (pandas, matplotlib, scikit-learn, onnx), imported only when a feature needs them."""
+"""Optional dependencies (pandas, matplotlib, scikit-learn, torchmetrics, torchinfo, mlflow, onnx), imported only
+when a feature needs them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import importlib
 from types import ModuleType
 
 #: The pip extra that installs each optional module.
-EXTRAS = {"pandas": "pandas", "matplotlib": "plot", "sklearn": "data", "onnxscript": "onnx", "onnxruntime": "onnx"}
+EXTRAS = {"pandas": "pandas", "matplotlib": "plot", "sklearn": "data", "torchmetrics": "metrics",
+          "torchinfo": "summary", "mlflow": "mlflow", "onnxscript": "onnx", "onnxruntime": "onnx"}
 
 
 def require(module: str) -> ModuleType:

@@ -17,7 +17,7 @@ from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.history import History
 from epochal.callbacks.progress import format_logs, resolve_verbose
 from epochal.data import Adapter, Batch, is_dataset
-from epochal.data.structure import Tree, call_module, float_dtype_of
+from epochal.data.structure import Tree, call_module, float_dtype_of, to_device, to_tensors
 from epochal.optimizers import make_optimizers
 from epochal.parallel.cluster import connect
 from epochal.parallel.process import barrier, is_main_process
@@ -35,6 +35,7 @@ from epochal.training.loop import evaluate_pass, predict_pass, prefetch
 from epochal.training.state import TrainingState
 
 if TYPE_CHECKING:
+    from epochal.analysis.interpretation import Interpretation
     from epochal.export import ExportResult
     from epochal.tune.lr_finder import LRFinderResult
 
@@ -524,6 +525,60 @@ class Model:
         if self._cluster is not None:
             barrier()
         return result
+
+    # -- seeing the model (thin: the work is in epochal.analysis) ---------------------------------
+
+    def get_compile_config(self) -> dict[str, Any]:
+        """`compile()`'s choices as plain values (Keras's name): the optimizer and its hyperparameters, the
+        loss(es), loss weights and step options. Trackers log it as the run's parameters."""
+        from epochal.analysis.run_params import compile_config
+
+        task = self._require_compiled("get_compile_config")
+        losses = task.losses() if task.has_loss else []
+        return compile_config(self.optimizers, losses, task.loss_weights(), self._step_options.as_params())
+
+    def interpret(self, x: Any, y: Any, *, batch_size: int | None = None, task: str = "auto",
+                  class_names: Sequence[str] | None = None, top_k: int = 10, bins: int = 10,
+                  include: Sequence[str] | None = None) -> Interpretation:
+        """What the model gets wrong on `(x, y)`; see `epochal.analysis.interpretation`.
+
+        Classification (read from the compiled loss): confusion matrix, per-class precision/recall/F1 and
+        support, the `top_k` highest-loss samples, calibration (ECE, reliability diagram). Regression:
+        residual summary and the worst samples. `str()` of the result is a report, `.plot()` a figure.
+
+        Args:
+            x: Inputs, as `predict` takes them.
+            y: The true labels or values.
+            batch_size: Batch size of the prediction. Defaults to `None` (32).
+            task: `"classification"`, `"regression"` or `"auto"` (from the loss). Defaults to `"auto"`.
+            class_names: A name per class, for the report. Defaults to `None`: class indices.
+            top_k: How many highest-loss samples to list. Defaults to `10`.
+            bins: Confidence bins of the calibration. Defaults to `10`.
+            include: The parts to compute (`"confusion_matrix"`, `"per_class"`, `"top_losses"`,
+                `"calibration"`; `"residuals"` for regression). Defaults to `None`: all of the task's.
+        """
+        from epochal.analysis.model_outputs import interpret_outputs
+
+        compiled = self._require_compiled("interpret")
+        y_pred = self.predict(x, batch_size=batch_size, verbose=0)
+        return interpret_outputs(compiled.losses()[0], y_pred, to_tensors(y, "y"), task=task,
+                                 class_names=class_names, top_k=top_k, bins=bins, include=include)
+
+    def summary(self, x: Any = None, *, expand_nested: bool = False, print_fn: Any = None) -> None:
+        """Print each layer's name, type, output shape and parameters, and the totals, as Keras does.
+
+        Output shapes come from tracing one batch `x` (eval mode, no gradients: nothing changes); without
+        `x` they show as `?`. Uses torchinfo (`pip install 'epochal[summary]'`); see `epochal.analysis.summary`.
+
+        Args:
+            x: One batch of inputs, as `fit` takes them. Defaults to `None`.
+            expand_nested: Also list the layers inside nested modules. Defaults to `False`.
+            print_fn: Called with the text. Defaults to `None`: `print`.
+        """
+        from epochal.analysis.summary import summarize
+
+        batch = None if x is None else to_device(to_tensors(x, "x", float_dtype_of(self.module)), self.device)
+        (print_fn or print)(str(summarize(self.module, batch, expand_nested=expand_nested)))
 
 
 def _with_loss(loss: torch.Tensor, metrics: StepValues) -> StepValues:

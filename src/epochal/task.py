@@ -59,6 +59,11 @@ class Task:
         return None
 
     @property
+    def has_loss(self) -> bool:
+        """Whether `compile` was given a loss (a model overriding `compute_loss` may have none)."""
+        return self._losses is not None
+
+    @property
     def built(self) -> bool:
         return self._metrics is not None
 

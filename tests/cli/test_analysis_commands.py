@@ -18,7 +18,7 @@ def runs(tmp_path_factory, epochal_cli):
     return root
 
 
-def test_report_prints_the_diagnosis_and_writes_the_curves(runs, epochal_cli, is_png):
+def test_report_prints_the_diagnosis_and_the_interpretation_and_writes_the_curves(runs, epochal_cli, is_png):
     (runs / "long" / "learning_curve.png").unlink()
     code, out = epochal_cli("report", runs / "long")
     assert code == 0
@@ -26,6 +26,31 @@ def test_report_prints_the_diagnosis_and_writes_the_curves(runs, epochal_cli, is
     assert out.rstrip().endswith(f"Learning curves: {runs / 'long' / 'learning_curve.png'}")
     assert is_png(runs / "long" / "learning_curve.png")
     assert (runs / "long" / "diagnosis.txt").read_text() in out
+    # the best weights, rebuilt from the run's config, on the 30 test rows iris held out
+    assert "\nInterpretation of 30 samples (classification)\nAccuracy: " in out
+    assert "Confusion matrix (rows: true class, columns: predicted):" in out
+
+
+def test_report_html_writes_one_page_with_the_curves_settings_and_interpretation(runs, epochal_cli):
+    (runs / "short" / "report.html").unlink()
+    code, out = epochal_cli("report", runs / "short", "--html")
+    assert code == 0 and out.rstrip().endswith(f"Report: {runs / 'short' / 'report.html'}")
+    page = (runs / "short" / "report.html").read_text(encoding="utf-8")
+    assert page.count('<svg class="chart"') == 3  # loss, accuracy, reliability diagram
+    assert "<td>data</td><td>iris</td>" in page and "<td>test accuracy</td>" in page
+    assert "<h3>Confusion matrix</h3>" in page
+
+
+def test_a_killed_run_is_reported_without_interpretation(runs, epochal_cli):
+    (runs / "killed" / "best.safetensors").unlink(missing_ok=True)
+    code, out = epochal_cli("report", runs / "killed")
+    assert code == 0 and f"No interpretation: no config.toml and best.safetensors in {runs / 'killed'}" in out
+
+
+def test_report_on_a_folder_that_does_not_exist(tmp_path, epochal_cli):
+    code, out = epochal_cli("report", tmp_path / "nowhere")
+    assert code == 2
+    assert f"Error: Invalid value for 'RUN': Directory '{tmp_path / 'nowhere'}' does not exist." in out
 
 
 def test_compare_tabulates_best_figures_and_overlays_curves(runs, epochal_cli, is_png, tmp_path):

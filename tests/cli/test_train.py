@@ -21,7 +21,7 @@ def test_train_with_no_arguments_trains_digits_and_reports_the_test(tmp_path, ep
     [run] = (tmp_path / "runs").iterdir()
     assert {p.name for p in run.iterdir()} == {
         "config.toml", "history.csv", "history.json", "summary.json", "best.safetensors",
-        "learning_curve.png", "diagnosis.txt", "diagnosis.json"}
+        "learning_curve.png", "diagnosis.txt", "diagnosis.json", "report.html"}
     assert is_png(run / "learning_curve.png")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["test"]["accuracy"] > 0.9

@@ -10,11 +10,13 @@ class Curves(Protocol):
 
     `epoch` lists the epochs that completed, `history` maps each log key to its values (a key
     logged on fewer epochs, as `val_` keys with `validation_freq > 1`, has a shorter list), and
-    `epochs_of(key)` says which epoch each of those values belongs to.
+    `epochs_of(key)` says which epoch each of those values belongs to. `epoch_seconds` holds each
+    epoch's wall-clock time when the epochs were timed (empty otherwise).
     """
 
     epoch: list[int]
     history: dict[str, list[float]]
     params: dict[str, Any]
+    epoch_seconds: list[float]
 
     def epochs_of(self, key: str) -> list[int]: ...

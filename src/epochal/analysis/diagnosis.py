@@ -173,6 +173,12 @@ def diagnose(
     return replace(diagnosis, recommendation=_recommend(diagnosis))
 
 
+def can_diagnose(history: Curves, monitor: str = "val_loss") -> bool:
+    """Whether `diagnose(history, monitor)` has something to read: an epoch, and `monitor` (or its train twin)."""
+    return bool(history.epoch) and (monitor in history.history
+                                    or (monitor.startswith("val_") and monitor[4:] in history.history))
+
+
 def early_stopping_epoch(
     history: Curves, monitor: str = "val_loss", *, patience: int = 0, mode: str = "auto",
     min_delta: float = 0.0, baseline: float | None = None, start_from_epoch: int = 0,

@@ -27,20 +27,23 @@ def write_csv(history: Curves, path: str | os.PathLike[str]) -> None:
 
 
 def write_json(history: Curves, path: str | os.PathLike[str]) -> None:
-    """`{"epoch", "history", "params", "key_epochs"}`; `key_epochs` only lists keys logged on fewer epochs."""
+    """`{"epoch", "history", "params", "key_epochs", "epoch_seconds"}`; `key_epochs` only lists keys logged on
+    fewer epochs, `epoch_seconds` appears when the epochs were timed."""
     sparse = {k: history.epochs_of(k) for k in history.history if len(history.history[k]) != len(history.epoch)}
-    record = {"epoch": list(history.epoch), "history": history.history, "params": history.params}
+    record: dict[str, Any] = {"epoch": list(history.epoch), "history": history.history, "params": history.params}
     if sparse:
         record["key_epochs"] = sparse
+    if history.epoch_seconds:
+        record["epoch_seconds"] = history.epoch_seconds
     with atomic_write(path, text=True) as handle:
         json.dump(record, handle, indent=1, default=str)
 
 
-Record = tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any]]
+Record = tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any], list[float]]
 
 
 def read(path: str | os.PathLike[str]) -> Record:
-    """`(epoch, history, key_epochs, params)` from a file `write_csv` or `write_json` made.
+    """`(epoch, history, key_epochs, params, epoch_seconds)` from a file `write_csv` or `write_json` made.
 
     A JSON file holding just a Keras-style `{"loss": [...], ...}` dict (what `json.dump(h.history)`
     writes) also loads; its epochs are numbered from 0.
@@ -70,7 +73,7 @@ def _read_csv(path: Path) -> Record:
             if cell != "":
                 history[key].append(float(cell))
                 key_epochs[key].append(epoch)
-    return epochs, history, key_epochs, {}
+    return epochs, history, key_epochs, {}, []
 
 
 def _read_json(path: Path) -> Record:
@@ -82,7 +85,8 @@ def _read_json(path: Path) -> Record:
     history = {key: [float(v) for v in values] for key, values in record["history"].items()}
     epochs = [int(e) for e in record.get("epoch", range(max(map(len, history.values()), default=0)))]
     key_epochs = {key: [int(e) for e in values] for key, values in record.get("key_epochs", {}).items()}
-    return epochs, history, key_epochs, dict(record.get("params", {}))
+    seconds = [float(s) for s in record.get("epoch_seconds", [])]
+    return epochs, history, key_epochs, dict(record.get("params", {})), seconds
 
 
 def _cell(value: float | None) -> str:

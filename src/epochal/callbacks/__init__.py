@@ -9,6 +9,8 @@ from epochal.callbacks.ema import EMA
 from epochal.callbacks.json_lines_logger import JSONLinesLogger
 from epochal.callbacks.lambda_callback import LambdaCallback
 from epochal.callbacks.learning_rate import LearningRateScheduler
+from epochal.callbacks.live_curves import LiveLearningCurves
+from epochal.callbacks.mlflow_logger import MLflowLogger
 from epochal.callbacks.model_checkpoint import ModelCheckpoint
 from epochal.callbacks.progress import EpochLogger, ProgbarLogger
 from epochal.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
@@ -29,6 +31,8 @@ __all__ = [
     "JSONLinesLogger",
     "LambdaCallback",
     "LearningRateScheduler",
+    "LiveLearningCurves",
+    "MLflowLogger",
     "ModelCheckpoint",
     "NonFiniteLossError",
     "ProgbarLogger",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +17,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from epochal.analysis.diagnosis import Diagnosis
+    from epochal.analysis.interpretation import Interpretation
 
 
 class History(Callback):
     """Records every epoch's logs; `fit` returns it and also keeps it as `model.history`.
 
     `epoch` lists the epoch indices that completed, `history` maps each log key to its per-epoch
-    values in first-seen order, and `params` holds the run's settings.
+    values in first-seen order, `params` holds the run's settings and `epoch_seconds` each epoch's
+    wall-clock time (training and validation), for reports.
 
     Example:
         >>> h = History()
@@ -37,14 +40,23 @@ class History(Callback):
         self.epoch: list[int] = []
         self.history: dict[str, list[float]] = {}
         self._key_epochs: dict[str, list[int]] = {}
+        self.epoch_seconds: list[float] = []
+        self._epoch_started: float | None = None
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self.epoch = []
         self.history = {}
         self._key_epochs = {}
+        self.epoch_seconds = []
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self.epoch.append(epoch)
+        if self._epoch_started is not None:  # a History driven by hand may skip on_epoch_begin
+            self.epoch_seconds.append(time.perf_counter() - self._epoch_started)
+            self._epoch_started = None
         # As Keras and TF.js: a key absent from an epoch's logs (validation_freq > 1) is not padded,
         # so its list is shorter than `epoch`.
         for key, value in (logs or {}).items():
@@ -84,7 +96,8 @@ class History(Callback):
     def load(cls, path: str | os.PathLike[str]) -> History:
         """A History read from a `.csv` or `.json` file written by `to_csv`/`to_json` (or a Keras dict dump)."""
         history = cls()
-        history.epoch, history.history, history._key_epochs, history.params = history_io.read(path)
+        history.epoch, history.history, history._key_epochs, history.params, history.epoch_seconds = (
+            history_io.read(path))
         return history
 
     def diagnose(self, monitor: str = "val_loss", **options: Any) -> Diagnosis:
@@ -110,15 +123,35 @@ class History(Callback):
 
         return plot_history(self, keys, ax, monitor=monitor)
 
+    def to_html(self, path: str | os.PathLike[str], interpretation: Interpretation | None = None, *,
+                title: str = "Training report", monitor: str = "val_loss") -> None:
+        """Write a self-contained HTML report (atomically): curves with hover values, diagnosis, settings, timings.
+
+        One file with everything inlined, no network request when viewed, readable on a phone; see
+        `epochal.analysis.html_report`.
+
+        Args:
+            path: The `.html` file to write.
+            interpretation: What `model.interpret(x, y)` returned, shown below the curves. Defaults to `None`.
+            title: The page's heading. Defaults to `"Training report"`.
+            monitor: The key whose best epoch and overfitting onset are marked. Defaults to `"val_loss"`.
+        """
+        from epochal.analysis.html_report import write_report
+
+        diagnosis = self.diagnose(monitor) if self.epoch else None
+        write_report(path, self, diagnosis=diagnosis, interpretation=interpretation, title=title)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "epoch": list(self.epoch),
             "history": {k: list(v) for k, v in self.history.items()},
             "key_epochs": {k: list(v) for k, v in self._key_epochs.items()},
+            "epoch_seconds": list(self.epoch_seconds),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.epoch = list(state["epoch"])
         self.history = {k: list(v) for k, v in state["history"].items()}
         self._key_epochs = {k: list(v) for k, v in state.get("key_epochs", {}).items()}
+        self.epoch_seconds = [float(s) for s in state.get("epoch_seconds", [])]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.run_position import first_global_batch
+from epochal.callbacks.update_freq import batch_interval
 from epochal.parallel.process import is_main_process
 
 
@@ -51,17 +52,11 @@ class TensorBoard(Callback):
 
     def __init__(self, log_dir: str | os.PathLike[str] = "logs", update_freq: str | int = "epoch") -> None:
         super().__init__()
-        if update_freq == "batch":
-            update_freq = 1
-        if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(update_freq, int)
-                                       or update_freq < 1):
-            raise ValueError(
-                f"`update_freq` must be 'epoch', 'batch' or a positive integer. Received: update_freq={update_freq!r}"
-            )
+        interval = batch_interval(update_freq)
         self._writer_class = _summary_writer_class()  # fail now, not after the first epoch
         self.log_dir = os.fspath(log_dir)
-        self.update_freq = update_freq
-        if update_freq != "epoch":
+        self.update_freq = interval or "epoch"
+        if interval is not None:
             # Listen to batches only when asked, so epoch-only logging costs nothing per batch.
             self.on_train_batch_end = self._on_train_batch_end  # type: ignore[method-assign]
         self._writers: dict[str, Any] = {}

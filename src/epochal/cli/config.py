@@ -35,6 +35,7 @@ class TrainConfig:
     threads: int | None = None
     out: str = "runs"
     name: str | None = None
+    mlflow: str | None = None
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))

@@ -34,6 +34,9 @@ class RunRecorder(Callback):
         self.seconds = 0.0
         self._started = time.perf_counter()
 
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self.history.on_epoch_begin(epoch, logs)
+
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self.history.on_epoch_end(epoch, logs)
         self.seconds = time.perf_counter() - self._started

@@ -8,8 +8,10 @@ from typing import Any
 import click
 
 from epochal.cli import run_folder
-from epochal.cli.analysis import write_analysis
-from epochal.cli.errors import need
+from epochal.analysis.interpretation import Interpretation
+from epochal.cli.analysis import write_analysis, write_html_report
+from epochal.cli.errors import CliError, need
+from epochal.cli.interpretation import interpret_run
 from epochal.cli.run_folder import Run, load_run
 from epochal.cli.table import records
 from epochal.analysis.plotting import plot_histories
@@ -17,13 +19,26 @@ from epochal.analysis.plotting import plot_histories
 
 @click.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-def report(run: str) -> None:
-    """Print the diagnosis of the run in folder RUN and (re)write its learning curves there."""
+@click.option("--html", "html", is_flag=True,
+              help=f"Also write {run_folder.REPORT}: one self-contained page with the curves (hover for values), "
+                   "diagnosis, settings, timings and interpretation.")
+def report(run: str, html: bool) -> None:
+    """Print the diagnosis of the run in folder RUN and what its best weights get wrong on the test rows,
+    and (re)write its learning curves there."""
     loaded = load_run(run)
     diagnosis = write_analysis(loaded.path, loaded.history)
     click.echo(str(diagnosis))
+    try:
+        interpretation: Interpretation | None = interpret_run(loaded)
+        click.echo(f"\n{interpretation}")
+    except (CliError, ValueError, ImportError) as error:
+        interpretation = None
+        click.echo(f"\nNo interpretation: {error.message if isinstance(error, CliError) else error}")
     if (loaded.path / run_folder.CURVES).is_file():
         click.echo(f"\nLearning curves: {loaded.path / run_folder.CURVES}")
+    if html:
+        path = write_html_report(loaded, diagnosis, interpretation)
+        click.echo(f"Report: {path}")
 
 
 @click.command()

@@ -24,6 +24,7 @@ BEST_WEIGHTS = "best.safetensors"
 CURVES = "learning_curve.png"
 DIAGNOSIS_TXT = "diagnosis.txt"
 DIAGNOSIS_JSON = "diagnosis.json"
+REPORT = "report.html"
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,15 +13,21 @@ from epochal.callbacks.backup_and_restore import BackupAndRestore
 from epochal.callbacks.early_stopping import EarlyStopping
 from epochal.callbacks.progress import format_logs
 from epochal.cli import run_folder
-from epochal.cli.analysis import write_analysis
+from epochal.cli.analysis import write_analysis, write_html_report
 from epochal.cli.config import TrainConfig, load_toml, to_toml
 from epochal.cli.data import Data
-from epochal.cli.errors import CliError
+from epochal.cli.errors import CliError, need
+from epochal.analysis.interpretation import Interpretation
+from epochal.cli.interpretation import interpret_test
 from epochal.cli.models import build_model
 from epochal.cli.options import config_from, data_for, training_options
 from epochal.cli.recorder import RunRecorder
+from epochal.cli.run_folder import load_run
+from epochal.callbacks.mlflow_logger import MLflowLogger, resolve_tracking_uri
 from epochal.callbacks.history import History
 from epochal.model import Model
+
+_DEFAULT_STORE = "default"  # what `--mlflow` alone stands for until resolved
 
 
 @click.command()
@@ -30,15 +37,22 @@ from epochal.model import Model
               help="Continue the interrupted run in this folder exactly where it stopped (its own settings).")
 @click.option("--verbose", type=click.Choice(["auto", "0", "1", "2"]), default="auto", show_default=True,
               help="0 silent, 1 a progress bar, 2 one line per epoch; auto picks 1 on a terminal.")
+@click.option("--mlflow", is_flag=False, flag_value=_DEFAULT_STORE, default=None, metavar="[URI]",
+              help="Also log the run to MLflow at this tracking URI; alone, MLFLOW_TRACKING_URI or "
+                   "sqlite:///mlflow.db (open it with `mlflow ui`). Needs `pip install 'epochal[mlflow]'`.")
 def train(resume: str | None, verbose: str, **flags: Any) -> None:
     """Train a model (default: an MLP on scikit-learn's digits) with early stopping, then test it.
 
     The run folder keeps the resolved config, the history (CSV and JSON), the best weights, the
-    learning curves and the diagnosis, and a backup after every epoch (BackupAndRestore) until the
+    learning curves, the diagnosis and report.html, and a backup after every epoch (BackupAndRestore) until the
     run finishes, for --resume. Run with no arguments to see it work.
     """
     folder = _resumable(Path(resume)) if resume else None
     config = config_from(flags, base=load_toml(folder / run_folder.CONFIG) if folder else None)
+    if config.mlflow == _DEFAULT_STORE:
+        config.mlflow = resolve_tracking_uri(None)  # kept in config.toml, so --resume logs to the same store
+    if config.mlflow:
+        need("mlflow")  # before a run folder exists, so a missing extra leaves nothing behind
     data = data_for(config)
     model = build_model(config, data)
     if folder:
@@ -50,9 +64,11 @@ def train(resume: str | None, verbose: str, **flags: Any) -> None:
     recorder = RunRecorder(folder)
     stopper = EarlyStopping(patience=config.patience, restore_best_weights=True)
     backup = BackupAndRestore(folder / run_folder.BACKUPS)
+    trackers = [MLflowLogger(config.mlflow, run_name=folder.name, params={"cli": dataclasses.asdict(config)})] \
+        if config.mlflow else []
     try:
         model.fit(data.x_train, data.y_train, epochs=config.epochs, batch_size=config.batch_size,
-                  validation_split=config.validation_split, callbacks=[stopper, recorder, backup],
+                  validation_split=config.validation_split, callbacks=[stopper, recorder, *trackers, backup],
                   verbose=int(verbose) if verbose != "auto" else "auto")
     except KeyboardInterrupt:  # SIGINT or SIGTERM: BackupAndRestore has written a backup after the batch
         run_folder.write_json(folder / run_folder.SUMMARY, {"status": "interrupted", "seconds": recorder.seconds})
@@ -81,7 +97,13 @@ def _finish(folder: Path, config: TrainConfig, data: Data, model: Model, recorde
     click.echo(f"\nTest on {len(data.y_test)} held-out rows ({weights} weights): {format_logs(test)}")
     click.echo(f"Trained {len(history.epoch)} epochs in {recorder.seconds:.1f}s"
                + (f", stopped early by EarlyStopping(patience={config.patience})" if stopper.stopped else ""))
-    click.echo(f"\n{diagnosis}\n\nRun saved in {folder}/")
+    try:
+        interpretation: Interpretation | None = interpret_test(model, data)
+    except ImportError as error:  # torchmetrics is an extra: the report goes without its interpretation
+        interpretation = None
+        click.echo(f"No interpretation in the report: {error}")
+    report = write_html_report(load_run(folder), diagnosis, interpretation)
+    click.echo(f"\n{diagnosis}\n\nReport: {report}\nRun saved in {folder}/")
 
 
 def _describe(config: TrainConfig, data: Data, model: Model) -> str:
