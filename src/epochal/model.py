@@ -91,6 +91,7 @@ class Model:
         metrics: Sequence[Any] | Mapping[str, Any] | None = None,
         loss_weights: Sequence[float] | Mapping[str, float] | None = None,
         *,
+        weighted_metrics: Sequence[Any] | Mapping[str, Any] | None = None,
         jit_compile: bool | str = False,
         steps_per_execution: int = 1,
         cuda_graphs: bool = False,
@@ -110,6 +111,9 @@ class Model:
             metrics: Metric names, torchmetrics Metrics or callables; a dict or list of lists per output.
                 Defaults to `None`.
             loss_weights: Weights of each output's loss in the total. Defaults to `None` (all 1).
+            weighted_metrics: Metrics weighted by `sample_weight` and `class_weight` (Keras): a
+                per-sample metric becomes `sum(w * v) / sum(w)` over the epoch; a metric also in
+                `metrics` is logged as `weighted_<name>`. Defaults to `None`.
             jit_compile: `True` compiles the whole train step (forward, loss, backward, optimizer
                 update) and the test step into one graph each; `"auto"` does so only when a fit plans
                 enough batches to repay the compile time (20,000 on CPU, 2,000 on CUDA); a step that
@@ -138,7 +142,7 @@ class Model:
             clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
             gradient_accumulation_steps=gradient_accumulation_steps,
         )
-        self._task = Task(loss, metrics, loss_weights)
+        self._task = Task(loss, metrics, loss_weights, weighted_metrics)
         self.optimizer = make_optimizer(optimizer, self.module.parameters())
         self._step_options = options
         if self._cluster is not None:  # DDP needs the eager step (see epochal.parallel)

@@ -9,31 +9,35 @@ import torch
 
 from epochal import losses as losses_module
 from epochal.data.structure import Tree
-from epochal.metrics import MeanMetric, StatefulMetric, check_metric, metric_name, resolve_metric
+from epochal.metrics import check_metric, resolve_metric
+from epochal.metrics.resolve import Entry
 
 
 class Task:
     """Losses, loss weights and metrics as compiled, resolved against the outputs on the first batch.
 
     Values are computed as one stacked tensor in `log_keys()` order: the total loss, then each
-    output's loss (several outputs only), then each metric.
+    output's loss (several outputs only), then each metric (several values for a per-class one),
+    then each weighted metric (compile's `weighted_metrics`, which see the sample weights).
     """
 
-    def __init__(self, loss: Any, metrics: Any = None, loss_weights: Any = None) -> None:
+    def __init__(self, loss: Any, metrics: Any = None, loss_weights: Any = None, weighted_metrics: Any = None) -> None:
         if loss is None:
             raise ValueError("`loss` is required: pass a loss name, a callable or a torch loss module.")
         self._loss_arg = loss
         self._weights_arg = loss_weights
         self._metrics_arg = metrics
+        self._weighted_arg = weighted_metrics
         self._check_metrics(metrics)
+        self._check_metrics(weighted_metrics, "weighted_metrics")
         self._losses = self._map_losses(loss)
         self.output_names: list[str] | None = self._names_from_arguments()
-        self._metrics: list[list[MeanMetric | StatefulMetric]] | None = None
+        self._metrics: list[list[tuple[Entry, bool]]] | None = None  # per output: (metric, weighted)
 
     # -- construction -------------------------------------------------------------------------
 
     @staticmethod
-    def _check_metrics(metrics: Any) -> None:
+    def _check_metrics(metrics: Any, name: str = "metrics") -> None:
         if metrics is None:
             return
         groups = metrics.values() if isinstance(metrics, Mapping) else [metrics]
@@ -41,7 +45,7 @@ class Task:
             entries = group if isinstance(group, (list, tuple)) else [group]
             for entry in entries:
                 for item in entry if isinstance(entry, (list, tuple)) else [entry]:
-                    check_metric(item)
+                    check_metric(item, name)
 
     @staticmethod
     def _map_losses(loss: Any) -> Any:
@@ -79,12 +83,12 @@ class Task:
         for name, loss, out, target in zip(names, self.losses(), out_list, y_list):
             target = loss.prepare_target(target, out)
             self._metrics.append([
-                resolve_metric(identifier, loss=loss, y_true=target, y_pred=out)
-                for identifier in self._metric_identifiers(name)
+                (resolve_metric(identifier, loss=loss, y_true=target, y_pred=out, weighted=weighted), weighted)
+                for weighted, argument in ((False, self._metrics_arg), (True, self._weighted_arg))
+                for identifier in self._metric_identifiers(argument, name)
             ])
 
-    def _metric_identifiers(self, output: str) -> list[Any]:
-        metrics = self._metrics_arg
+    def _metric_identifiers(self, metrics: Any, output: str) -> list[Any]:
         if metrics is None:
             return []
         if isinstance(metrics, Mapping):
@@ -143,16 +147,18 @@ class Task:
         metric_values: list[torch.Tensor] = []
         for loss, metrics, out, target in zip(self.losses(), self._metrics or [], out_list, y_list):
             target = loss.prepare_target(target, out)
-            output_losses.append(loss(target, out, sample_weight))
+            value = loss(target, out, sample_weight)
+            output_losses.append(value.mean() if value.ndim else value)  # reduction="none": Keras's fit averages
             detached = out.detach()
-            metric_values.extend(metric(target, detached) for metric in metrics)
+            metric_values.extend(metric(target, detached, sample_weight if weighted else None)
+                                 for metric, weighted in metrics)
         total = output_losses[0] if len(output_losses) == 1 else sum(
             w * l for w, l in zip(self.loss_weights(), output_losses)
         )
         if len(output_losses) == 1 and self.loss_weights()[0] != 1.0:
             total = total * self.loss_weights()[0]
         shown = [total.detach()] + ([l.detach() for l in output_losses] if len(output_losses) > 1 else [])
-        values = torch.stack([v.float() for v in shown + metric_values])
+        values = torch.cat([v.float().reshape(-1) for v in shown + metric_values])
         return total, values
 
     def check(self, outputs: Tree, y: Tree) -> None:
@@ -171,18 +177,32 @@ class Task:
         multi = len(names) > 1
         keys = ["loss"] + ([f"{name}_loss" for name in names] if multi else [])
         for name, metrics in zip(names, self._metrics or []):
-            keys.extend(f"{name}_{m.name}" if multi else m.name for m in metrics)
+            seen: set[str] = set()
+            for metric, weighted in metrics:
+                key = metric.name
+                if weighted and key in seen:  # Keras's rule: a weighted twin of a metric is `weighted_<name>`
+                    key = f"weighted_{key}"
+                seen.add(key)
+                keys.extend(f"{name}_{key}{suffix}" if multi else f"{key}{suffix}" for suffix in metric.suffixes())
         return keys
 
-    def stateful(self) -> list[tuple[int, StatefulMetric]]:
-        """(position in the values, metric) for every metric computed over the whole epoch."""
-        offset = 1 + (len(self.output_names or []) if len(self.output_names or []) > 1 else 0)
-        flat = [m for metrics in self._metrics or [] for m in metrics]
-        return [(offset + i, m) for i, m in enumerate(flat) if isinstance(m, StatefulMetric)]
+    def stateful(self) -> list[tuple[int, Any]]:
+        """(position in the values, metric) for every metric computed over the whole epoch.
+
+        A metric with several values (per class) fills `len(metric.suffixes())` positions from there.
+        """
+        position = 1 + (len(self.output_names or []) if len(self.output_names or []) > 1 else 0)
+        found = []
+        for metrics in self._metrics or []:
+            for metric, _ in metrics:
+                if metric.stateful:
+                    found.append((position, metric))
+                position += len(metric.suffixes())
+        return found
 
     def reset_stateful(self) -> None:
         for _, metric in self.stateful():
-            metric.reset()
+            metric.reset_state()
 
 
 def _output_names(outputs: Tree) -> list[str]:

@@ -52,5 +52,6 @@ class MeanAccumulator:
             return {}
         means = sums / count
         for position, metric in self.task.stateful():
-            means[position] = metric.compute().to(means)
+            value = metric.result(self.sync.gather).to(means).reshape(-1)  # every process's state
+            means[position:position + len(value)] = value
         return dict(zip(self.keys, means.tolist()))

@@ -305,7 +305,7 @@ def _accumulator_state(accumulator: MeanAccumulator | None) -> dict[str, Any]:
         return {}
     return {
         "sums": None if accumulator.sums is None else accumulator.sums.cpu(), "count": accumulator.count,
-        "stateful": [_metric_state(metric) for _, metric in accumulator.task.stateful()],
+        "stateful": [metric.state_dict() for _, metric in accumulator.task.stateful()],
     }
 
 
@@ -321,24 +321,4 @@ def _load_accumulator(accumulator: MeanAccumulator, state: Mapping[str, Any], de
     accumulator.sums = None if sums is None else sums.to(device)
     accumulator.count = int(state.get("count", 0))
     for (_, metric), saved in zip(accumulator.task.stateful(), state.get("stateful", [])):
-        _load_metric_state(metric, saved)
-
-
-def _metric_state(metric: Any) -> dict[str, Any]:
-    """A torchmetrics Metric's accumulated state (its `_defaults` names), plus its update count."""
-    inner = metric.metric
-    return {"values": {name: _to_cpu(getattr(inner, name)) for name in inner._defaults},
-            "updates": int(getattr(inner, "_update_count", 0))}
-
-
-def _load_metric_state(metric: Any, state: Mapping[str, Any]) -> None:
-    inner = metric.metric
-    for name, value in state["values"].items():
-        device = inner.device
-        setattr(inner, name, [v.to(device) for v in value] if isinstance(value, list) else value.to(device))
-    inner._update_count = state["updates"]
-    inner._computed = None
-
-
-def _to_cpu(value: Any) -> Any:
-    return [v.cpu() for v in value] if isinstance(value, list) else value.cpu()
+        metric.load_state_dict(saved)
