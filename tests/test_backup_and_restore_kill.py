@@ -36,8 +36,8 @@ def reference(tmp_path_factory):
     return state, record
 
 
-def _killed_run(backup_dir, kill, expect=-signal.SIGKILL):
-    config = json.dumps({"backup_dir": str(backup_dir), "kill": kill})
+def _killed_run(backup_dir, kill, expect=-signal.SIGKILL, **options):
+    config = json.dumps({"backup_dir": str(backup_dir), "kill": kill, **options})
     done = subprocess.run([sys.executable, CHILD, config], capture_output=True, text=True, timeout=120)
     assert done.returncode == expect, done.stderr[-2000:]
     return done
@@ -52,41 +52,24 @@ def _assert_same_run(resumed, reference):
     assert record["history"] == reference_record["history"]
 
 
-@pytest.mark.parametrize("kill", [
-    "batch:7",                   # mid-epoch, just after a backup at batch 4
-    "validation:1",              # inside the second epoch's validation
-    "write:3:pt",                # halfway through a backup's data file
-    "write:3:json",              # halfway through a backup's manifest (the commit)
-    f"batch:{TOTAL_BATCHES}",    # after the very last batch, before its validation
-    "train_end",                 # after training ended, before the backup is deleted
+@pytest.fixture(scope="module")
+def reference_with_steps(tmp_path_factory):
+    """Epochs of 4 batches continuing through 10-batch shuffled passes: 4, 4, 2 (the pass ends), 4, 4."""
+    state, record = resume_child.run({"backup_dir": str(tmp_path_factory.mktemp("reference") / "backup"),
+                                      "steps_per_epoch": 4})
+    torch.use_deterministic_algorithms(False)
+    assert record["batches"] == 18
+    return state, record
+
+
+@pytest.mark.parametrize("kill, save_freq", [
+    ("batch:13", 4),  # resumes from the end of epoch 2, where the first pass ended: a new pass is drawn
+    ("batch:16", 4),  # resumes from the end of epoch 3, inside the second pass, whose order the backup holds
+    ("batch:17", 2),  # resumes inside epoch 4, which began 4 batches into the second pass
 ])
-def test_killed_run_resumes_exactly(tmp_path, reference, kill):
+def test_steps_per_epoch_resumes_where_the_data_stood(tmp_path, reference_with_steps, kill, save_freq):
     backup = tmp_path / "backup"
-    _killed_run(backup, kill)
-    assert any(name.endswith(".json") for name in os.listdir(backup)), "the killed run left no committed backup"
-    resumed = resume_child.run({"backup_dir": str(backup)})
-    _assert_same_run(resumed, reference)
-    assert resumed[1]["batches"] < TOTAL_BATCHES or kill == "train_end" and resumed[1]["batches"] == 0
-    assert not backup.exists(), "the backup must be deleted once the run finishes"
-
-
-def test_sigterm_writes_a_backup_that_resumes_exactly(tmp_path, reference):
-    backup = tmp_path / "backup"
-    done = _killed_run(backup, "sigterm:13", expect=1)
-    assert "TrainingInterrupted: Training stopped by SIGTERM after batch 3 of epoch 2" in done.stderr
-    assert "run the same command again to resume" in done.stderr
-    resumed = resume_child.run({"backup_dir": str(backup)})
-    assert resumed[1]["batches"] == TOTAL_BATCHES - 13
-    _assert_same_run(resumed, reference)
-
-
-def test_damaged_newest_backup_falls_back_to_the_previous_one(tmp_path, reference):
-    backup = tmp_path / "backup"
-    _killed_run(backup, "batch:30")
-    newest = max(name for name in os.listdir(backup) if name.endswith(".pt"))
-    with open(backup / newest, "r+b") as handle:
-        handle.seek(os.path.getsize(backup / newest) // 2)
-        handle.write(b"\x00garbage\x00")
-    with pytest.warns(UserWarning, match=f"{newest} is damaged .*checksum"):
-        resumed = resume_child.run({"backup_dir": str(backup)})
-    _assert_same_run(resumed, reference)
+    _killed_run(backup, kill, steps_per_epoch=4, save_freq=save_freq)
+    resumed = resume_child.run({"backup_dir": str(backup), "steps_per_epoch": 4, "save_freq": save_freq})
+    _assert_same_run(resumed, reference_with_steps)
+    assert resumed[1]["batches"] < 18

@@ -10,7 +10,10 @@ so that is where a backup is written and where a stop requested by a signal take
 The data order is not stored as such: the state keeps the RNG states from just before the epoch's
 batches were drawn, and a mid-epoch resume redraws the epoch from them and skips the batches already
 done. This restores a shuffled array's permutation and a DataLoader's sampler and worker seeds alike
-(creating a DataLoader iterator draws from torch's global generator).
+(creating a DataLoader iterator draws from torch's global generator). In-memory data also has a
+position (`steps_per_epoch` continues where the last epoch stopped: `data.pass_cursor`); the state
+keeps it as it was before the epoch's batches were drawn, and a backup at an epoch's end holds the
+next epoch's.
 
 Under torch.distributed (`sync` is a `distributed.GroupSync`) every rank reaches the same safe points
 and agrees there: on stopping and on a signal after every batch, on whether the state is finite
@@ -78,6 +81,9 @@ class TrainingState:
     accumulator: MeanAccumulator | None = None
     epoch_logs: dict[str, float] = field(default_factory=dict)
     epoch_rng: dict[str, Any] | None = None
+    epoch_data: dict[str, Any] | None = None  # the training data's position before this epoch's batches
+    resume_data: dict[str, Any] | None = None  # the position a resume starts the data from
+    adapter: Adapter | None = None
     finished: bool = False
     finished_cleanly: bool = False  # the run ended and its final, finite state was backed up
     resume_rng: dict[str, Any] | None = None  # the RNG states a mid-epoch resume continues with
@@ -86,7 +92,13 @@ class TrainingState:
     # -- what the loop calls ----------------------------------------------------------------------
 
     def epoch_batches(self, adapter: Adapter, epoch: int, skip: int = 0) -> Iterator[Batch]:
-        """`adapter`'s batches for `epoch`, remembering the RNG they are drawn with; `skip` drops the first ones."""
+        """`adapter`'s batches for `epoch`, remembering the RNG and data position they start from.
+
+        `skip` drops the first batches (a resume inside the epoch)."""
+        if self.resume_data is not None:
+            adapter.load_state_dict(self.resume_data)  # type: ignore[attr-defined]
+            self.resume_data = None
+        self.adapter, self.epoch_data = adapter, _data_state(adapter)
         if skip:  # resuming mid-epoch: redraw the epoch exactly as before, then continue from the saved RNG
             restore_rng(self.epoch_rng)  # type: ignore[arg-type]
         else:
@@ -171,6 +183,7 @@ class TrainingState:
             "format": FORMAT, "version": VERSION, "fingerprint": self.fingerprint,
             "position": {"epoch": self.epoch, "batch": self.batch, "finished": self.finished},
             "epoch_logs": dict(self.epoch_logs),
+            "data": self.epoch_data if self.batch else _data_state(self.adapter),
             "module": {name: t.detach() for name, t in model.module.state_dict().items()},
             "optimizer": model.optimizer.state_dict() if model.optimizer is not None else None,
             "grad_scaler": scaler.state_dict() if scaler is not None else None,
@@ -211,6 +224,7 @@ class TrainingState:
         self.epoch_logs = dict(snapshot["epoch_logs"])
         self.epoch_rng = own["epoch_rng"]
         self.resume_rng = own["rng"]
+        self.resume_data = snapshot.get("data")
         return ResumePoint(self.epoch if not self.finished else self.epochs, self.batch, self.epoch_logs,
                            own["accumulator"])
 
@@ -298,6 +312,12 @@ class TrainingState:
         else:
             outcome = "The loss or weights are not finite, so the previous backup was kept."
         raise TrainingInterrupted(f"Training stopped by {name} {where}. {outcome}", name)  # type: ignore[arg-type]
+
+
+def _data_state(adapter: Adapter | None) -> dict[str, Any] | None:
+    """Where in-memory data stands (see `data.pass_cursor`); streams have no position to keep."""
+    state_dict = getattr(adapter, "state_dict", None)
+    return None if state_dict is None else state_dict()
 
 
 def _accumulator_state(accumulator: MeanAccumulator | None) -> dict[str, Any]:
