@@ -28,5 +28,6 @@ def test_import_epochal_does_not_import_heavy_optional_dependencies_and_pandas_w
 def test_public_names():
     import epochal
 
-    assert {"Model", "History", "callbacks", "losses"} <= set(dir(epochal))
+    assert {"Model", "History", "callbacks", "losses", "metrics"} <= set(dir(epochal))
+    assert {"AUC", "Precision", "F1Score", "MeanIoU", "RootMeanSquaredError", "R2Score"} <= set(dir(epochal.metrics))
     assert {"Callback", "EarlyStopping", "LambdaCallback"} <= set(dir(epochal.callbacks))

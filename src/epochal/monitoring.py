@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 # Metric names where a larger value is better, besides anything containing "acc".
-_HIGHER_IS_BETTER = ("auc", "precision", "recall", "f1", "fbeta", "r2", "iou", "jaccard", "dice", "top_k")
+_HIGHER_IS_BETTER = ("auc", "precision", "recall", "f1", "fbeta", "r2", "iou", "io_u", "jaccard", "dice", "top_k")
 
 
 def resolve_mode(mode: str, monitor: str) -> str:

@@ -48,6 +48,7 @@ def test_improvement_is_strict_and_min_delta_is_absolute():
 def test_mode_auto_reads_accuracy_as_higher_is_better():
     assert EarlyStopping(monitor="val_accuracy").mode == "max"
     assert EarlyStopping(monitor="val_auc").mode == "max"
+    assert EarlyStopping(monitor="val_mean_io_u").mode == "max"  # Keras's name for MeanIoU
     assert EarlyStopping(monitor="val_loss").mode == "min"
     assert drive(EarlyStopping(monitor="val_acc", patience=0), [0.5, 0.6, 0.55], key="val_acc") == 2
 
