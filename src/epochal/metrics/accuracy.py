@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from torch import Tensor
 
 from epochal.losses import _snake_case
@@ -32,18 +35,23 @@ def sparse_top_k_categorical_accuracy(y_true: Tensor, y_pred: Tensor, k: int = 5
 class SampleMetric:
     """A Keras metric class that is the mean of one value per sample: no state, exact epoch means.
 
-    In `weighted_metrics` it becomes a weighted mean over the pass (`sum(w * v) / sum(w)`).
+    A subclass names its per-sample function (`fn`); the keyword arguments given here are passed to
+    it. In `weighted_metrics` it becomes a weighted mean over the pass (`sum(w * v) / sum(w)`).
 
     Args:
         name: The log key. Defaults to the snake_case class name.
+        **arguments: Passed to `fn` with each batch.
     """
 
-    def __init__(self, name: str | None = None) -> None:
+    fn: Callable[..., Tensor]
+
+    def __init__(self, name: str | None = None, **arguments: Any) -> None:
         self.name = name if name is not None else _snake_case(type(self).__name__)
+        self.arguments = arguments
 
     def __call__(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         """One value per sample, shape `(N,)`."""
-        raise NotImplementedError(f"{type(self).__name__} must implement `__call__(y_true, y_pred)`.")
+        return type(self).fn(y_true, y_pred, **self.arguments)
 
 
 class BinaryAccuracy(SampleMetric):
@@ -54,12 +62,10 @@ class BinaryAccuracy(SampleMetric):
         name: The log key. Defaults to `"binary_accuracy"`.
     """
 
-    def __init__(self, threshold: float = 0.5, name: str | None = None) -> None:
-        super().__init__(name)
-        self.threshold = threshold
+    fn = binary_accuracy
 
-    def __call__(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        return binary_accuracy(y_true, y_pred, self.threshold)
+    def __init__(self, threshold: float = 0.5, name: str | None = None) -> None:
+        super().__init__(name, threshold=threshold)
 
 
 class CategoricalAccuracy(SampleMetric):
@@ -69,8 +75,7 @@ class CategoricalAccuracy(SampleMetric):
         name: The log key. Defaults to `"categorical_accuracy"`.
     """
 
-    def __call__(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        return categorical_accuracy(y_true, y_pred)
+    fn = categorical_accuracy
 
 
 class SparseCategoricalAccuracy(SampleMetric):
@@ -80,8 +85,7 @@ class SparseCategoricalAccuracy(SampleMetric):
         name: The log key. Defaults to `"sparse_categorical_accuracy"`.
     """
 
-    def __call__(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        return sparse_categorical_accuracy(y_true, y_pred)
+    fn = sparse_categorical_accuracy
 
 
 class TopKCategoricalAccuracy(SampleMetric):
@@ -92,12 +96,10 @@ class TopKCategoricalAccuracy(SampleMetric):
         name: The log key. Defaults to `"top_k_categorical_accuracy"`.
     """
 
-    def __init__(self, k: int = 5, name: str | None = None) -> None:
-        super().__init__(name)
-        self.k = k
+    fn = top_k_categorical_accuracy
 
-    def __call__(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        return top_k_categorical_accuracy(y_true, y_pred, self.k)
+    def __init__(self, k: int = 5, name: str | None = None) -> None:
+        super().__init__(name, k=k)
 
 
 class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
@@ -108,5 +110,4 @@ class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
         name: The log key. Defaults to `"sparse_top_k_categorical_accuracy"`.
     """
 
-    def __call__(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
-        return sparse_top_k_categorical_accuracy(y_true, y_pred, self.k)
+    fn = sparse_top_k_categorical_accuracy

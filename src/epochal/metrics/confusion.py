@@ -134,29 +134,34 @@ class Recall(ConfusionMetric):
         return divide_no_nan(state["tp"], state["tp"] + state["fn"])
 
 
-class TruePositives(ConfusionMetric):
+class _Count(ConfusionMetric):
+    """One of the four counts, named by `counted`."""
+
+    counted: str
+
+    def from_counts(self, state: Mapping[str, Tensor]) -> Tensor:
+        return state[self.counted]
+
+
+class TruePositives(_Count):
     """The (weighted) number of entries predicted positive that are positive."""
 
-    def from_counts(self, state: Mapping[str, Tensor]) -> Tensor:
-        return state["tp"]
+    counted = "tp"
 
 
-class FalsePositives(ConfusionMetric):
+class FalsePositives(_Count):
     """The (weighted) number of entries predicted positive that are negative."""
 
-    def from_counts(self, state: Mapping[str, Tensor]) -> Tensor:
-        return state["fp"]
+    counted = "fp"
 
 
-class TrueNegatives(ConfusionMetric):
+class TrueNegatives(_Count):
     """The (weighted) number of entries predicted negative that are negative."""
 
-    def from_counts(self, state: Mapping[str, Tensor]) -> Tensor:
-        return state["tn"]
+    counted = "tn"
 
 
-class FalseNegatives(ConfusionMetric):
+class FalseNegatives(_Count):
     """The (weighted) number of entries predicted negative that are positive."""
 
-    def from_counts(self, state: Mapping[str, Tensor]) -> Tensor:
-        return state["fn"]
+    counted = "fn"
