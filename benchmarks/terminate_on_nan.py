@@ -6,7 +6,8 @@ Variants, alternated within each repeat so that machine noise hits them alike (m
 `none` (no batch callback), `default` (`TerminateOnNaN()`: losses read together every 32 batches
 and at each epoch's end) and `every_batch` (`TerminateOnNaN(check_every=1)`: one read per batch,
 Keras's placement of the stop and the cost the callback had before). Steady-state training samples/s
-(epoch 1 excluded), as `measure.py` counts them.
+(epoch 1 excluded), as `measure.py` counts them. Then the hook alone: microseconds per batch of
+`on_train_batch_end` on the loop's lazy logs, which the noise of whole runs hides on a CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from epochal_runner import EpochTimer
 from workloads import WORKLOADS, build_module, make_data
 
 import epochal
+from epochal.logs import Logs
 
 VARIANTS = {"none": None, "default": {}, "every_batch": {"check_every": 1}}
 
@@ -36,6 +38,19 @@ def samples_per_s(variant: str, samples: int, epochs: int, seed: int) -> float:
     model.fit(data.x, data.y, epochs=epochs, batch_size=workload.batch_size, verbose=0, callbacks=callbacks)
     steady = timer.spans[-1][1] - timer.spans[1][0]
     return len(data.x) * (epochs - 1) / steady
+
+
+def hook_microseconds(options: dict[str, int], batches: int = 200_000) -> float:
+    """Per-batch cost of the callback's batch hook on logs holding W2's loss and accuracy as a tensor."""
+    guard = epochal.callbacks.TerminateOnNaN(**options)
+    guard.set_model(epochal.Model(torch.nn.Linear(1, 1), device="cpu"))
+    guard.on_train_begin()
+    guard.on_epoch_begin(0)
+    values = torch.tensor([0.5, 0.9])
+    started = time.perf_counter()
+    for batch in range(batches):
+        guard.on_train_batch_end(batch, Logs(("loss", "accuracy"), values))
+    return (time.perf_counter() - started) / batches * 1e6
 
 
 def main() -> None:
@@ -57,6 +72,10 @@ def main() -> None:
     for name, values in results.items():
         median = statistics.median(values)
         print(f"| {name} | {median:,.0f} | {median / baseline:.3f} | {', '.join(f'{v:,.0f}' for v in values)} |")
+    for name, options in VARIANTS.items():
+        if options is not None:
+            costs = [hook_microseconds(options) for _ in range(args.repeats)]
+            print(f"hook alone, {name}: {statistics.median(costs):.2f} µs per batch (median of {args.repeats})")
 
 
 if __name__ == "__main__":

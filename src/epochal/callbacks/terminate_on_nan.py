@@ -56,7 +56,7 @@ class TerminateOnNaN(Callback):
 
     def _reset(self) -> None:
         self._epoch = 0
-        self._pending: list[tuple[int, int, torch.Tensor]] = []  # (epoch, batch, loss on the device)
+        self._pending: list[tuple[int, int, Logs]] = []  # (epoch, batch, its logs: values still on the device)
         self._unchecked = 0  # batches since the last check
         self.stopped_epoch: int | None = None
         self.stopped_batch: int | None = None
@@ -68,17 +68,16 @@ class TerminateOnNaN(Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
-        loss = logs.peek("loss") if isinstance(logs, Logs) else (logs or {}).get("loss")
-        if loss is None:
+        if isinstance(logs, Logs):  # the loop's logs: kept as they are, read at the next check
+            if "loss" in logs:
+                self._pending.append((self._epoch, batch, logs))
+                self._unchecked += 1
+                if self._unchecked >= self.check_every:
+                    self._check()
             return
-        if not isinstance(loss, torch.Tensor):  # already on the host: checking costs nothing
-            if not math.isfinite(loss):
-                self._terminate(self._epoch, batch, loss)
-            return
-        self._pending.append((self._epoch, batch, loss))
-        self._unchecked += 1
-        if self._unchecked >= self.check_every:
-            self._check()
+        loss = (logs or {}).get("loss")  # plain values, already on the host: checking costs nothing
+        if loss is not None and not math.isfinite(loss):
+            self._terminate(self._epoch, batch, loss)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self._check()
@@ -86,10 +85,11 @@ class TerminateOnNaN(Callback):
     def _check(self) -> None:
         """Read every pending loss in one transfer; stop at the first that is not finite."""
         pending, self._pending, self._unchecked = self._pending, [], 0
-        if not pending:
-            return
-        values = torch.stack([loss.float() for _, _, loss in pending]).tolist()
-        for (epoch, batch, _), value in zip(pending, values):
+        losses = [logs.peek("loss") for _, _, logs in pending]
+        on_device = [loss for loss in losses if isinstance(loss, torch.Tensor)]
+        read = iter(torch.stack(on_device).float().tolist() if on_device else [])
+        for (epoch, batch, _), loss in zip(pending, losses):
+            value = next(read) if isinstance(loss, torch.Tensor) else float(loss)  # type: ignore[arg-type]
             if not math.isfinite(value):
                 self._terminate(epoch, batch, value)
                 return

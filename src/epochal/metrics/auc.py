@@ -78,15 +78,17 @@ class AUC(Metric):
             weights = weights * self.label_weights.to(weights.device)
         columns = y_pred.shape[-1] if self.multi_label else 1
         pred, positive, weight = (t.reshape(-1, columns) for t in (y_pred, (y_true != 0).float(), weights))
-        if self._thresholds is None:
-            return {"pred": pred, "positive": positive, "weight": weight}
+        if self._thresholds is None:  # kept whole: 5 bytes per entry, 9 with sample or label weights
+            state = {"pred": pred, "positive": positive.bool()}
+            return state if sample_weight is None and self.label_weights is None else {**state, "weight": weight}
         buckets = torch.searchsorted(self._thresholds.to(pred.device), pred)  # how many thresholds lie below
         return {"positives": _histogram(buckets, weight * positive, len(self._thresholds) + 1),
                 "negatives": _histogram(buckets, weight * (1 - positive), len(self._thresholds) + 1)}
 
     def value(self, state: Mapping[str, Tensor]) -> Tensor:
         if self._thresholds is None:
-            state = _exact_histograms(state["pred"], state["positive"], state["weight"])
+            weight = state["weight"] if "weight" in state else torch.ones_like(state["pred"])
+            state = _exact_histograms(state["pred"], state["positive"].float(), weight)
         positives, negatives = state["positives"], state["negatives"]
         # A prediction is positive at threshold j when more than j thresholds lie below it.
         tp, fp = _above(positives), _above(negatives)
