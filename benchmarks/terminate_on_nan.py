@@ -1,6 +1,6 @@
 """What `TerminateOnNaN` costs per batch on W2: epochal's eager `fit` without it, with it, and reading every batch.
 
-    PYTHONPATH=src python benchmarks/terminate_on_nan.py --repeats 5 --samples 20000
+    PYTHONPATH=src:benchmarks OMP_NUM_THREADS=1 nice -n 10 taskset -c 1 python benchmarks/terminate_on_nan.py --repeats 9
 
 Variants, alternated within each repeat so that machine noise hits them alike (medians reported):
 `none` (no batch callback), `default` (`TerminateOnNaN()`: losses read together every 32 batches
