@@ -40,19 +40,21 @@ def data(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 1).long()
 
 
-def mlp_model(dropout: float = 0.0) -> epochal.Model:
+def mlp_model(dropout: float = 0.0, metrics: tuple[str, ...] = ("accuracy",)) -> epochal.Model:
     torch.manual_seed(0)
     layers = [torch.nn.Linear(4, 16), torch.nn.Tanh()] + ([torch.nn.Dropout(dropout)] if dropout else [])
     module = torch.nn.Sequential(*layers, torch.nn.Linear(16, 3))
     model = epochal.Model(module, device="cpu")
     model.compile(optimizer=lambda params: torch.optim.SGD(params, lr=0.2, momentum=0.5),
-                  loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+                  loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=list(metrics))
     return model
 
 
 def fit(out: str) -> dict[str, Any]:
-    """37 samples in global batches of 8: the last one (5) splits 3/2; then 33 samples: 1/0 (a placeholder)."""
-    model = mlp_model()
+    """37 samples in global batches of 8: the last one (5) splits 3/2; then 33 samples: 1/0 (a placeholder).
+
+    AUC (exact: every rank's predictions) and per-class F1 are computed over all ranks' samples."""
+    model = mlp_model(metrics=("accuracy", "auc", "f1_score"))
     x, y = data(37, 1)
     x_val, y_val = data(11, 2)
     history = model.fit(x, y, batch_size=8, epochs=3, validation_data=(x_val, y_val), validation_batch_size=4,
@@ -68,7 +70,7 @@ def stop(out: str) -> dict[str, Any]:
     model = mlp_model()
     x, y = data(32, 1)
     early = model.fit(x, y, batch_size=8, epochs=6, verbose=0,
-                      callbacks=[EarlyStopping(monitor="loss", baseline=0.0, patience=2)])
+                      callbacks=[EarlyStopping(monitor="loss", min_delta=10.0, patience=1)])
 
     def stop_on_rank1(epoch: int, logs: Any) -> None:
         if epoch == 1 and parallel.rank() == 1:

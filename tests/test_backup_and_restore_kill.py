@@ -119,3 +119,27 @@ def test_damaged_newest_backup_falls_back_to_the_previous_one(tmp_path, referenc
     with pytest.warns(UserWarning, match=f"{newest} is damaged .*checksum"):
         resumed = resume_child.run({"backup_dir": str(backup)})
     _assert_same_run(resumed, reference)
+
+
+@pytest.fixture(scope="module")
+def reference_with_steps(tmp_path_factory):
+    """Epochs of 4 batches continuing through 10-batch shuffled passes: 4, 4, 2 (the pass ends), 4, 4."""
+    state, record = resume_child.run({"backup_dir": str(tmp_path_factory.mktemp("reference") / "backup"),
+                                      "steps_per_epoch": 4})
+    torch.use_deterministic_algorithms(False)
+    assert record["batches"] == 18
+    return state, record
+
+
+@pytest.mark.filterwarnings("ignore:`steps_per_epoch=4` does not divide")  # the short third epoch is the point
+@pytest.mark.parametrize("kill, save_freq", [
+    ("batch:13", 4),  # resumes from the end of epoch 2, where the first pass ended: a new pass is drawn
+    ("batch:16", 4),  # resumes from the end of epoch 3, inside the second pass, whose order the backup holds
+    ("batch:17", 2),  # resumes inside epoch 4, which began 4 batches into the second pass
+])
+def test_steps_per_epoch_resumes_where_the_data_stood(tmp_path, reference_with_steps, kill, save_freq):
+    backup = tmp_path / "backup"
+    _killed_run(backup, kill, steps_per_epoch=4, save_freq=save_freq)
+    resumed = resume_child.run({"backup_dir": str(backup), "steps_per_epoch": 4, "save_freq": save_freq})
+    _assert_same_run(resumed, reference_with_steps)
+    assert resumed[1]["batches"] < 18

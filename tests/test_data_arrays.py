@@ -121,10 +121,11 @@ def test_initial_epoch_at_or_past_epochs_trains_nothing_but_opens_and_closes_tra
     assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
 
 
-def test_steps_per_epoch_limits_the_batches_of_each_epoch():
+def test_steps_per_epoch_limits_the_batches_of_each_epoch_and_the_next_epoch_continues():
     module = Recorder()
-    _, history = fitted(module, ids(10), torch.zeros(10), epochs=2, batch_size=3, steps_per_epoch=2, shuffle=False)
-    assert [b.tolist() for b in module.seen] == [[0, 1, 2], [3, 4, 5]] * 2
+    _, history = fitted(module, ids(10), torch.zeros(10), epochs=3, batch_size=3, steps_per_epoch=2, shuffle=False)
+    # Keras: epoch 1 takes the next batches and ends where the data does; epoch 2 starts a new pass.
+    assert [b.tolist() for b in module.seen] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9], [0, 1, 2], [3, 4, 5]]
     assert history.params["steps"] == 2
 
 

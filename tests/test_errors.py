@@ -71,13 +71,6 @@ def test_malformed_validation_data(model, validation_data, message):
         model.fit(X, Y, validation_data=validation_data, verbose=0)
 
 
-def test_class_weight_missing_a_class_present_in_y():
-    model = epochal.Model(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Softmax(-1)), device="cpu")
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    with pytest.raises(ValueError, match=r"`class_weight` has no weight for the classes \[2\] found in `y`"):
-        model.fit(X, torch.tensor([0, 1, 2, 0, 1, 0]), class_weight={0: 1.0, 1: 2.0}, verbose=0)
-
-
 def test_unknown_names_list_the_known_ones():
     model = epochal.Model(torch.nn.Linear(2, 1), device="cpu")
     with pytest.raises(ValueError, match=r"Unknown optimizer: 'adamm'\. Known optimizers: sgd, adam, .*adamax"):

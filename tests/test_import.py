@@ -34,3 +34,6 @@ def test_public_names():
         dir(epochal.callbacks))
     assert {"interpret", "summary", "get_compile_config"} <= set(dir(epochal.Model))
     assert "to_html" in dir(epochal.History)
+    assert {"Model", "History", "callbacks", "losses", "metrics"} <= set(dir(epochal))
+    assert {"AUC", "Precision", "F1Score", "MeanIoU", "RootMeanSquaredError", "R2Score"} <= set(dir(epochal.metrics))
+    assert {"Callback", "EarlyStopping", "LambdaCallback"} <= set(dir(epochal.callbacks))

@@ -78,13 +78,13 @@ def test_class_and_sample_weights_multiply():
     assert history.history["loss"] == [pytest.approx(expected, rel=1e-6)]
 
 
-def test_validation_is_unweighted_by_fit_weights():
+def test_validation_keeps_the_tail_of_sample_weight_but_never_class_weight():
     model = frozen(Constant([0.5, 0.25, 0.25]), "sparse_categorical_crossentropy")
     y = torch.tensor([0, 1, 1, 2, 0, 1])
     history = model.fit(torch.zeros(6, 1), y, class_weight={0: 1.0, 1: 5.0, 2: 9.0},
                         sample_weight=torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), validation_split=0.5,
                         verbose=0)
-    tail = model.evaluate(torch.zeros(3, 1), y[3:], verbose=0)
+    tail = model.evaluate(torch.zeros(3, 1), y[3:], sample_weight=torch.tensor([4.0, 5.0, 6.0]), verbose=0)
     assert history.history["val_loss"] == [pytest.approx(tail["loss"], rel=1e-6)]
 
 

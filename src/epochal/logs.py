@@ -36,6 +36,15 @@ class Logs(Mapping[str, float]):
             self._floats = dict(zip(self._names, [float(v) for v in (values or [])]))
         return self._floats
 
+    def peek(self, key: str) -> torch.Tensor | float | None:
+        """`key`'s value without copying it to the host: a 0-d tensor while the logs hold the device's
+        values, else the float; None when absent. Reading it later costs one sync for many batches."""
+        if key not in self._names:
+            return None
+        if self._floats is None and isinstance(self._values, torch.Tensor):
+            return self._values[self._names.index(key)]
+        return self[key]
+
     def __getitem__(self, key: str) -> float:
         return self._resolved()[key]
 

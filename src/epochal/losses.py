@@ -25,7 +25,9 @@ from torch import Tensor, nn
 
 __all__ = [
     "BinaryCrossentropy",
+    "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",
+    "CategoricalFocalCrossentropy",
     "CategoricalHinge",
     "CosineSimilarity",
     "Hinge",
@@ -41,7 +43,9 @@ __all__ = [
     "SparseCategoricalCrossentropy",
     "SquaredHinge",
     "binary_crossentropy",
+    "binary_focal_crossentropy",
     "categorical_crossentropy",
+    "categorical_focal_crossentropy",
     "categorical_hinge",
     "cosine_similarity",
     "get",
@@ -60,18 +64,27 @@ __all__ = [
 
 # Keras's `backend.epsilon()`: the clipping bound of probability losses and the floor of divisors.
 _EPSILON = 1e-7
+REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum", "none", None)
 
 
 class Loss:
     """Keras-semantics loss; subclasses implement `call`, returning one loss value per sample.
 
     Args:
+        reduction: How a batch's per-sample values `l` (times their weights `w`) become the loss,
+            as Keras: `"sum_over_batch_size"` or `"mean"` (`sum(w l) / N`), `"mean_with_sample_weight"`
+            (`sum(w l) / sum(w)`), `"sum"` (Keras's sum over every value, one per position of the
+            output without its last axis), or `"none"` / `None` (the weighted per-sample values;
+            `fit` then averages them, as Keras does). Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to the snake_case class name (`"mean_squared_error"`).
     """
 
     name: str
 
-    def __init__(self, *, name: str | None = None) -> None:
+    def __init__(self, *, reduction: str | None = "sum_over_batch_size", name: str | None = None) -> None:
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"`reduction` must be one of {list(REDUCTIONS)}. Received: reduction={reduction!r}")
+        self.reduction = reduction
         self.name = name if name is not None else _snake_case(type(self).__name__)
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
@@ -86,7 +99,7 @@ class Loss:
         """Validate the first batch's output and labels (may sync with the host); no-op by default."""
 
     def __call__(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        """The batch loss: `sum(sample_weight * per-sample loss) / N` (Keras `sum_over_batch_size`)."""
+        """The batch loss, by default `sum(sample_weight * per-sample loss) / N` (see `reduction`)."""
         values = self._per_sample(y_true, y_pred)
         if values.ndim == 0:
             if sample_weight is not None:
@@ -96,7 +109,7 @@ class Loss:
                 )
             return values
         if sample_weight is None:
-            return values.mean()
+            return _reduce(values, None, self.reduction, y_pred)
         weights = sample_weight.to(device=values.device, dtype=values.dtype)
         if weights.ndim == 2 and weights.shape[-1] == 1:
             weights = weights.squeeze(-1)
@@ -105,7 +118,7 @@ class Loss:
                 f"`sample_weight` has shape {_fmt(weights.shape)} but the loss has one value per sample, "
                 f"shape {_fmt(values.shape)}; pass one weight per sample."
             )
-        return (values * weights).mean()
+        return _reduce(values * weights, weights, self.reduction, y_pred)
 
     def _per_sample(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         y_pred = _compute_precision(y_pred)
@@ -119,6 +132,7 @@ class MeanSquaredError(Loss):
     """Mean of squared errors, `mean((y_true - y_pred) ** 2)` over each sample's values.
 
     Args:
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"mean_squared_error"`.
     """
 
@@ -130,6 +144,7 @@ class MeanAbsoluteError(Loss):
     """Mean of absolute errors, `mean(abs(y_true - y_pred))` over each sample's values.
 
     Args:
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"mean_absolute_error"`.
     """
 
@@ -141,6 +156,7 @@ class MeanAbsolutePercentageError(Loss):
     """`100 * mean(abs((y_true - y_pred) / max(abs(y_true), 1e-7)))`, as Keras guards the division.
 
     Args:
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"mean_absolute_percentage_error"`.
     """
 
@@ -153,6 +169,7 @@ class MeanSquaredLogarithmicError(Loss):
     """`mean((log(1 + y_pred) - log(1 + y_true)) ** 2)`, values floored at 1e-7 as Keras does.
 
     Args:
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"mean_squared_logarithmic_error"`.
     """
 
@@ -166,11 +183,13 @@ class Huber(Loss):
 
     Args:
         delta: Where the loss turns from quadratic to linear. Defaults to `1.0`.
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"huber_loss"`.
     """
 
-    def __init__(self, *, delta: float = 1.0, name: str = "huber_loss") -> None:
-        super().__init__(name=name)
+    def __init__(self, *, delta: float = 1.0, reduction: str | None = "sum_over_batch_size",
+                 name: str = "huber_loss") -> None:
+        super().__init__(reduction=reduction, name=name)
         self.delta = delta
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
@@ -181,6 +200,7 @@ class LogCosh(Loss):
     """`mean(log(cosh(y_pred - y_true)))`: like MSE for small errors, like MAE for large ones.
 
     Args:
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"log_cosh"`.
     """
 
@@ -195,11 +215,13 @@ class CosineSimilarity(Loss):
 
     Args:
         axis: The features axis the similarity is computed along. Defaults to `-1`.
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"cosine_similarity"`.
     """
 
-    def __init__(self, *, axis: int = -1, name: str = "cosine_similarity") -> None:
-        super().__init__(name=name)
+    def __init__(self, *, axis: int = -1, reduction: str | None = "sum_over_batch_size",
+                 name: str = "cosine_similarity") -> None:
+        super().__init__(reduction=reduction, name=name)
         self.axis = axis
 
     def prepare_target(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
@@ -226,13 +248,15 @@ class BinaryCrossentropy(Loss):
             Defaults to `False`.
         label_smoothing: In [0, 1]; targets are squeezed towards 0.5: `y * (1 - s) + 0.5 * s`.
             Defaults to `0.0`.
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"binary_crossentropy"`.
     """
 
     def __init__(
-        self, *, from_logits: bool = False, label_smoothing: float = 0.0, name: str = "binary_crossentropy"
+        self, *, from_logits: bool = False, label_smoothing: float = 0.0,
+        reduction: str | None = "sum_over_batch_size", name: str = "binary_crossentropy"
     ) -> None:
-        super().__init__(name=name)
+        super().__init__(reduction=reduction, name=name)
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
 
@@ -265,6 +289,7 @@ class CategoricalCrossentropy(Loss):
             Defaults to `False`.
         label_smoothing: In [0, 1]; targets become `y * (1 - s) + s / num_classes`. Defaults to `0.0`.
         axis: The class axis. Defaults to `-1`.
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"categorical_crossentropy"`.
     """
 
@@ -274,9 +299,10 @@ class CategoricalCrossentropy(Loss):
         from_logits: bool = False,
         label_smoothing: float = 0.0,
         axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
         name: str = "categorical_crossentropy",
     ) -> None:
-        super().__init__(name=name)
+        super().__init__(reduction=reduction, name=name)
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
         self.axis = axis
@@ -302,6 +328,74 @@ class CategoricalCrossentropy(Loss):
         return _mean_per_sample(-(y_true * log_p).sum(dim=self.axis))
 
 
+class BinaryFocalCrossentropy(BinaryCrossentropy):
+    """Binary cross-entropy scaled by `(1 - p_t) ** gamma`, so easy examples weigh less (Keras's formula).
+
+    `p_t` is the probability given to the true label; with `apply_class_balancing`, positives are
+    weighted by `alpha` and negatives by `1 - alpha` (Lin et al., 2017).
+
+    Args:
+        apply_class_balancing: Weigh positives by `alpha`, negatives by `1 - alpha`. Defaults to `False`.
+        alpha: The positive class's weight under class balancing. Defaults to `0.25`.
+        gamma: The focusing exponent; 0 gives plain binary cross-entropy. Defaults to `2.0`.
+        from_logits: Whether the output is logits (a sigmoid is applied first). Defaults to `False`.
+        label_smoothing: In [0, 1]; targets become `y * (1 - s) + 0.5 * s`. Defaults to `0.0`.
+        axis: Keras's reduction axis; a per-sample mean over every axis is the same whichever it is.
+            Defaults to `-1`.
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
+        name: The loss's name. Defaults to `"binary_focal_crossentropy"`.
+    """
+
+    def __init__(self, *, apply_class_balancing: bool = False, alpha: float = 0.25, gamma: float = 2.0,
+                 from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str = "binary_focal_crossentropy") -> None:
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, reduction=reduction, name=name)
+        self.apply_class_balancing, self.alpha, self.gamma, self.axis = apply_class_balancing, alpha, gamma, axis
+
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
+        if self.label_smoothing:
+            y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        p = torch.sigmoid(y_pred) if self.from_logits else y_pred
+        clipped = p.clamp(_EPSILON, 1.0 - _EPSILON)
+        bce = -(y_true * torch.log(clipped) + (1.0 - y_true) * torch.log(1.0 - clipped))
+        p_t = y_true * p + (1.0 - y_true) * (1.0 - p)
+        focal = (1.0 - p_t).pow(self.gamma) * bce
+        if self.apply_class_balancing:
+            focal = (y_true * self.alpha + (1.0 - y_true) * (1.0 - self.alpha)) * focal
+        return _mean_per_sample(focal)
+
+
+class CategoricalFocalCrossentropy(CategoricalCrossentropy):
+    """Categorical cross-entropy scaled by `alpha * (1 - p) ** gamma` per class (Keras's formula).
+
+    Probabilities are normalised and clipped as in `CategoricalCrossentropy`.
+
+    Args:
+        alpha: The weight of every class's term. Defaults to `0.25`.
+        gamma: The focusing exponent; 0 gives `alpha` times cross-entropy. Defaults to `2.0`.
+        from_logits: Whether the output is logits (a softmax is applied first). Defaults to `False`.
+        label_smoothing: In [0, 1]; targets become `y * (1 - s) + s / num_classes`. Defaults to `0.0`.
+        axis: The class axis. Defaults to `-1`.
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
+        name: The loss's name. Defaults to `"categorical_focal_crossentropy"`.
+    """
+
+    def __init__(self, *, alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
+                 label_smoothing: float = 0.0, axis: int = -1, reduction: str | None = "sum_over_batch_size",
+                 name: str = "categorical_focal_crossentropy") -> None:
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, axis=axis, reduction=reduction,
+                         name=name)
+        self.alpha, self.gamma = alpha, gamma
+
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
+        if self.label_smoothing:
+            y_true = y_true * (1.0 - self.label_smoothing) + self.label_smoothing / y_true.shape[self.axis]
+        p = F.softmax(y_pred, dim=self.axis) if self.from_logits else y_pred
+        p = (p / p.sum(dim=self.axis, keepdim=True)).clamp(_EPSILON, 1.0 - _EPSILON)
+        focal = self.alpha * (1.0 - p).pow(self.gamma) * -(y_true * torch.log(p))
+        return _mean_per_sample(focal.sum(dim=self.axis))
+
+
 class SparseCategoricalCrossentropy(Loss):
     """Cross-entropy for integer labels, shaped `(N, ...)` or `(N, ..., 1)`, against classes on the last axis.
 
@@ -314,6 +408,7 @@ class SparseCategoricalCrossentropy(Loss):
         from_logits: Whether the output is logits (no softmax) rather than probabilities.
             Defaults to `False`.
         ignore_class: A label to leave out of the loss (e.g. a padding or "void" class). Defaults to `None`.
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"sparse_categorical_crossentropy"`.
     """
 
@@ -322,9 +417,10 @@ class SparseCategoricalCrossentropy(Loss):
         *,
         from_logits: bool = False,
         ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
         name: str = "sparse_categorical_crossentropy",
     ) -> None:
-        super().__init__(name=name)
+        super().__init__(reduction=reduction, name=name)
         self.from_logits = from_logits
         self.ignore_class = ignore_class
 
@@ -366,6 +462,7 @@ class KLDivergence(Loss):
     """KL divergence `sum(y_true * log(y_true / y_pred))` over the last axis, both clipped to [1e-7, 1].
 
     Args:
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"kl_divergence"`.
     """
 
@@ -383,6 +480,7 @@ class Poisson(Loss):
     """Poisson loss `mean(y_pred - y_true * log(y_pred + 1e-7))`, for count targets.
 
     Args:
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"poisson"`.
     """
 
@@ -397,6 +495,7 @@ class Hinge(Loss):
     """Hinge loss `mean(max(1 - y_true * y_pred, 0))` for -1/1 targets (0/1 targets are mapped to -1/1).
 
     Args:
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"hinge"`.
     """
 
@@ -408,6 +507,7 @@ class SquaredHinge(Loss):
     """Squared hinge loss `mean(max(1 - y_true * y_pred, 0) ** 2)`; 0/1 targets are mapped to -1/1.
 
     Args:
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"squared_hinge"`.
     """
 
@@ -419,6 +519,7 @@ class CategoricalHinge(Loss):
     """`max(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0)` on the last axis, one-hot targets.
 
     Args:
+        reduction: See `Loss`. Defaults to `"sum_over_batch_size"`.
         name: The loss's name. Defaults to `"categorical_hinge"`.
     """
 
@@ -557,6 +658,26 @@ def categorical_crossentropy(
     return loss._per_sample(y_true, y_pred)
 
 
+def binary_focal_crossentropy(
+    y_true: Tensor, y_pred: Tensor, apply_class_balancing: bool = False, alpha: float = 0.25, gamma: float = 2.0,
+    from_logits: bool = False, label_smoothing: float = 0.0
+) -> Tensor:
+    """Per-sample binary focal cross-entropy, shape `(N,)`."""
+    loss = BinaryFocalCrossentropy(apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
+                                   from_logits=from_logits, label_smoothing=label_smoothing)
+    return loss._per_sample(y_true, y_pred)
+
+
+def categorical_focal_crossentropy(
+    y_true: Tensor, y_pred: Tensor, alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
+    label_smoothing: float = 0.0, axis: int = -1
+) -> Tensor:
+    """Per-sample categorical focal cross-entropy, shape `(N,)`."""
+    loss = CategoricalFocalCrossentropy(alpha=alpha, gamma=gamma, from_logits=from_logits,
+                                        label_smoothing=label_smoothing, axis=axis)
+    return loss._per_sample(y_true, y_pred)
+
+
 def sparse_categorical_crossentropy(
     y_true: Tensor, y_pred: Tensor, from_logits: bool = False, ignore_class: int | None = None
 ) -> Tensor:
@@ -610,6 +731,8 @@ _KERAS_NAMES: dict[str, type[Loss]] = {
     "bce": BinaryCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
     "hinge": Hinge,
     "squared_hinge": SquaredHinge,
     "categorical_hinge": CategoricalHinge,
@@ -664,6 +787,19 @@ def get(identifier: str | Loss | type[Loss] | nn.Module | Callable[[Tensor, Tens
 
 
 # --- Helpers ---------------------------------------------------------------------------------------------
+
+
+def _reduce(values: Tensor, weights: Tensor | None, reduction: str | None, y_pred: Tensor) -> Tensor:
+    """A batch's (weighted) per-sample losses reduced as Keras's `reduction` says."""
+    if reduction in (None, "none"):
+        return values
+    if reduction == "sum":
+        # Keras sums one value per position of the output without its last axis; ours are their means.
+        return values.sum() * (y_pred[0, ..., 0].numel() if y_pred.ndim > 1 else 1)
+    if reduction == "mean_with_sample_weight" and weights is not None:
+        total = weights.sum()
+        return torch.where(total == 0, torch.zeros_like(total), values.sum() / torch.where(total == 0, 1.0, total))
+    return values.mean()
 
 
 def _mean_per_sample(values: Tensor) -> Tensor:

@@ -109,6 +109,7 @@ class Model:
         metrics: Sequence[Any] | Mapping[str, Any] | None = None,
         loss_weights: Sequence[float] | Mapping[str, float] | None = None,
         *,
+        weighted_metrics: Sequence[Any] | Mapping[str, Any] | None = None,
         jit_compile: bool | str = False,
         steps_per_execution: int = 1,
         cuda_graphs: bool = False,
@@ -130,6 +131,9 @@ class Model:
             metrics: Metric names, torchmetrics Metrics or callables; a dict or list of lists per output.
                 Defaults to `None`.
             loss_weights: Weights of each output's loss in the total. Defaults to `None` (all 1).
+            weighted_metrics: Metrics weighted by `sample_weight` and `class_weight` (Keras): a
+                per-sample metric becomes `sum(w * v) / sum(w)` over the epoch; a metric also in
+                `metrics` is logged as `weighted_<name>`. Defaults to `None`.
             jit_compile: `True` compiles the whole train step (forward, loss, backward, optimizer
                 update) and the test step into one graph each, the model's own steps included;
                 `"auto"` does so only when a fit plans enough batches to repay the compile time (20,000
@@ -161,7 +165,7 @@ class Model:
         if loss is None and not self._computes_its_own_loss():
             raise ValueError("`loss` is required: pass a loss name, a callable or a torch loss module (or override "
                              "`compute_loss` or `train_step` in a Model subclass).")
-        task = Task(loss, metrics, loss_weights)
+        task = Task(loss, metrics, loss_weights, weighted_metrics)
         optimizers = make_optimizers(optimizer, self.module)
         self._strategy.setup(self.module)
         steps = ModelSteps(self.train_step, self.test_step, self.predict_step,
@@ -176,7 +180,7 @@ class Model:
 
     def _uncompilable_reason(self) -> str | None:
         if self._task is not None and self._task.stateful():
-            return "stateful (torchmetrics) metrics update their state outside any graph"
+            return "metrics computed over the whole epoch (precision, AUC, torchmetrics...) keep state outside any graph"
         return None
 
     # -- the steps a subclass may override (Keras 3) ---------------------------------------------
@@ -202,7 +206,8 @@ class Model:
     def compute_metrics(self, x: Tree, y: Tree | None, y_pred: Tree,
                         sample_weight: torch.Tensor | None = None) -> StepValues:
         """The compiled metrics of a batch (and each output's loss, for several outputs), as log values."""
-        keys, values = self._require_compiled("compute_metrics").logs(y, y_pred, sample_weight)
+        counted = self._pipeline is None or self._pipeline.batch_counts
+        keys, values = self._require_compiled("compute_metrics").logs(y, y_pred, sample_weight, counted=counted)
         return StepValues(keys, values)
 
     def train_step(self, data: StepData) -> Mapping[str, torch.Tensor]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 # Metric names where a larger value is better, besides anything containing "acc".
-_HIGHER_IS_BETTER = ("auc", "precision", "recall", "f1", "fbeta", "r2", "iou", "jaccard", "dice", "top_k")
+_HIGHER_IS_BETTER = ("auc", "precision", "recall", "f1", "fbeta", "r2", "iou", "io_u", "jaccard", "dice", "top_k")
 
 
 def resolve_mode(mode: str, monitor: str) -> str:
@@ -36,11 +36,13 @@ def is_improvement(current: float, best: float, *, mode: str, min_delta: float =
 
 
 class Patience:
-    """EarlyStopping's rule as plain state: fed one epoch's value at a time, it says when to stop.
+    """EarlyStopping's rule as plain state, as Keras 3's: fed one epoch's value at a time, it says when to stop.
 
-    An epoch before `start_from_epoch` is not counted. Otherwise `wait` grows by one, and resets
-    to 0 when the value improves on `best` (strictly, beyond `min_delta`); once `wait` reaches
-    `patience` the rule stops. `best` starts at `baseline` when one is given.
+    An epoch before `start_from_epoch` is not counted. Otherwise `wait` grows by one; a value that
+    improves on `best` (strictly, beyond `min_delta`) becomes the best and stops nothing, and resets
+    `wait` to 0 only if it also beats `baseline` (when one is given). Once `wait` reaches `patience`
+    after an epoch that did not improve (and not at epoch 0) the rule stops. `best` starts at the
+    worst value, so the best epoch is tracked even when no epoch beats the baseline.
 
     Example:
         >>> rule = Patience("min", patience=1)
@@ -58,7 +60,7 @@ class Patience:
 
     def reset(self) -> None:
         self.wait = 0
-        self.best = initial_best(self.mode, self.baseline)
+        self.best = initial_best(self.mode)
         self.best_epoch = 0
         self.stopped_epoch: int | None = None
         self.improved = False  # whether the last counted value was an improvement
@@ -73,13 +75,18 @@ class Patience:
         if not self.counts(epoch):
             return False
         self.wait += 1
-        if is_improvement(value, self.best, mode=self.mode, min_delta=self.min_delta):
-            self.best, self.best_epoch, self.wait, self.improved = value, epoch, 0, True
+        if self._beats(value, self.best):
+            self.best, self.best_epoch, self.improved = value, epoch, True
+            if self.baseline is None or self._beats(value, self.baseline):
+                self.wait = 0
             return False
-        if self.wait >= self.patience:
+        if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             return True
         return False
+
+    def _beats(self, value: float, reference: float) -> bool:
+        return is_improvement(value, reference, mode=self.mode, min_delta=self.min_delta)
 
     def state_dict(self) -> dict[str, float | int | None]:
         return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}

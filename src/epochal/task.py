@@ -10,30 +10,35 @@ import torch
 
 from epochal import losses as losses_module
 from epochal.data.structure import Tree, flatten
-from epochal.metrics import MeanMetric, StatefulMetric, check_metric, metric_name, resolve_metric
+from epochal.metrics import check_metric, metric_name, resolve_metric
+from epochal.metrics.resolve import Entry
 
 
 class Task:
     """Losses, loss weights and metrics as compiled, resolved against the outputs on the first batch.
 
     Log values come in `log_keys()` order: the total loss, then each output's loss (several outputs
-    only), then each metric. `loss` may be None when the model computes its loss itself.
+    only), then each metric (several values for a per-class one), then each weighted metric
+    (compile's `weighted_metrics`, which see the sample weights). `loss` may be None when the model
+    computes its loss itself.
     """
 
-    def __init__(self, loss: Any, metrics: Any = None, loss_weights: Any = None) -> None:
+    def __init__(self, loss: Any, metrics: Any = None, loss_weights: Any = None, weighted_metrics: Any = None) -> None:
         self._loss_arg = loss
         self._weights_arg = loss_weights
         self._metrics_arg = metrics
+        self._weighted_arg = weighted_metrics
         self._check_metrics(metrics)
+        self._check_metrics(weighted_metrics, "weighted_metrics")
         self._losses = None if loss is None else self._map_losses(loss)
         self.output_names: list[str] | None = self._names_from_arguments()
-        self._metrics: list[list[MeanMetric | StatefulMetric]] | None = None
+        self._metrics: list[list[tuple[Entry, bool]]] | None = None  # per output: (metric, weighted)
         self._checked = False  # the first batch's value checks ran
 
     # -- construction -------------------------------------------------------------------------
 
     @staticmethod
-    def _check_metrics(metrics: Any) -> None:
+    def _check_metrics(metrics: Any, name: str = "metrics") -> None:
         if metrics is None:
             return
         groups = metrics.values() if isinstance(metrics, Mapping) else [metrics]
@@ -41,7 +46,7 @@ class Task:
             entries = group if isinstance(group, (list, tuple)) else [group]
             for entry in entries:
                 for item in entry if isinstance(entry, (list, tuple)) else [entry]:
-                    check_metric(item)
+                    check_metric(item, name)
 
     @staticmethod
     def _map_losses(loss: Any) -> Any:
@@ -84,12 +89,12 @@ class Task:
         for name, loss, out, target in zip(names, self._losses_or_none(), out_list, y_list):
             target = target if loss is None else loss.prepare_target(target, out)
             self._metrics.append([
-                resolve_metric(identifier, loss=loss, y_true=target, y_pred=out)
-                for identifier in self._metric_identifiers(name)
+                (resolve_metric(identifier, loss=loss, y_true=target, y_pred=out, weighted=weighted), weighted)
+                for weighted, argument in ((False, self._metrics_arg), (True, self._weighted_arg))
+                for identifier in self._metric_identifiers(argument, name)
             ])
 
-    def _metric_identifiers(self, output: str) -> list[Any]:
-        metrics = self._metrics_arg
+    def _metric_identifiers(self, metrics: Any, output: str) -> list[Any]:
         if metrics is None:
             return []
         if isinstance(metrics, Mapping):
@@ -152,36 +157,44 @@ class Task:
             raise ValueError("The compiled loss compares the outputs with targets, and there are none: pass `y` "
                              "(or yield (x, y) batches). Received: y=None")
         self._prepare(outputs, y)
-        out_list, y_list = self.split(outputs, y)
-        output_losses = [loss(loss.prepare_target(target, out), out, sample_weight)
-                         for loss, out, target in zip(self.losses(), out_list, y_list)]
+        output_losses = self._output_losses(y, outputs, sample_weight)
         if len(output_losses) == 1:
             weight = self.loss_weights()[0]
             return output_losses[0] if weight == 1.0 else output_losses[0] * weight
         return sum(w * l for w, l in zip(self.loss_weights(), output_losses))  # type: ignore[return-value]
 
-    def logs(self, y: Tree, outputs: Tree, sample_weight: torch.Tensor | None) -> tuple[tuple[str, ...], torch.Tensor]:
+    def logs(self, y: Tree, outputs: Tree, sample_weight: torch.Tensor | None, *,
+             counted: bool = True) -> tuple[tuple[str, ...], torch.Tensor]:
         """The batch's logs besides the total loss: each output's loss (several outputs), then each metric.
 
-        Returns their names and one stacked float tensor of their values, computed without gradients.
+        Returns their names and one float tensor of their values, computed without gradients. A batch
+        that is not `counted` (a rank's placeholder in a short distributed batch, whose logs weigh
+        nothing) leaves the state of the metrics computed over the whole epoch alone, and logs zeros for them.
         """
-        if y is None and self._metrics_arg is None:
+        if y is None and self._metrics_arg is None and self._weighted_arg is None:
             return (), torch.zeros(0, device=flatten(outputs)[0].device)
         self._prepare(outputs, y)
         out_list, y_list = self.split(outputs, y)
-        several = len(out_list) > 1
         values: list[torch.Tensor] = []
         with torch.no_grad():
-            if several and self._losses is not None:
-                values.extend(loss(loss.prepare_target(target, out), out, sample_weight)
-                              for loss, out, target in zip(self.losses(), out_list, y_list))
+            if len(out_list) > 1 and self._losses is not None:
+                values.extend(self._output_losses(y, outputs, sample_weight))
             for loss, metrics, out, target in zip(self._losses_or_none(), self._metrics or [], out_list, y_list):
                 target = target if loss is None else loss.prepare_target(target, out)
-                values.extend(metric(target, out) for metric in metrics)
+                values.extend(metric(target, out, sample_weight if weighted else None) if counted or not metric.stateful
+                              else torch.zeros(len(metric.suffixes()), device=out.device) for metric, weighted in metrics)
         keys = tuple(self.log_keys()[1:])
         if not values:
             return keys, torch.zeros(0, device=flatten(outputs)[0].device)
-        return keys, torch.stack([v.float() for v in values])
+        return keys, torch.cat([v.float().reshape(-1) for v in values])
+
+    def _output_losses(self, y: Tree, outputs: Tree, sample_weight: torch.Tensor | None) -> list[torch.Tensor]:
+        out_list, y_list = self.split(outputs, y)
+        result = []
+        for loss, out, target in zip(self.losses(), out_list, y_list):
+            value = loss(loss.prepare_target(target, out), out, sample_weight)
+            result.append(value.mean() if value.ndim else value)  # reduction="none": Keras's fit averages
+        return result
 
     def _prepare(self, outputs: Tree, y: Tree) -> None:
         if not self.built:
@@ -207,27 +220,45 @@ class Task:
         """`"loss"`, then the names of the values `logs` returns, in order.
 
         Before the first batch resolves the outputs, the names the compile arguments give (a single
-        output unless `loss` is a list or dict)."""
+        output unless `loss` is a list or dict; one value per metric)."""
         names = self.output_names or [""]
         multi = len(names) > 1
         keys = ["loss"] + ([f"{name}_loss" for name in names] if multi and self._losses is not None else [])
-        if not self.built:
-            return keys + [metric_name(m) if not multi else f"{name}_{metric_name(m)}"
-                           for name in names for m in self._metric_identifiers(name)]
-        for name, metrics in zip(names, self._metrics or []):
-            keys.extend(f"{name}_{m.name}" if multi else m.name for m in metrics)
+        for name in names:
+            keys.extend(f"{name}_{key}" if multi else key for key, _ in self._metric_keys(name))
         return keys
 
-    def stateful(self) -> list[tuple[str, StatefulMetric]]:
-        """(log name, metric) for every metric computed over the whole epoch."""
+    def stateful(self) -> list[tuple[list[str], Any]]:
+        """(its log names, metric) for every metric computed over the whole epoch (several names for a
+        per-class one)."""
         names = self.output_names or [""]
         multi = len(names) > 1
-        return [(f"{name}_{m.name}" if multi else m.name, m) for name, metrics in zip(names, self._metrics or [])
-                for m in metrics if isinstance(m, StatefulMetric)]
+        found: dict[int, tuple[list[str], Any]] = {}
+        for name in names:
+            for key, metric in self._metric_keys(name):
+                if metric is not None and metric.stateful:
+                    found.setdefault(id(metric), ([], metric))[0].append(f"{name}_{key}" if multi else key)
+        return list(found.values())
+
+    def _metric_keys(self, output: str) -> list[tuple[str, Any]]:
+        """(log name, metric) for each value of `output`'s metrics; the metric is None before `build`."""
+        if not self.built:
+            return [(metric_name(identifier), None) for argument in (self._metrics_arg, self._weighted_arg)
+                    for identifier in self._metric_identifiers(argument, output)]
+        index = (self.output_names or [""]).index(output)
+        keys: list[tuple[str, Any]] = []
+        seen: set[str] = set()
+        for metric, weighted in (self._metrics or [])[index]:
+            key = metric.name
+            if weighted and key in seen:  # Keras's rule: a weighted twin of a metric is `weighted_<name>`
+                key = f"weighted_{key}"
+            seen.add(key)
+            keys.extend((f"{key}{suffix}", metric) for suffix in metric.suffixes())
+        return keys
 
     def reset_stateful(self) -> None:
         for _, metric in self.stateful():
-            metric.reset()
+            metric.reset_state()
 
 
 def _output_names(outputs: Tree) -> list[str]:

@@ -48,14 +48,23 @@ def test_improvement_is_strict_and_min_delta_is_absolute():
 def test_mode_auto_reads_accuracy_as_higher_is_better():
     assert EarlyStopping(monitor="val_accuracy").mode == "max"
     assert EarlyStopping(monitor="val_auc").mode == "max"
+    assert EarlyStopping(monitor="val_mean_io_u").mode == "max"  # Keras's name for MeanIoU
     assert EarlyStopping(monitor="val_loss").mode == "min"
     assert drive(EarlyStopping(monitor="val_acc", patience=0), [0.5, 0.6, 0.55], key="val_acc") == 2
 
 
-def test_baseline_must_be_beaten_from_the_first_epoch():
-    stopper = EarlyStopping(patience=0, baseline=0.5)
-    assert stopper.best == 0.5
-    assert drive(stopper, [0.6, 0.4]) == 0
+@pytest.mark.parametrize("options, values, keras", [
+    # (stopped epoch, best epoch) as Keras 3's EarlyStopping gives them (keras_reference/issue18.py)
+    (dict(patience=0, baseline=0.5), [0.6, 0.4, 0.45, 0.5], (2, 1)),
+    (dict(patience=2, baseline=0.0), [5.0, 4.0, 3.0, 2.0, 1.0], (None, 4)),
+    (dict(patience=2, baseline=1.0), [3.0, 2.0, 2.5, 2.4, 2.6, 2.7], (2, 1)),
+    (dict(patience=1), [3.0, 2.0, 2.5, 2.4, 2.6], (2, 1)),
+])
+def test_baseline_only_decides_when_wait_resets_as_in_keras_3(options, values, keras):
+    """An epoch that improves without beating the baseline stops nothing and is still the best so far."""
+    stopper = EarlyStopping(restore_best_weights=True, **options)
+    assert (drive(stopper, values), stopper.best_epoch) == keras
+    assert stopper.best == min(values[: keras[0] + 1 if keras[0] is not None else None])
 
 
 def test_start_from_epoch_ignores_early_epochs():
@@ -95,6 +104,16 @@ def test_restore_best_weights_through_fit_when_stopping_early_and_when_epochs_ru
     assert history.epoch == [0, 1, 2]  # epoch 0 improves on the baseline, 1 and 2 don't
     for key, value in model.module.state_dict().items():
         assert torch.equal(value, snapshots[0][key])
+
+    # A baseline no epoch beats: every improving epoch still counts toward patience (Keras 3), and the
+    # weights restored are the best epoch's, not the first's (before issue 18: stopped at 1, restored 0).
+    snapshots.clear()
+    stopper = EarlyStopping(monitor="loss", patience=2, restore_best_weights=True, baseline=0.0)
+    history = model.fit(x, y, epochs=4, batch_size=8, callbacks=[record, stopper], verbose=0)
+    best = min(range(len(history.epoch)), key=lambda e: history.history["loss"][e])
+    assert history.epoch == [0, 1, 2, 3] and best == 3 == stopper.best_epoch
+    for key, value in model.module.state_dict().items():
+        assert torch.equal(value, snapshots[best][key])
 
     snapshots.clear()
     stopper = EarlyStopping(monitor="loss", patience=10, restore_best_weights=True)

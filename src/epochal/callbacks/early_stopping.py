@@ -22,7 +22,8 @@ class EarlyStopping(Callback):
         patience: Epochs without improvement before stopping. Defaults to `0`.
         verbose: `1` prints a line when stopping or restoring. Defaults to `0`.
         mode: `"min"`, `"max"` or `"auto"` (from the key's name). Defaults to `"auto"`.
-        baseline: A value the monitor must beat; `best` starts there. Defaults to `None`.
+        baseline: A value the monitor must beat for `wait` to reset; epochs that improve without
+            beating it still count toward `patience` (Keras 3). Defaults to `None`.
         restore_best_weights: Load the best epoch's weights back when training ends, early or not.
             Defaults to `False`.
         start_from_epoch: Epochs to wait before watching at all. Defaults to `0`.

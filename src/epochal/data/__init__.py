@@ -16,7 +16,7 @@ import torch
 from epochal.data.arrays import ArrayAdapter
 from epochal.data.batch import Batch
 from epochal.data.class_weights import class_sample_weights
-from epochal.data.datasets import DatasetAdapter, is_dataset, warn_empty_validation, warn_ran_dry
+from epochal.data.datasets import DatasetAdapter, is_dataset, warn_empty_validation, warn_ran_dry, warn_short_pass
 from epochal.data.structure import Tree, flatten, num_samples, slice_rows, to_device, to_tensors
 
 __all__ = ["Adapter", "ArrayAdapter", "Batch", "DatasetAdapter", "is_dataset", "make_eval_data",
@@ -93,7 +93,7 @@ class InMemory:
         return self
 
     def adapter(self, batch_size: int, *, shuffle: bool = False, steps: int | None = None,
-                steps_name: str = "steps", gather_batches: int = 1) -> ArrayAdapter:
+                steps_name: str = "steps", gather_batches: int = 1, carry_over: bool = False) -> ArrayAdapter:
         available = math.ceil(self.size / batch_size)
         if steps is not None and steps > available:
             raise ValueError(
@@ -102,7 +102,8 @@ class InMemory:
                 f"{available}, or a dataset."
             )
         return ArrayAdapter(self.x, self.y, self.sample_weight, num_samples=self.size,
-                            batch_size=batch_size, shuffle=shuffle, steps=steps, gather_batches=gather_batches)
+                            batch_size=batch_size, shuffle=shuffle, steps=steps, gather_batches=gather_batches,
+                            carry_over=carry_over)
 
 
 def make_fit_data(
@@ -123,12 +124,11 @@ def make_fit_data(
         if isinstance(validation, ArrayAdapter):
             _check_like_training(validation, data)
     elif validation_split:
-        data, held_out = data.split(validation_split)
-        held_out.sample_weight = None  # SPEC: fit's sample/class weights never reach validation
+        data, held_out = data.split(validation_split)  # the held-out rows keep their sample weights (Keras)
         validation = held_out.adapter(validation_batch_size, steps=validation_steps, steps_name="validation_steps")
     data = data.with_class_weight(class_weight)
     train = data.adapter(batch_size, shuffle=shuffle, steps=steps_per_epoch, steps_name="steps_per_epoch",
-                         gather_batches=gather_batches)
+                         gather_batches=gather_batches, carry_over=True)
     return train, validation, data.size
 
 
@@ -193,4 +193,8 @@ def make_eval_data(
         return DatasetAdapter(x, steps=steps, device=device, float_dtype=float_dtype, targets=targets,
                               name="x", persistent=False)
     data = InMemory(x, y if targets else None, sample_weight, device=device, float_dtype=float_dtype)
+    available = math.ceil(data.size / batch_size)
+    if steps is not None and steps > available:
+        warn_short_pass("x", steps, available)
+        steps = None
     return data.adapter(batch_size, steps=steps)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 
 from epochal.data.batch import Batch
+from epochal.data.pass_cursor import PassCursor
 from epochal.data.structure import Tree, flatten, slice_rows, take
 
 
@@ -17,6 +19,9 @@ class ArrayAdapter:
     With `shuffle`, each epoch draws `torch.randperm(n)` from torch's global generator (exactly what
     a hand-written loop does, so `torch.manual_seed` makes runs repeatable) and takes batches by
     index; without it, batches are contiguous views in order `0..n-1`.
+
+    With `carry_over` (training with `steps_per_epoch`) an epoch continues where the last one
+    stopped; see `PassCursor`, whose position `state_dict()` gives to backups.
 
     Shuffled rows are gathered `gather_batches` batches at a time (one `index_select` per part) and
     each batch is a view of that block, so the batches of one execution (`steps_per_execution`) lie
@@ -34,6 +39,7 @@ class ArrayAdapter:
         shuffle: bool,
         steps: int | None = None,
         gather_batches: int = 1,
+        carry_over: bool = False,
     ) -> None:
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.gather_batches = gather_batches
@@ -48,6 +54,7 @@ class ArrayAdapter:
             )
         self.steps = available if steps is None else steps
         self.ran_dry = False  # arrays never run out
+        self.cursor = PassCursor(num_samples, batch_size, self.steps, shuffle=shuffle, carry_over=carry_over)
 
     def example(self) -> Batch:
         """A batch of the training batches' shapes (the first rows), drawn without the random generator."""
@@ -57,13 +64,26 @@ class ArrayAdapter:
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """The batches of one epoch (`epoch` is unused: the order comes from the global generator)."""
-        order = torch.randperm(self.num_samples).to(self._device()) if self.shuffle else None
-        return self._batches(order)
+        order, batches = self.cursor.next_epoch(self.draw_order)
+        return self._batches(order, batches)
 
-    def _batches(self, order: torch.Tensor | None) -> Iterator[Batch]:
-        size, end = self.batch_size, min(self.steps * self.batch_size, self.num_samples)
+    def draw_order(self) -> torch.Tensor:
+        """A new pass's order: `torch.randperm` from the global generator, on the data's device."""
+        return torch.randperm(self.num_samples).to(self._device())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the next epoch starts (for backups)."""
+        return self.cursor.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        order = state.get("order")
+        self.cursor.load_state_dict({**state, "order": None if order is None else order.to(self._device())})
+
+    def _batches(self, order: torch.Tensor | None, batches: range) -> Iterator[Batch]:
+        size = self.batch_size
+        begin, end = batches.start * size, min(batches.stop * size, self.num_samples)
         block_rows = size * self.gather_batches
-        for block_start in range(0, end, block_rows):
+        for block_start in range(begin, end, block_rows):
             block_stop = min(block_start + block_rows, end)
             if order is None:
                 block = [None if part is None else slice_rows(part, block_start, block_stop) for part in self._parts()]

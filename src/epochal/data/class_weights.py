@@ -16,19 +16,13 @@ def class_of(y: torch.Tensor) -> torch.Tensor:
 
 
 def class_sample_weights(y: torch.Tensor, class_weight: Mapping[int, float]) -> torch.Tensor:
-    """One weight per sample from `class_weight`; a class in `y` without a weight is a ValueError.
+    """One weight per sample from `class_weight`; a class it does not name weighs 1.0 (Keras).
 
     Reads the labels on the host once, so call it once per array (or per streamed batch).
     """
     classes = class_of(y)
-    present = sorted(int(c) for c in torch.unique(classes).tolist())
-    missing = [c for c in present if c not in class_weight]
-    if missing:
-        raise ValueError(
-            f"`class_weight` has no weight for the classes {missing} found in `y`. "
-            f"Received: class_weight={dict(class_weight)!r}"
-        )
-    table = torch.zeros(max(max(present), max(class_weight)) + 1, dtype=torch.float32)
+    size = max(int(classes.max()) + 1 if classes.numel() else 0, max(class_weight, default=-1) + 1)
+    table = torch.ones(size, dtype=torch.float32)
     for key, weight in class_weight.items():
         table[int(key)] = float(weight)
     return table.to(y.device)[classes]

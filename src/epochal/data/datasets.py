@@ -78,6 +78,8 @@ class DatasetAdapter:
             except StopIteration:
                 if self._persistent and self._limit is not None:
                     self.ran_dry = True
+                elif self._limit is not None:
+                    warn_short_pass(self.name, self._limit, taken)
                 return
             taken += 1
             yield self._convert(element)
@@ -146,6 +148,15 @@ def warn_ran_dry(name: str, steps: int | None) -> None:
         + (f" before the requested {steps} batches per epoch" if steps else "")
         + "; training stops. Pass a re-iterable dataset, or fewer `batches_per_epoch` x `epochs`.",
         stacklevel=4,
+    )
+
+
+def warn_short_pass(name: str, steps: int, ran: int) -> None:
+    """A pass asked for `steps` batches and the data held only `ran` (Keras and TF.js warn too)."""
+    warnings.warn(
+        f"`{name}` ran out of data after {ran} batch(es), before the {steps} asked for by `steps`; the results "
+        f"are over those {ran} batch(es).",
+        stacklevel=5,
     )
 
 

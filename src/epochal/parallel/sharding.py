@@ -3,8 +3,8 @@ evaluation, and DataLoaders rebuilt with a sampler per rank."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Protocol
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
 import torch
 
@@ -43,21 +43,27 @@ class ShardedArrays:
 
     def example(self) -> Batch:
         """This rank's part of the first global batch in order (no random draw), shaped as its training parts."""
-        return next(self._batches(None))
+        return next(self._batches(None, range(1)))
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
-        arrays = self.arrays
-        order = None
-        if arrays.shuffle:
-            order = self.cluster.broadcast(torch.randperm(arrays.num_samples).to(self.cluster.device))
-            order = order.to(arrays._device())
-        return self._batches(order)
+        order, batches = self.arrays.cursor.next_epoch(self._draw_order)  # continues as `arrays` would
+        return self._batches(order, batches)
 
-    def _batches(self, order: torch.Tensor | None) -> Iterator[Batch]:
+    def _draw_order(self) -> torch.Tensor:
+        order = self.cluster.broadcast(torch.randperm(self.arrays.num_samples).to(self.cluster.device))
+        return order.to(self.arrays._device())
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.arrays.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.arrays.load_state_dict(state)
+
+    def _batches(self, order: torch.Tensor | None, batches: range) -> Iterator[Batch]:
         arrays, world, me = self.arrays, self.cluster.world_size, self.cluster.rank
         size = arrays.batch_size
         parts = (arrays.x, arrays.y, arrays.sample_weight)
-        for start in range(0, self.steps * size, size):
+        for start in range(batches.start * size, min(batches.stop * size, arrays.num_samples), size):
             stop = min(start + size, arrays.num_samples)
             lo, hi = block(stop - start, world, me)
             scale = (hi - lo) * world / (stop - start)

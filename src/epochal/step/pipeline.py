@@ -70,6 +70,9 @@ class StepPipeline:
         # graph guards on the dict it reads, so it must not change size when the other step first runs.
         self._keys: dict[str, tuple[str, ...] | None] = {"train_step": None, "test_step": None}
         self._guard_next = False
+        #: Whether the batch being stepped counts in the logs: False for a rank's placeholder in a short
+        #: distributed batch, whose metric state must not change (its logs already weigh nothing).
+        self.batch_counts = True
         self.compiled = CompiledSteps(self, module, gradients, options, device, strategy.largest)
 
     # -- one batch ----------------------------------------------------------------------------
@@ -86,6 +89,7 @@ class StepPipeline:
     def train_one(self, batch: Batch) -> StepValues:
         """The train step on one batch, eagerly or as traced by `jit_compile` (the same code)."""
         self.gradients.share = batch.loss_scale
+        self.batch_counts = batch.loss_scale != 0.0
         self.strategy.sync_buffers()
         with autocast(self.options.precision, self.device):
             result = self.steps.train((batch.x, batch.y, batch.sample_weight))
@@ -98,6 +102,7 @@ class StepPipeline:
         return values if values is not None else self.test_one(batch)
 
     def test_one(self, batch: Batch) -> StepValues:
+        self.batch_counts = True
         with autocast(self.options.precision, self.device):
             result = self.steps.test((batch.x, batch.y, batch.sample_weight))
         return self._values(result, "test_step")

@@ -12,8 +12,8 @@ from epochal.logs import Logs
 from epochal.parallel.sync import LOCAL, LocalSync
 from epochal.step.values import StepValues
 
-#: (log name, metric) of the metrics computed over a whole pass (torchmetrics), `Task.stateful`.
-Stateful = Callable[[], list[tuple[str, Any]]]
+#: (log names, metric) of the metrics computed over a whole pass, `Task.stateful`.
+Stateful = Callable[[], list[tuple[list[str], Any]]]
 
 
 class MeanAccumulator:
@@ -58,7 +58,8 @@ class MeanAccumulator:
         if sums is None:
             return {}
         means = dict(zip(keys, (sums / count).tolist()))
-        for key, metric in self.stateful():
-            if key in means:
-                means[key] = float(metric.compute())
+        for names, metric in self.stateful():
+            if names[0] in means:  # a user's step logs the compiled metrics only if it asks for them
+                values = metric.result(self.sync.gather).reshape(-1).tolist()  # every process's state
+                means.update(zip(names, values))
         return means

@@ -11,7 +11,10 @@ so that is where a backup is written and where a stop requested by a signal take
 The data order is not stored as such: the state keeps the RNG states from just before the epoch's
 batches were drawn, and a mid-epoch resume redraws the epoch from them and skips the batches already
 done. This restores a shuffled array's permutation and a DataLoader's sampler and worker seeds alike
-(creating a DataLoader iterator draws from torch's global generator).
+(creating a DataLoader iterator draws from torch's global generator). In-memory data also has a
+position (`steps_per_epoch` continues where the last epoch stopped: `data.pass_cursor`); the state
+keeps it as it was before the epoch's batches were drawn, and a backup at an epoch's end holds the
+next epoch's.
 
 Under torch.distributed (`sync` is a `distributed.GroupSync`) every rank reaches the same safe points
 and agrees there: on stopping and on a signal after every batch, on whether the state is finite
@@ -79,6 +82,9 @@ class TrainingState:
     accumulator: MeanAccumulator | None = None
     epoch_logs: dict[str, float] = field(default_factory=dict)
     epoch_rng: dict[str, Any] | None = None
+    epoch_data: dict[str, Any] | None = None  # the training data's position before this epoch's batches
+    resume_data: dict[str, Any] | None = None  # the position a resume starts the data from
+    adapter: Adapter | None = None
     finished: bool = False
     finished_cleanly: bool = False  # the run ended and its final, finite state was backed up
     resume_rng: dict[str, Any] | None = None  # the RNG states a mid-epoch resume continues with
@@ -88,7 +94,13 @@ class TrainingState:
     # -- what the loop calls ----------------------------------------------------------------------
 
     def epoch_batches(self, adapter: Adapter, epoch: int, skip: int = 0) -> Iterator[Batch]:
-        """`adapter`'s batches for `epoch`, remembering the RNG they are drawn with; `skip` drops the first ones."""
+        """`adapter`'s batches for `epoch`, remembering the RNG and data position they start from.
+
+        `skip` drops the first batches (a resume inside the epoch)."""
+        if self.resume_data is not None:
+            adapter.load_state_dict(self.resume_data)  # type: ignore[attr-defined]
+            self.resume_data = None
+        self.adapter, self.epoch_data = adapter, _data_state(adapter)
         if skip:  # resuming mid-epoch: redraw the epoch exactly as before, then continue from the saved RNG
             restore_rng(self.epoch_rng)  # type: ignore[arg-type]
         else:
@@ -173,6 +185,7 @@ class TrainingState:
             "format": FORMAT, "version": VERSION, "fingerprint": self.fingerprint,
             "position": {"epoch": self.epoch, "batch": self.batch, "finished": self.finished},
             "epoch_logs": dict(self.epoch_logs),
+            "data": self.epoch_data if self.batch else _data_state(self.adapter),
             "module": {name: t.detach() for name, t in model.module.state_dict().items()},
             "optimizers": {name: opt.state_dict() for name, opt in model.optimizers.items()},
             "ranks": ranks if ranks is not None else [self._rank_state()],
@@ -213,6 +226,7 @@ class TrainingState:
         self.epoch_logs = dict(snapshot["epoch_logs"])
         self.epoch_rng = own["epoch_rng"]
         self.resume_rng = own["rng"]
+        self.resume_data = snapshot.get("data")
         return ResumePoint(self.epoch if not self.finished else self.epochs, self.batch, self.epoch_logs,
                            own["accumulator"])
 
@@ -302,12 +316,18 @@ class TrainingState:
         raise TrainingInterrupted(f"Training stopped by {name} {where}. {outcome}", name)  # type: ignore[arg-type]
 
 
+def _data_state(adapter: Adapter | None) -> dict[str, Any] | None:
+    """Where in-memory data stands (see `data.pass_cursor`); streams have no position to keep."""
+    state_dict = getattr(adapter, "state_dict", None)
+    return None if state_dict is None else state_dict()
+
+
 def _accumulator_state(accumulator: MeanAccumulator | None) -> dict[str, Any]:
     if accumulator is None:
         return {}
     return {
         "keys": list(accumulator.keys), "sums": None if accumulator.sums is None else accumulator.sums.cpu(),
-        "count": accumulator.count, "stateful": [_metric_state(metric) for _, metric in accumulator.stateful()],
+        "count": accumulator.count, "stateful": [metric.state_dict() for _, metric in accumulator.stateful()],
     }
 
 
@@ -325,23 +345,7 @@ def _load_accumulator(accumulator: MeanAccumulator, state: Mapping[str, Any], de
     accumulator.count = int(state.get("count", 0))
     accumulator.keys = tuple(state.get("keys", ()))
     for (_, metric), saved in zip(accumulator.stateful(), state.get("stateful", [])):
-        _load_metric_state(metric, saved)
-
-
-def _metric_state(metric: Any) -> dict[str, Any]:
-    """A torchmetrics Metric's accumulated state (its `_defaults` names), plus its update count."""
-    inner = metric.metric
-    return {"values": {name: _to_cpu_tree(getattr(inner, name)) for name in inner._defaults},
-            "updates": int(getattr(inner, "_update_count", 0))}
-
-
-def _load_metric_state(metric: Any, state: Mapping[str, Any]) -> None:
-    inner = metric.metric
-    for name, value in state["values"].items():
-        device = inner.device
-        setattr(inner, name, [v.to(device) for v in value] if isinstance(value, list) else value.to(device))
-    inner._update_count = state["updates"]
-    inner._computed = None
+        metric.load_state_dict(saved)
 
 
 def _to_cpu_tree(value: Any) -> Any:
