@@ -23,6 +23,7 @@ from epochal.callbacks.callback import Callback
 from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.progress import format_logs, progress_callback, resolve_verbose
 from epochal.data import (Adapter, ArrayAdapter, Batch, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data)
+from epochal.data.checks import check_data
 from epochal.data.structure import Tree, call_module, flatten, float_dtype_of, to_device, to_tensors
 from epochal.callbacks.history import History
 from epochal.logs import Logs
@@ -33,6 +34,8 @@ from epochal.step.options import StepOptions, make_step_options
 from epochal.step.pipeline import StepFunctions, make_steps, predict_step
 from epochal.task import Task
 from epochal.training.state import TrainingState
+from epochal.training.setup_checks import check_optimizer
+from epochal.training.target_checks import arm_target_checks
 
 if TYPE_CHECKING:
     from epochal.tune.lr_finder import LRFinderResult
@@ -139,7 +142,7 @@ class Model:
             gradient_accumulation_steps=gradient_accumulation_steps,
         )
         self._task = Task(loss, metrics, loss_weights)
-        self.optimizer = make_optimizer(optimizer, self.module.parameters())
+        self.optimizer = check_optimizer(self.module, make_optimizer(optimizer, self.module.parameters()))
         self._step_options = options
         if self._cluster is not None:  # DDP needs the eager step (see epochal.parallel)
             if not options.is_plain:
@@ -170,8 +173,14 @@ class Model:
         validation_steps: int | None = None,
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
+        check_finite: bool = True,
     ) -> History:
-        """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics)."""
+        """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics).
+
+        The data is checked whole before training (`epochal.data.checks`): NaN or infinite values are
+        an error unless `check_finite=False`; negative or misshapen weights and targets the loss
+        cannot read always are.
+        """
         self._require_idle("fit")
         task = self._require_compiled("fit")
         if is_dataset(x):
@@ -193,6 +202,7 @@ class Model:
                 validation_batches=validation_steps, verbose=verbose, callbacks=callbacks,
                 class_weight=class_weight, initial_epoch=initial_epoch,
                 validation_batch_size=validation_batch_size, validation_freq=validation_freq,
+                check_finite=check_finite,
             )
         batch_size = _DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight)
@@ -209,6 +219,8 @@ class Model:
             validation_steps=validation_steps, device=self.device, float_dtype=float_dtype_of(self.module),
             gather_batches=self._step_options.steps_per_execution,
         )
+        held_out = "validation_data: " if validation_data is not None else "the validation_split part of "
+        check_data([(train, ""), (validation, held_out)], check_finite=check_finite)
         train, validation = self._local_arrays(train, train=True), self._local_arrays(validation, train=False)
         return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
                          callbacks=callbacks, validation_freq=validation_freq, batch_size=batch_size,
@@ -229,10 +241,12 @@ class Model:
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
         validation_split: float = 0.0,
+        check_finite: bool = True,
     ) -> History:
         """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js).
 
         `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
+        Each batch is checked on the host before it reaches the step (`check_finite` as in `fit`).
         """
         self._require_idle("fit_dataset")
         task = self._require_compiled("fit_dataset")
@@ -253,6 +267,7 @@ class Model:
             validation_batches=validation_batches, validation_batch_size=validation_batch_size or _DEFAULT_BATCH_SIZE,
             class_weight=class_weight, device=self.device, float_dtype=float_dtype_of(self.module),
         )
+        check_data([(train, ""), (validation, "validation_data: ")], check_finite=check_finite)
         validation = self._local_arrays(validation, train=False)
         return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
                          callbacks=callbacks, validation_freq=validation_freq, batch_size=None, samples=None)
@@ -268,17 +283,18 @@ class Model:
     def _fit(self, task: Task, train: Adapter, validation: Adapter | None, *, epochs: int, initial_epoch: int,
              verbose: int | str, callbacks: Iterable[Callback] | None, validation_freq: int | Sequence[int],
              batch_size: int | None, samples: int | None) -> History:
+        check_optimizer(self.module, self.optimizer)  # type: ignore[arg-type]  # again: it may have changed since
         state = TrainingState(self, epochs=epochs)
         first_batches = None
         if initial_epoch < epochs:
             first_batches = prefetch(state.epoch_batches(train, initial_epoch))
             if first_batches is None:
                 raise ValueError("The training data is empty: it yielded no batch.")
-            first_batches = self._probe(task, first_batches)
+            first_batches = self._probe(task, first_batches, adapter=train)
             if isinstance(validation, ArrayAdapter):
                 # In-memory validation is checked now too, not after a first epoch of training. A
                 # stream is not: drawing from a one-shot iterator would lose that batch.
-                self._probe(task, validation.epoch_batches(0), "validation_data")
+                self._probe(task, validation.epoch_batches(0), "validation_data", adapter=validation)
             first = next(first_batches)
             first_batches = _chain_first(first, first_batches)
             planned = None if train.steps is None else train.steps * (epochs - initial_epoch)
@@ -312,16 +328,19 @@ class Model:
             fit_loop(self, self._steps, task, plan, callback_list)  # type: ignore[arg-type]
         return history
 
-    def _probe(self, task: Task, batches: Iterator[Batch], name: str = "x") -> Iterator[Batch]:
+    def _probe(self, task: Task, batches: Iterator[Batch], name: str = "x", adapter: Any = None) -> Iterator[Batch]:
         """Check the first batch of `name` against the outputs: shapes, value ranges, metric kinds.
 
         One forward pass in eval mode without gradients, so nothing (weights, buffers, RNG) changes.
+        Then every target of `adapter` is checked against the losses (all at once if in memory).
         """
         first = next(batches)
         outputs = self._forward_first(first, name)
         if not task.built:
             task.build(outputs, first.y)
         task.check(outputs, first.y)
+        if adapter is not None:
+            arm_target_checks(task, outputs, first.y, adapter, "" if name == "x" else "validation data: ")
         return _chain_first(first, batches)
 
     def _forward_first(self, batch: Batch, name: str) -> Tree:
@@ -361,10 +380,11 @@ class Model:
         """Loss and metrics over all of `x`, as exact per-sample means: `{"loss": ..., <metric>: ...}`."""
         task = self._require_compiled("evaluate")
         adapter, _ = self._eval_adapter(x, y, sample_weight, batch_size, steps, verbose, targets=True)
+        check_data([(adapter, "")], check_finite=False)  # NaN in, NaN out: evaluating it is no error
         batches = prefetch(adapter.epoch_batches(0))
         if batches is None:
             raise ValueError("`x` is empty: it yielded no batch.")
-        batches = self._probe(task, batches)
+        batches = self._probe(task, batches, adapter=adapter)
         callback_list = self._side_callbacks(callbacks, adapter)
         sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
         logs = evaluate_pass(self.module, self._steps, task, batches, callback_list, sync)  # type: ignore[arg-type]
@@ -439,7 +459,8 @@ class Model:
             validation_split=0.0, validation_data=None, validation_batch_size=1, steps_per_epoch=None,
             validation_steps=None, device=self.device, float_dtype=float_dtype_of(self.module),
         )[0]
-        batches = self._probe(task, iter(adapter.epoch_batches(0)))
+        check_data([(adapter, "")], check_finite=True)
+        batches = self._probe(task, iter(adapter.epoch_batches(0)), adapter=adapter)
         batch = next(batches)
         self.module.train()
         values = self._steps.train(batch)  # type: ignore[union-attr]

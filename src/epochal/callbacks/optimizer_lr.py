@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -18,3 +19,10 @@ def set_lr(group: dict[str, Any], value: float) -> None:
         group["lr"].fill_(value)
     else:
         group["lr"] = float(value)
+
+
+def check_learning_rate(value: Any, source: str) -> None:
+    """A ValueError unless `value` is a finite number >= 0; `source` says where it came from."""
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{source} must be a finite number >= 0. Received: {number!r}")
