@@ -3,6 +3,7 @@ arguments, builds data adapters and callbacks, and hands over to the loop."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 import warnings
@@ -35,6 +36,7 @@ from epochal.step.pipeline import StepFunctions, make_steps, predict_step
 from epochal.task import Task
 from epochal.training.state import TrainingState
 from epochal.training.setup_checks import check_optimizer
+from epochal.training.fingerprint import fit_arguments, run_fingerprint
 from epochal.training.target_checks import arm_target_checks
 
 if TYPE_CHECKING:
@@ -82,6 +84,7 @@ class Model:
         self._task: Task | None = None
         self._steps: StepFunctions | None = None
         self._step_options = StepOptions()
+        self._compile_options: dict[str, Any] = {}  # as given, for the run fingerprint
         self._running = False
         self.training_state: TrainingState | None = None  # where the last `fit` is or stopped
 
@@ -142,6 +145,7 @@ class Model:
             gradient_accumulation_steps=gradient_accumulation_steps,
         )
         self._task = Task(loss, metrics, loss_weights)
+        self._compile_options = {"loss": loss, "metrics": metrics, "loss_weights": loss_weights, **options.as_params()}
         self.optimizer = check_optimizer(self.module, make_optimizer(optimizer, self.module.parameters()))
         self._step_options = options
         if self._cluster is not None:  # DDP needs the eager step (see epochal.parallel)
@@ -211,6 +215,7 @@ class Model:
         check.positive_int("validation_steps", validation_steps, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
         check.validation_split(validation_split)
+        given_validation = validation_data  # the whole of it, for the run fingerprint
         validation_data = self._local_dataset(validation_data, train=False)
         train, validation, samples = make_fit_data(
             x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size,
@@ -221,10 +226,11 @@ class Model:
         )
         held_out = "validation_data: " if validation_data is not None else "the validation_split part of "
         check_data([(train, ""), (validation, held_out)], check_finite=check_finite)
+        data = {"train": train, "validation": given_validation if is_dataset(given_validation) else validation}
         train, validation = self._local_arrays(train, train=True), self._local_arrays(validation, train=False)
         return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
                          callbacks=callbacks, validation_freq=validation_freq, batch_size=batch_size,
-                         samples=samples)
+                         samples=samples, data=data)
 
     def fit_dataset(
         self,
@@ -260,6 +266,7 @@ class Model:
         check.positive_int("batches_per_epoch", batches_per_epoch, allow_none=True)
         check.positive_int("validation_batches", validation_batches, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
+        data = {"train": dataset, "validation": validation_data}  # the whole of them, for the run fingerprint
         dataset = self._local_dataset(dataset, train=True)
         validation_data = self._local_dataset(validation_data, train=False)
         train, validation = make_dataset_fit_data(
@@ -270,7 +277,8 @@ class Model:
         check_data([(train, ""), (validation, "validation_data: ")], check_finite=check_finite)
         validation = self._local_arrays(validation, train=False)
         return self._fit(task, train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
-                         callbacks=callbacks, validation_freq=validation_freq, batch_size=None, samples=None)
+                         callbacks=callbacks, validation_freq=validation_freq, batch_size=None, samples=None,
+                         data=data)
 
     def _check_loop_arguments(self, epochs: Any, initial_epoch: Any, verbose: Any, validation_freq: Any,
                               class_weight: Any) -> None:
@@ -282,7 +290,7 @@ class Model:
 
     def _fit(self, task: Task, train: Adapter, validation: Adapter | None, *, epochs: int, initial_epoch: int,
              verbose: int | str, callbacks: Iterable[Callback] | None, validation_freq: int | Sequence[int],
-             batch_size: int | None, samples: int | None) -> History:
+             batch_size: int | None, samples: int | None, data: dict[str, Any]) -> History:
         check_optimizer(self.module, self.optimizer)  # type: ignore[arg-type]  # again: it may have changed since
         state = TrainingState(self, epochs=epochs)
         first_batches = None
@@ -315,7 +323,8 @@ class Model:
         callback_list.set_params(params)
         state.callbacks = user_callbacks + [history]
         state.backup = _backup_callback(user_callbacks)
-        state.fingerprint = _fingerprint(params, validation_freq, train, user_callbacks)
+        state.fingerprint = run_fingerprint(self.module, [self.optimizer], self._compile_options,  # type: ignore[list-item]
+                                            fit_arguments(params, validation_freq, data), data)
         wants_batch_logs = CallbackList(user_callbacks).wants(*TRAIN_HOOKS)
         state.sync = self._cluster.fit_sync(wants_batch_logs) if self._cluster is not None else LOCAL
         plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq, first_batches,
@@ -323,7 +332,8 @@ class Model:
                        sync=state.sync, state=state)
         self.history = history
         self.training_state = state
-        with self._exclusive("fit"), SignalGuard() as state.guard:
+        holding = state.backup.hold() if state.backup is not None else contextlib.nullcontext()
+        with self._exclusive("fit"), SignalGuard() as state.guard, holding:
             self.stop_training = False
             fit_loop(self, self._steps, task, plan, callback_list)  # type: ignore[arg-type]
         return history
@@ -560,17 +570,6 @@ def _backup_callback(callbacks: list[Callback]) -> BackupAndRestore | None:
     if len(backups) > 1:
         raise ValueError(f"`callbacks` may hold at most one BackupAndRestore. Received: {len(backups)}")
     return backups[0] if backups else None
-
-
-def _fingerprint(params: dict[str, Any], validation_freq: Any, train: Adapter,
-                 callbacks: list[Callback]) -> dict[str, Any]:
-    """The `fit` arguments a backup must have been written with to be resumed exactly (plain values)."""
-    keys = ("epochs", "steps", "batch_size", "samples", "initial_epoch", "do_validation", "metrics")
-    fingerprint = {key: params[key] for key in keys}
-    fingerprint["validation_freq"] = list(validation_freq) if not isinstance(validation_freq, int) else validation_freq
-    fingerprint["shuffle"] = getattr(train, "shuffle", None)
-    fingerprint["callbacks"] = [type(cb).__qualname__ for cb in callbacks]
-    return fingerprint
 
 
 def _raised_inside_torch(error: BaseException) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+_CHUNK = 1 << 26  # bytes copied from an accelerator at a time
 
 def digest(value: Any) -> str:
     """The SHA-256 (hex) of a tree of tensors, str, int, float, bool and None in lists and dicts.
@@ -27,10 +28,13 @@ def digest(value: Any) -> str:
 
 def _feed(hasher: Any, value: Any) -> None:
     if isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu().contiguous()
-        hasher.update(f"tensor:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
-        if tensor.numel():  # bytes viewed in place: no copy of a CPU tensor
-            hasher.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+        hasher.update(f"tensor:{value.dtype}:{tuple(value.shape)}:".encode())
+        raw = value.detach().reshape(-1).contiguous().view(torch.uint8) if value.numel() else None
+        if raw is not None and raw.device.type == "cpu":  # read in place: no copy
+            hasher.update(memoryview(raw.numpy()))
+        elif raw is not None:  # from an accelerator, a chunk at a time: never a whole copy in host memory
+            for start in range(0, raw.numel(), _CHUNK):
+                hasher.update(memoryview(raw[start:start + _CHUNK].cpu().numpy()))
     elif isinstance(value, Mapping):
         hasher.update(b"{")
         for key in sorted(value, key=lambda k: (type(k).__name__, repr(k))):
