@@ -498,7 +498,10 @@ class Model:
 
         Under torch.distributed rank 0 writes and every rank returns once the file is there.
         """
-        self._on_main_then_wait(lambda: saving.save_checkpoint(path, self.module, self.optimizer, metadata))
+        optimizers = [self.optimizer] if self.optimizer is not None else []
+        fingerprint = run_fingerprint(self.module, optimizers, self._compile_options, {}, {}).value()
+        self._on_main_then_wait(lambda: saving.save_checkpoint(path, self.module, self.optimizer, metadata,
+                                                               fingerprint=fingerprint))
 
     def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Restore a `save` (or ModelCheckpoint) file: weights, and optimizer state if compiled; returns its metadata."""
