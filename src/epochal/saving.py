@@ -348,10 +348,10 @@ def load_plain(source: PathLike | IO[bytes], name: str | None = None) -> Any:
             f"Refusing to load {name!r}: it holds a pickled `{found.group(1)}`, which could run code when "
             "loaded. Files written by epochal hold only tensors and plain values."
         ) from None
-    except (RuntimeError, EOFError, OSError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise ValueError(f"{name!r} is not a readable torch.save file: {error}") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise  # they name the path already
+    except Exception as error:  # noqa: BLE001  # a damaged file fails anywhere in the unpickler, in any way
+        raise ValueError(f"{name!r} is not a readable torch.save file ({type(error).__name__}: {error})") from None
 
 
 def _read_checkpoint(path: PathLike) -> dict[str, Any]:
