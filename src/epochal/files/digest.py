@@ -31,10 +31,10 @@ def _feed(hasher: Any, value: Any) -> None:
         hasher.update(f"tensor:{value.dtype}:{tuple(value.shape)}:".encode())
         raw = value.detach().reshape(-1).contiguous().view(torch.uint8) if value.numel() else None
         if raw is not None and raw.device.type == "cpu":  # read in place: no copy
-            hasher.update(memoryview(raw.numpy()))
+            hasher.update(raw.numpy().data)
         elif raw is not None:  # from an accelerator, a chunk at a time: never a whole copy in host memory
             for start in range(0, raw.numel(), _CHUNK):
-                hasher.update(memoryview(raw[start:start + _CHUNK].cpu().numpy()))
+                hasher.update(raw[start:start + _CHUNK].cpu().numpy().data)
     elif isinstance(value, Mapping):
         hasher.update(b"{")
         for key in sorted(value, key=lambda k: (type(k).__name__, repr(k))):

@@ -50,7 +50,7 @@ def class_weight(value: Any) -> None:
     for key, weight in value.items():
         if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
             raise TypeError(f"`class_weight` weights must be numbers. Received: class_weight[{key}]={weight!r}")
-        if not 0 <= weight < math.inf:
+        if not 0 <= float(weight) < math.inf:
             raise ValueError(
                 f"`class_weight` weights must be finite numbers >= 0. Received: class_weight[{key}]={weight!r}"
             )
