@@ -36,7 +36,7 @@ from epochal.step.pipeline import StepFunctions, make_steps, predict_step
 from epochal.task import Task
 from epochal.training.state import TrainingState
 from epochal.training.setup_checks import check_optimizer
-from epochal.training.fingerprint import fit_arguments, run_fingerprint
+from epochal.training.fingerprint import run_fingerprint, trajectory_arguments
 from epochal.training.target_checks import arm_target_checks
 
 if TYPE_CHECKING:
@@ -324,7 +324,7 @@ class Model:
         state.callbacks = user_callbacks + [history]
         state.backup = _backup_callback(user_callbacks)
         state.fingerprint = run_fingerprint(self.module, [self.optimizer], self._compile_options,  # type: ignore[list-item]
-                                            fit_arguments(params, validation_freq, data), data)
+                                            trajectory_arguments(params, validation_freq, data), data)
         wants_batch_logs = CallbackList(user_callbacks).wants(*TRAIN_HOOKS)
         state.sync = self._cluster.fit_sync(wants_batch_logs) if self._cluster is not None else LOCAL
         plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq, first_batches,

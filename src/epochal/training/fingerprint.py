@@ -72,7 +72,7 @@ def run_fingerprint(module: torch.nn.Module, optimizers: Iterable[torch.optim.Op
     }, data)
 
 
-def fit_arguments(params: Mapping[str, Any], validation_freq: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+def trajectory_arguments(params: Mapping[str, Any], validation_freq: Any, data: Mapping[str, Any]) -> dict[str, Any]:
     """The `fit` arguments that shape the trajectory, from `History.params` and the (whole) data sources."""
     train, validation = data.get("train"), data.get("validation")
     return {key: params[key] for key in ("epochs", "batch_size", "steps", "initial_epoch")} | {
