@@ -18,6 +18,7 @@ import copy
 import math
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,17 @@ __all__ = [
     "squared_hinge",
 ]
 
+class TargetDomain(NamedTuple):
+    """The values a loss's targets may hold, checked over all the data before training
+    (`epochal.training.target_checks`): within `[low, high]`, whole numbers if `whole`, except `ignore`."""
+
+    low: float
+    high: float
+    whole: bool
+    ignore: int | None
+    expected: str  # what the error says is expected, naming the loss
+
+
 # Keras's `backend.epsilon()`: the clipping bound of probability losses and the floor of divisors.
 _EPSILON = 1e-7
 REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum", "none", None)
@@ -97,6 +109,10 @@ class Loss:
 
     def check_output(self, y_true: Tensor, y_pred: Tensor) -> None:
         """Validate the first batch's output and labels (may sync with the host); no-op by default."""
+
+    def target_domain(self, y_true: Tensor, y_pred: Tensor) -> TargetDomain | None:
+        """What every target must hold for this output (`y_true`, `y_pred`: a first batch's); None: anything."""
+        return None
 
     def __call__(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> Tensor:
         """The batch loss, by default `sum(sample_weight * per-sample loss) / N` (see `reduction`)."""
@@ -267,6 +283,9 @@ class BinaryCrossentropy(Loss):
         if not self.from_logits:
             _check_probabilities(y_pred, self, upper_bound=True)
 
+    def target_domain(self, y_true: Tensor, y_pred: Tensor) -> TargetDomain | None:
+        return TargetDomain(0.0, 1.0, False, None, f"`{self.name}` expects targets in [0, 1]")
+
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         if self.label_smoothing:
             y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
@@ -319,6 +338,9 @@ class CategoricalCrossentropy(Loss):
     def check_output(self, y_true: Tensor, y_pred: Tensor) -> None:
         if not self.from_logits:
             _check_probabilities(y_pred, self, upper_bound=False)
+
+    def target_domain(self, y_true: Tensor, y_pred: Tensor) -> TargetDomain | None:
+        return TargetDomain(0.0, 1.0, False, None, f"`{self.name}` expects one-hot or probability targets in [0, 1]")
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         if self.label_smoothing:
@@ -442,6 +464,9 @@ class SparseCategoricalCrossentropy(Loss):
             _check_probabilities(y_pred, self, upper_bound=False)
         labels = self.prepare_target(y_true, y_pred)
         _check_label_range(labels, y_pred, y_pred.shape[-1], self.name, ignore=self.ignore_class)
+
+    def target_domain(self, y_true: Tensor, y_pred: Tensor) -> TargetDomain | None:
+        return _class_indices(y_pred.shape[-1], self.name, self.ignore_class)
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         log_p = _log_probabilities(y_pred, -1, self.from_logits)
@@ -599,6 +624,11 @@ class _TorchModuleLoss(_FunctionLoss):
         if isinstance(self.fn, self._SPARSE_TARGET_LOSSES) and not labels.is_floating_point():
             # An out-of-range index is a device-side assert on CUDA; say what is wrong on the host instead.
             _check_label_range(labels, y_pred, y_pred.shape[1], self.name, ignore=self.fn.ignore_index)
+
+    def target_domain(self, y_true: Tensor, y_pred: Tensor) -> TargetDomain | None:
+        if not isinstance(self.fn, self._SPARSE_TARGET_LOSSES) or self.prepare_target(y_true, y_pred).is_floating_point():
+            return None
+        return _class_indices(y_pred.shape[1], self.name, self.fn.ignore_index)
 
     def _evaluate(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return self.fn(y_pred, y_true)
@@ -881,6 +911,11 @@ def _check_label_range(
             f"has {num_classes} classes (shape {_fmt(y_pred.shape)}); `{name}` expects indices in "
             f"[0, {num_classes - 1}]."
         )
+
+
+def _class_indices(classes: int, name: str, ignore: int | None) -> TargetDomain:
+    return TargetDomain(0, classes - 1, True, ignore,
+                        f"`{name}` expects class indices in [0, {classes - 1}] (the model's output has {classes} classes)")
 
 
 def _shape_mismatch(y_true: Tensor, y_pred: Tensor) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -29,10 +30,13 @@ from epochal.step.pipeline import ModelSteps, StepData, StepPipeline
 from epochal.step.values import StepValues
 from epochal.task import Task
 from epochal.training import arguments as check
+from epochal.training.fingerprint import run_fingerprint
 from epochal.training.fit import FitSetup, callback_list, run_fit
-from epochal.training.inputs import Inputs
+from epochal.training.inputs import FitData, Inputs
 from epochal.training.loop import evaluate_pass, predict_pass, prefetch
+from epochal.training.setup_checks import check_optimizers
 from epochal.training.state import TrainingState
+from epochal.training.target_checks import arm_target_checks
 
 if TYPE_CHECKING:
     from epochal.analysis.interpretation import Interpretation
@@ -88,6 +92,7 @@ class Model:
         self._task: Task | None = None
         self._pipeline: StepPipeline | None = None
         self._step_options = StepOptions()
+        self._compile_options: dict[str, Any] = {}  # as given, for the run fingerprint
         self._running = False
         self.training_state: TrainingState | None = None  # where the last `fit` is or stopped
         self._train_data: Adapter | None = None  # the last `fit`'s training data (`training_batches`)
@@ -167,6 +172,7 @@ class Model:
                              "`compute_loss` or `train_step` in a Model subclass).")
         task = Task(loss, metrics, loss_weights, weighted_metrics)
         optimizers = make_optimizers(optimizer, self.module)
+        check_optimizers(self.module, optimizers)
         self._strategy.setup(self.module)
         steps = ModelSteps(self.train_step, self.test_step, self.predict_step,
                            custom_train=type(self).train_step is not Model.train_step)
@@ -174,6 +180,8 @@ class Model:
         pipeline = StepPipeline(steps, gradients, options, self.module, self.device, self._strategy)
         pipeline.compiled.precheck = self._uncompilable_reason
         self._task, self.optimizers, self._step_options, self._pipeline = task, optimizers, options, pipeline
+        self._compile_options = {"loss": loss, "metrics": metrics, "loss_weights": loss_weights,
+                                 "weighted_metrics": weighted_metrics, **options.as_params()}
 
     def _computes_its_own_loss(self) -> bool:
         return any(getattr(type(self), name) is not getattr(Model, name) for name in ("compute_loss", "train_step"))
@@ -266,8 +274,14 @@ class Model:
         validation_steps: int | None = None,
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
+        check_finite: bool = True,
     ) -> History:
-        """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics)."""
+        """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics).
+
+        The data is checked whole before training (`epochal.data.checks`): NaN or infinite values are
+        an error unless `check_finite=False`; negative or misshapen weights and targets the loss
+        cannot read always are.
+        """
         self._require_idle("fit")
         self._require_compiled("fit")
         if is_dataset(x):
@@ -289,6 +303,7 @@ class Model:
                 validation_batches=validation_steps, verbose=verbose, callbacks=callbacks,
                 class_weight=class_weight, initial_epoch=initial_epoch,
                 validation_batch_size=validation_batch_size, validation_freq=validation_freq,
+                check_finite=check_finite,
             )
         batch_size = _DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight)
@@ -297,14 +312,15 @@ class Model:
         check.positive_int("validation_steps", validation_steps, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
         check.validation_split(validation_split)
-        train, validation, samples = self._inputs().fit_arrays(
+        data = self._inputs().fit_arrays(
             x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size, shuffle=shuffle,
             validation_split=validation_split, validation_data=validation_data,
             validation_batch_size=validation_batch_size or batch_size, steps_per_epoch=steps_per_epoch,
             validation_steps=validation_steps, gather_batches=self._step_options.steps_per_execution,
+            check_finite=check_finite,
         )
-        return self._fit(train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
-                         callbacks=callbacks, validation_freq=validation_freq, batch_size=batch_size, samples=samples)
+        return self._fit(data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
+                         validation_freq=validation_freq, batch_size=batch_size)
 
     def fit_dataset(
         self,
@@ -321,10 +337,12 @@ class Model:
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
         validation_split: float = 0.0,
+        check_finite: bool = True,
     ) -> History:
         """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js).
 
         `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
+        Each batch is checked on the host before it reaches the step (`check_finite` as in `fit`).
         """
         self._require_idle("fit_dataset")
         self._require_compiled("fit_dataset")
@@ -338,13 +356,13 @@ class Model:
         check.positive_int("batches_per_epoch", batches_per_epoch, allow_none=True)
         check.positive_int("validation_batches", validation_batches, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
-        train, validation = self._inputs().fit_stream(
+        data = self._inputs().fit_stream(
             dataset, batches_per_epoch=batches_per_epoch, validation_data=validation_data,
             validation_batches=validation_batches, validation_batch_size=validation_batch_size or _DEFAULT_BATCH_SIZE,
-            class_weight=class_weight,
+            class_weight=class_weight, check_finite=check_finite,
         )
-        return self._fit(train, validation, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
-                         callbacks=callbacks, validation_freq=validation_freq, batch_size=None, samples=None)
+        return self._fit(data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
+                         validation_freq=validation_freq, batch_size=None)
 
     def _check_loop_arguments(self, epochs: Any, initial_epoch: Any, verbose: Any, validation_freq: Any,
                               class_weight: Any) -> None:
@@ -354,12 +372,12 @@ class Model:
         check.validation_freq(validation_freq)
         check.class_weight(class_weight)
 
-    def _fit(self, train: Adapter, validation: Adapter | None, **arguments: Any) -> History:
+    def _fit(self, data: FitData, **arguments: Any) -> History:
         setup = FitSetup(self, self._require_pipeline("fit"), self._task, self._step_options.as_params(),  # type: ignore[arg-type]
-                         attach=self._attach, exclusive=lambda: self._exclusive("fit"),
+                         self._compile_options, attach=self._attach, exclusive=lambda: self._exclusive("fit"),
                          fit_sync=self._cluster.fit_sync if self._cluster is not None else None)
-        self._train_data = train
-        return run_fit(setup, train, validation, **arguments)[0]
+        self._train_data = data.train
+        return run_fit(setup, data, **arguments)[0]
 
     def _attach(self, history: History, state: TrainingState) -> None:
         self.history, self.training_state = history, state
@@ -379,6 +397,7 @@ class Model:
         """Loss and metrics over all of `x`, as exact per-sample means: `{"loss": ..., <metric>: ...}`."""
         task = self._require_compiled("evaluate")
         adapter, _ = self._eval_adapter(x, y, sample_weight, batch_size, steps, verbose, targets=True)
+        task.output_checks = [partial(arm_target_checks, task, adapter=adapter)]
         batches = _first_drawn(adapter)
         callbacks_ = self._side_callbacks(callbacks, adapter)
         sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
@@ -431,13 +450,14 @@ class Model:
     def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
                        class_weight: Mapping[int, float] | None = None) -> dict[str, float]:
         """One optimizer update on one batch; returns that batch's loss and metrics (before the update)."""
-        self._require_compiled("train_on_batch")
+        task = self._require_compiled("train_on_batch")
         check.class_weight(class_weight)
         adapter = self._inputs().fit_arrays(
             x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=2**62, shuffle=False,
             validation_split=0.0, validation_data=None, validation_batch_size=1, steps_per_epoch=None,
-            validation_steps=None, gather_batches=1,
-        )[0]
+            validation_steps=None, gather_batches=1, check_finite=False,  # a hand-written loop's own business
+        ).train
+        task.output_checks = [partial(arm_target_checks, task, adapter=adapter)]
         batch = next(iter(adapter.epoch_batches(0)))
         pipeline = self._require_pipeline("train_on_batch")
         self.module.train()
@@ -472,7 +492,9 @@ class Model:
 
         Under torch.distributed rank 0 writes and every rank returns once the file is there.
         """
-        self._on_main_then_wait(lambda: saving.save_checkpoint(path, self.module, self.optimizers or None, metadata))
+        fingerprint = run_fingerprint(self.module, self.optimizers, self._compile_options, {}, {}).value()
+        self._on_main_then_wait(lambda: saving.save_checkpoint(path, self.module, self.optimizers or None, metadata,
+                                                               fingerprint=fingerprint))
 
     def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Restore a `save` (or ModelCheckpoint) file: weights, and optimizer states if compiled; returns its metadata."""

@@ -74,7 +74,7 @@ def make_optimizers(identifier: Any, module: torch.nn.Module) -> dict[str, torch
         raise ValueError("`optimizer` is an empty dict: give at least one named optimizer.")
     else:
         optimizers = {_checked_name(name): _entry(name, spec) for name, spec in identifier.items()}
-    _check_parameters(optimizers, module)
+    check_parameters(optimizers, module)
     return optimizers
 
 
@@ -97,19 +97,22 @@ def _entry(name: str, spec: Any) -> torch.optim.Optimizer:
     )
 
 
-def _check_parameters(optimizers: Mapping[str, torch.optim.Optimizer], module: torch.nn.Module) -> None:
+def check_parameters(optimizers: Mapping[str, torch.optim.Optimizer], module: torch.nn.Module) -> None:
+    """Every optimizer holds only `module`'s parameters, and no parameter belongs to two of them."""
     names = {id(p): name for name, p in module.named_parameters()}
     owner: dict[int, str] = {}
     for key, optimizer in optimizers.items():
-        label = "`optimizer`" if len(optimizers) == 1 else f"`optimizer[{key!r}]`"
+        label = "The optimizer" if len(optimizers) == 1 else f"`optimizer[{key!r}]`"
+        foreign = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in names]
+        if foreign:
+            shapes = ", ".join(str(tuple(p.shape)) for p in foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise ValueError(
+                f"{label} holds {len(foreign)} parameter(s) that are not the module's (shapes {shapes}), so "
+                "training would not change the module. Build it on this module's parameters, e.g. "
+                "`torch.optim.Adam(model.module.parameters())`, or pass a name or a callable params -> Optimizer."
+            )
         for group in optimizer.param_groups:
             for parameter in group["params"]:
-                if id(parameter) not in names:
-                    raise ValueError(
-                        f"{label} holds a parameter of shape {tuple(parameter.shape)} that is not one of the "
-                        "module's, so training would not change the module. Build the optimizer on "
-                        "`model.module.parameters()` (or a submodule's)."
-                    )
                 if id(parameter) in owner and owner[id(parameter)] != key:
                     raise ValueError(f"The parameter `{names[id(parameter)]}` belongs to two optimizers, "
                                      f"{owner[id(parameter)]!r} and {key!r}: give each parameter to one.")

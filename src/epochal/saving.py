@@ -2,16 +2,22 @@
 
 Every file goes through `atomic_write`: it is written under a temporary name in the same folder,
 flushed, fsynced and renamed over the target, so a crash mid-write never leaves a truncated file
-nor destroys the previous one.
+nor destroys the previous one. The temporary name carries the writer's process id, so the orphan of
+a writer killed mid-write is removed at the next start (`epochal.files.temporary.remove_orphans`).
 
-Two formats, neither of which runs pickled code on load:
+Two formats, neither of which runs pickled code on load, each with a checksum of its contents
+(`epochal.files.digest`) verified on load, so a flipped byte is refused with the file's path:
 
 - **Weights** (`save_weights` / `load_weights`): a safetensors file of the module's `state_dict()`
   (parameters and persistent buffers). Tensors tied to each other are stored once and the other
-  names are recorded in the file's metadata under `"epochal.aliases"`.
+  names are recorded in the file's metadata under `"epochal.aliases"`; the checksum is under
+  `"epochal.sha256"`.
 - **Checkpoints** (`save_checkpoint` / `load_checkpoint`): one `torch.save` file holding only tensors
-  and plain containers (`{"format", "version", "module", "optimizers", "metadata"}`), read back with
-  `torch.load(weights_only=True)`. `metadata` carries what resuming needs (the epoch, ...).
+  and plain containers (`{"format", "version", "module", "optimizers", "optimizer_classes", "metadata",
+  "fingerprint", "checksum"}`, each optimizer by name as in `Model.optimizers`), read back with
+  `torch.load(weights_only=True)`. `metadata` carries what resuming needs (the epoch, ...);
+  `fingerprint` is the run that wrote it (`epochal.training.fingerprint`), when there was one.
+  Version 1 files (one `"optimizer"`, no checksum) still load.
 """
 
 from __future__ import annotations
@@ -21,17 +27,22 @@ import json
 import os
 import pickle
 import re
-import secrets
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
+from epochal.files.digest import digest
+from epochal.files.temporary import temporary_name
+
 _ALIASES_KEY = "epochal.aliases"
+_CHECKSUM_KEY = "epochal.sha256"
 _CHECKPOINT_FORMAT = "epochal.checkpoint"
-_CHECKPOINT_VERSION = 2  # 2: named optimizers ("optimizers"); version 1 files ("optimizer") still load
+_CHECKPOINT_VERSION = 2  # 2: named optimizers and their classes, a checksum and the run fingerprint
+_CONTENT = ("module", "optimizers", "optimizer_classes", "metadata", "fingerprint")  # what the checksum covers
 _ZIP_MAGIC = b"PK\x03\x04"
 _PLAIN_TYPES = (str, int, float, bool, type(None), torch.Tensor)
 
@@ -57,7 +68,7 @@ def atomic_write(path: PathLike, *, text: bool = False) -> Iterator[IO[Any]]:
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    temporary = temporary_name(path)  # names its process, so a dead writer's orphan is removed later
     # O_EXCL so two writers never share a temporary; mode 0o666 lets the umask decide, like open().
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
@@ -116,7 +127,8 @@ def save_weights(module: torch.nn.Module, path: PathLike) -> None:
             stored = stored.clone()
         seen_storages.add(stored.untyped_storage().data_ptr())
         tensors[name] = stored
-    data = safetensors_save(tensors, metadata={_ALIASES_KEY: json.dumps(aliases)})
+    metadata = {_ALIASES_KEY: json.dumps(aliases), _CHECKSUM_KEY: digest([tensors, aliases])}
+    data = safetensors_save(tensors, metadata=metadata)
     with atomic_write(path) as handle:
         handle.write(data)
 
@@ -129,24 +141,53 @@ def load_weights(module: torch.nn.Module, path: PathLike) -> None:
         path: A file written by `save_weights` or `save_checkpoint`.
 
     Raises:
-        ValueError: The file was saved from another architecture; the message names the first
-            parameter whose shape differs (with both shapes) and any missing or unexpected names.
+        ValueError: The file is not a weights file or a checkpoint, it is corrupt (its checksum does
+            not match), or it was saved from another architecture; the message names the file and,
+            for another architecture, the first parameter whose shape differs (with both shapes) and
+            any missing or unexpected names.
     """
     with open(path, "rb") as handle:
         data = handle.read()
     if data.startswith(_ZIP_MAGIC):  # a full checkpoint: torch.save writes a zip archive
         state = _read_checkpoint(path)["module"]
     else:
-        state = safetensors_load(data)
-        for alias, name in _safetensors_metadata(data).items():
-            state[alias] = state[name]
+        state = _read_safetensors(data, path)
     _load_module_state(module, state, path)
 
 
+def _read_safetensors(data: bytes, path: PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a `save_weights` file (aliases resolved), after checking its checksum."""
+    try:
+        state = safetensors_load(data)
+        metadata = _safetensors_metadata(data)
+        aliases = json.loads(metadata.get(_ALIASES_KEY, "{}"))
+        if not isinstance(aliases, dict) or not all(name in state for name in aliases.values()):
+            raise ValueError(f"the metadata's {_ALIASES_KEY!r} names tensors the file lacks")
+    except (SafetensorError, ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a readable weights file ({error}); expected a safetensors file written "
+            "by `save_weights` or a checkpoint written by `save_checkpoint`."
+        ) from None
+    expected = metadata.get(_CHECKSUM_KEY)
+    if expected is not None and digest([state, aliases]) != expected:  # files from other tools have none
+        raise ValueError(_corrupt(path))
+    for alias, name in aliases.items():
+        state[alias] = state[name]
+    return state
+
+
+def _corrupt(path: PathLike) -> str:
+    return (f"{os.fspath(path)!r} is corrupt: its contents do not match the checksum written with it (a damaged "
+            "disk or copy). Use another copy of the file.")
+
+
 def _safetensors_metadata(data: bytes) -> dict[str, str]:
-    """The alias table from a safetensors header (8-byte little-endian length, then JSON)."""
+    """The metadata of a safetensors header (8-byte little-endian length, then JSON)."""
     header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
-    return json.loads(header.get("__metadata__", {}).get(_ALIASES_KEY, "{}"))
+    metadata = (header.get("__metadata__") or {}) if isinstance(header, dict) else None
+    if not isinstance(metadata, dict):
+        raise ValueError("its header is not a JSON object with a `__metadata__` object")
+    return metadata
 
 
 def _load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: PathLike) -> None:
@@ -182,6 +223,8 @@ def save_checkpoint(
     module: torch.nn.Module,
     optimizer: Optimizers,
     metadata: Mapping[str, Any] | None = None,
+    *,
+    fingerprint: Mapping[str, Any] | None = None,
 ) -> None:
     """Write weights, optimizer state and `metadata` to one file that loads without pickle, atomically.
 
@@ -189,9 +232,11 @@ def save_checkpoint(
         path: Destination file; `.pt` is the usual suffix.
         module: The module whose `state_dict()` to save.
         optimizer: Its optimizer, or a mapping of named optimizers (`Model.optimizers`), whose state
-            (moments, step counts, learning rates) is saved too; `None` saves the weights alone.
+            (moments, step counts, learning rates) and class are saved too; `None` saves the weights alone.
         metadata: Plain values (str, int, float, bool, None, tensors, and lists/dicts of them) such
             as `{"epoch": 3}`. Defaults to `None` (empty).
+        fingerprint: The run that wrote the file (`epochal.training.fingerprint`), as plain values.
+            Defaults to `None` (empty).
 
     Example:
         >>> import tempfile, os
@@ -202,24 +247,26 @@ def save_checkpoint(
         >>> load_checkpoint(path, net, opt)
         {'epoch': 4}
     """
-    metadata = dict(metadata or {})
-    _check_plain(metadata, "metadata")
     optimizers = _named(optimizer)
-    optimizer_states = None if optimizers is None else {name: opt.state_dict() for name, opt in optimizers.items()}
-    _check_plain(optimizer_states, "optimizer.state_dict()")
-    checkpoint = {
-        "format": _CHECKPOINT_FORMAT,
-        "version": _CHECKPOINT_VERSION,
+    content = {
         "module": {name: t.detach() for name, t in module.state_dict().items()},
-        "optimizers": optimizer_states,
-        "metadata": metadata,
+        "optimizers": None if optimizers is None else {name: opt.state_dict() for name, opt in optimizers.items()},
+        "optimizer_classes": None if optimizers is None else {name: class_name(opt) for name, opt in optimizers.items()},
+        "metadata": dict(metadata or {}),
+        "fingerprint": dict(fingerprint or {}),
     }
+    for key in ("metadata", "optimizers", "fingerprint"):
+        _check_plain(content[key], "optimizer.state_dict()" if key == "optimizers" else key)
+    checkpoint = {"format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION, **content, "checksum": digest(content)}
     with atomic_write(path) as handle:
         torch.save(checkpoint, handle)
 
 
 def load_checkpoint(path: PathLike, module: torch.nn.Module, optimizer: Optimizers = None) -> dict[str, Any]:
     """Restore a `save_checkpoint` file into `module` (and `optimizer`); returns its metadata.
+
+    Everything is checked before anything loads: the checksum, the optimizers' names, kinds and
+    parameter groups, the architecture.
 
     Args:
         path: A file written by `save_checkpoint`.
@@ -228,14 +275,13 @@ def load_checkpoint(path: PathLike, module: torch.nn.Module, optimizer: Optimize
             `None` skips it. Defaults to `None`.
 
     Raises:
-        ValueError: The file is not a checkpoint, it holds no state for the optimizers given (none,
-            or other names), or it was saved from another architecture.
+        ValueError: The file is not a checkpoint or is corrupt, it holds no state for the optimizers
+            given (none, or other names), an optimizer's state is of another kind of optimizer, or it
+            was saved from another architecture; the message names the file.
     """
     checkpoint = _read_checkpoint(path)
     optimizers = _named(optimizer)
-    saved = checkpoint.get("optimizers")
-    if saved is None and checkpoint.get("optimizer") is not None:  # version 1: one optimizer
-        saved = {"optimizer": checkpoint["optimizer"]}
+    saved, classes = checkpoint["optimizers"], checkpoint["optimizer_classes"] or {}
     if optimizers is not None:
         if saved is None:
             raise ValueError(
@@ -245,9 +291,16 @@ def load_checkpoint(path: PathLike, module: torch.nn.Module, optimizer: Optimize
         if set(saved) != set(optimizers):
             raise ValueError(f"{os.fspath(path)!r} holds the state of the optimizers {sorted(saved)}, not of "
                              f"{sorted(optimizers)}: load it into a model compiled with the same optimizers.")
+        for name, opt in optimizers.items():
+            mismatch = optimizer_mismatch(saved[name], classes.get(name), opt)
+            if mismatch:
+                which = "" if len(optimizers) == 1 else f" {name!r}"
+                raise ValueError(f"Cannot load the optimizer state{which} of {os.fspath(path)!r}: {mismatch}. Compile "
+                                 "the model with the optimizer it was saved with, or pass optimizer=None to load the "
+                                 "weights alone.")
     _load_module_state(module, checkpoint["module"], path)
     for name, opt in (optimizers or {}).items():
-        opt.load_state_dict(saved[name])  # type: ignore[index]
+        opt.load_state_dict(saved[name])
     return dict(checkpoint["metadata"])
 
 
@@ -258,6 +311,36 @@ def _named(optimizer: Optimizers) -> dict[str, torch.optim.Optimizer] | None:
     if isinstance(optimizer, torch.optim.Optimizer):
         return {"optimizer": optimizer}
     return dict(optimizer)
+
+
+def class_name(value: Any) -> str:
+    """`module.QualifiedName` of `value`'s class, as stored in files (e.g. `torch.optim.adam.Adam`)."""
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def optimizer_mismatch(state: Mapping[str, Any], saved_class: str | None,
+                       optimizer: torch.optim.Optimizer) -> str | None:
+    """Why `optimizer` cannot take `state` (its kind, or its parameter groups differ), or None.
+
+    Loading another optimizer's state "works" in torch and fails later, at the first step (an SGD
+    loaded with Adam's state: `KeyError: 'momentum'`), so this is checked before anything loads.
+    """
+    now = class_name(optimizer)
+    if saved_class is not None and saved_class != now:
+        return f"it holds the state of a {saved_class} optimizer but the optimizer given is a {now}"
+    groups = state.get("param_groups")
+    if not isinstance(groups, list) or not all(isinstance(g, Mapping) and isinstance(g.get("params"), list)
+                                               for g in groups):
+        return "it holds no parameter groups"
+    saved_sizes = [len(group["params"]) for group in groups]
+    sizes = [len(group["params"]) for group in optimizer.param_groups]
+    if saved_sizes != sizes:
+        return f"it holds parameter groups of {saved_sizes} parameters but the optimizer has groups of {sizes}"
+    saved_keys = sorted(set().union(*(set(group) for group in groups)) - {"params"})
+    keys = sorted(set().union(*(set(group) for group in optimizer.param_groups)) - {"params"})
+    if saved_class is None and saved_keys != keys:  # an older file, without the class: its settings tell
+        return f"it holds the settings {saved_keys} but the optimizer given ({now}) has {keys}"
+    return None
 
 
 class PickledPayloadError(ValueError):
@@ -286,16 +369,29 @@ def load_plain(source: PathLike | IO[bytes], name: str | None = None) -> Any:
             f"Refusing to load {name!r}: it holds a pickled `{found.group(1)}`, which could run code when "
             "loaded. Files written by epochal hold only tensors and plain values."
         ) from None
-    except (RuntimeError, EOFError, OSError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise ValueError(f"{name!r} is not a readable torch.save file: {error}") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise  # they name the path already
+    except Exception as error:  # noqa: BLE001  # a damaged file fails anywhere in the unpickler, in any way
+        raise ValueError(f"{name!r} is not a readable torch.save file ({type(error).__name__}: {error})") from None
 
 
 def _read_checkpoint(path: PathLike) -> dict[str, Any]:
+    """A checkpoint's contents, after checking what it holds and (version 2 on) its checksum."""
     checkpoint = load_plain(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{os.fspath(path)!r} is not an epochal checkpoint (written by `save_checkpoint`).")
+    if checkpoint.get("version") == 1:  # one unnamed optimizer, no checksum
+        single = checkpoint.get("optimizer")
+        checkpoint = {**checkpoint, "optimizers": None if single is None else {"optimizer": single},
+                      "optimizer_classes": None}
+    module, optimizers, metadata = (checkpoint.get(key) for key in ("module", "optimizers", "metadata"))
+    if not (isinstance(module, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in module.items())
+            and (optimizers is None or isinstance(optimizers, dict) and all(isinstance(v, dict) for v in optimizers.values()))
+            and isinstance(metadata, dict)):
+        raise ValueError(f"{os.fspath(path)!r} is a damaged epochal checkpoint: it lacks its weights, optimizer "
+                         "state or metadata. Use another copy of the file.")
+    if checkpoint.get("version") != 1 and digest({key: checkpoint.get(key) for key in _CONTENT}) != checkpoint.get("checksum"):
+        raise ValueError(_corrupt(path))
     return checkpoint
 
 

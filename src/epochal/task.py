@@ -3,7 +3,7 @@ trains on (`loss`, for `Model.compute_loss`), and the log values it reports (`lo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -34,6 +34,9 @@ class Task:
         self.output_names: list[str] | None = self._names_from_arguments()
         self._metrics: list[list[tuple[Entry, bool]]] | None = None  # per output: (metric, weighted)
         self._checked = False  # the first batch's value checks ran
+        #: Checks of the data that need the module's outputs (how many classes a loss reads), run as
+        #: `check(outputs, y)` when the next loss is computed, before its backward, then dropped.
+        self.output_checks: list[Callable[[Tree, Tree], None]] = []
 
     # -- construction -------------------------------------------------------------------------
 
@@ -157,6 +160,9 @@ class Task:
             raise ValueError("The compiled loss compares the outputs with targets, and there are none: pass `y` "
                              "(or yield (x, y) batches). Received: y=None")
         self._prepare(outputs, y)
+        checks, self.output_checks = self.output_checks, []
+        for check in checks:
+            check(outputs, y)
         output_losses = self._output_losses(y, outputs, sample_weight)
         if len(output_losses) == 1:
             weight = self.loss_weights()[0]

@@ -120,6 +120,7 @@ def test_tensorboard_in_fit(tmp_path):
 
 
 def _with_nan_in_batch(batch):
+    """Inputs that give a NaN loss in `batch` (fit's data check is turned off to let them through)."""
     x = X.clone()
     x[batch * 4] = float("nan")
     return x
@@ -129,7 +130,7 @@ def test_terminate_on_nan_stops_at_the_bad_batch():
     model = _model()
     guard = TerminateOnNaN()
     history = model.fit(_with_nan_in_batch(2), Y, batch_size=4, epochs=3, verbose=0, shuffle=False,
-                        callbacks=[guard])
+                        callbacks=[guard], check_finite=False)
     assert (guard.stopped_epoch, guard.stopped_batch) == (0, 2)
     assert history.epoch == [0]
 
@@ -138,7 +139,7 @@ def test_terminate_on_nan_can_raise():
     model = _model()
     with pytest.raises(NonFiniteLossError, match="epoch 0 .*batch 1"):
         model.fit(_with_nan_in_batch(1), Y, batch_size=4, epochs=2, verbose=0, shuffle=False,
-                  callbacks=[TerminateOnNaN(raise_error=True)])
+                  callbacks=[TerminateOnNaN(raise_error=True)], check_finite=False)
 
 
 def test_all_together(tmp_path):

@@ -47,4 +47,8 @@ def test_append_and_overwrite(tmp_path):
     logger = JSONLinesLogger(path)
     logger.on_train_begin()
     logger.on_train_end()
-    assert path.read_text() == ""
+    assert len(_records(path)) == 2, "a run that writes no line leaves the file as it was"
+    logger.on_train_begin()
+    logger.on_epoch_end(0, {"loss": 0.25})
+    logger.on_train_end()
+    assert _records(path) == [{"epoch": 0, "loss": 0.25}], "the first line of a run overwrites the file"

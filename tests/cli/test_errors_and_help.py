@@ -1,5 +1,10 @@
 """Every command has --help; user mistakes are one line saying how to fix them, never a traceback."""
 
+import importlib
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,6 +40,34 @@ def test_train_errors_are_one_line_with_the_fix(args, message, table_csv, epocha
     assert out.splitlines()[-1].startswith("Error: " + message.format(csv=table_csv))
     assert out.count("Error") == 1 and "Traceback" not in out
     assert not (table_csv.parent / "runs").exists() or not any((table_csv.parent / "runs").iterdir())
+
+
+@pytest.mark.parametrize("column, value, args, message", [
+    ("label", None, ["--lr", "-1"], "--lr must be a finite number >= 0. Received: -1.0"),
+    ("label", "a", [], "The target of {csv} has a single class ('a'): there is nothing to classify. Choose another --target, or --task regression."),
+    ("height", np.inf, [], "height of {csv} hold infinite or missing values: fix or drop those rows first."),
+])
+def test_set_ups_that_would_train_without_complaint_are_refused(column, value, args, message, table_csv, epochal_cli):
+    if value is not None:
+        frame = pd.read_csv(table_csv)
+        frame[column] = value
+        frame.to_csv(table_csv, index=False)
+    code, out = epochal_cli("train", "--data", table_csv, "--target", "label", "--out", table_csv.parent / "runs",
+                            "--verbose", "0", *args)
+    assert (code, out.splitlines()[-1]) == (1, "Error: " + message.format(csv=table_csv))
+
+
+def test_help_lists_the_commands_without_importing_torch():
+    from epochal.cli.main import COMMANDS
+
+    for name, (module, attribute, line) in COMMANDS.items():
+        command = getattr(importlib.import_module(module), attribute)
+        assert command.help.split("\n\n")[0].replace("\n", " ") == line, name
+    script = ("import sys\nfrom click.testing import CliRunner\nfrom epochal.cli.main import main\n"
+              "print(CliRunner().invoke(main, ['--help']).output)\nprint('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert "train    Train a model" in done.stdout and done.stdout.splitlines()[-1] == "False", done.stderr
 
 
 def test_unknown_data_and_config_keys(tmp_path, epochal_cli):

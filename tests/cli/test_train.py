@@ -1,6 +1,7 @@
 """`epochal train`: the no-argument run, files and factories, config layering, resume."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,8 @@ def test_train_with_no_arguments_trains_digits_and_reports_the_test(tmp_path, ep
     assert is_png(run / "learning_curve.png")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["test"]["accuracy"] > 0.9
+    printed = int(re.search(r"best epoch (\d+) weights", out).group(1))
+    assert summary["best_epoch"] == printed, "summary.json counts epochs from 1, as the printed text does"
     assert History.load(run / "history.csv").epoch == list(range(summary["epochs"]))
     assert tomllib.loads((run / "config.toml").read_text())["hidden"] == [128, 64]
 

@@ -50,11 +50,15 @@ def read(path: str | os.PathLike[str]) -> Record:
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return _read_csv(path)
-    if suffix == ".json":
-        return _read_json(path)
-    raise ValueError(f"A history file must end in .csv or .json. Received: {str(path)!r}")
+    if suffix not in (".csv", ".json"):
+        raise ValueError(f"A history file must end in .csv or .json. Received: {str(path)!r}")
+    try:
+        return _read_csv(path) if suffix == ".csv" else _read_json(path)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:  # a damaged or foreign file
+        if str(path) in str(error):
+            raise
+        raise ValueError(f"{str(path)!r} is not a readable history file ({type(error).__name__}: {error}); expected a "
+                         "file written by `History.to_csv`/`to_json` (or a Keras `history.history` dict).") from None
 
 
 def _read_csv(path: Path) -> Record:

@@ -9,12 +9,15 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 
 from epochal.callbacks.callback import Callback
+from epochal.files.lock import FolderLock
+from epochal.files.temporary import remove_orphans
+from epochal.parallel.process import is_main_process
 from epochal.saving import PickledPayloadError, _check_plain, atomic_write, load_plain
 
 _NAME = re.compile(r"^backup-(\d{8})\.(pt|json)$")
@@ -34,7 +37,15 @@ class BackupAndRestore(Callback):
     Each backup is a `torch.save` file of tensors and plain values (loaded with `weights_only=True`)
     plus a JSON manifest with its SHA-256, written last: a backup exists only once its manifest does.
     The two newest backups are kept, so if the newest is damaged the previous one is used (with a
-    warning). A backup written by a `fit` with other arguments is refused with a `ValueError`.
+    warning).
+
+    A backup belongs to one run: it holds the run's fingerprint (module structure, optimizer and its
+    settings, compile options, the data's hash, the `fit` arguments: `epochal.training.fingerprint`),
+    and a resume whose fingerprint differs is refused with a `ValueError` naming what differs, before
+    anything is loaded or written — or, with `on_mismatch="restart"`, starts afresh. What does not
+    change the trajectory is forgiven: other callbacks, a larger `epochs` (`epochal.training.resume_check`).
+    While `fit` runs, the folder is locked (an OS lock: a second process is refused at once; the
+    lock of a process that died is taken over), and temporary files of writers that died are removed.
 
     Under torch.distributed (torchrun) the backup holds every rank's RNG states and partial sums;
     rank 0 writes it while the others wait, and every rank reads it back and takes its own part, so
@@ -47,6 +58,9 @@ class BackupAndRestore(Callback):
             epochs). Defaults to `"epoch"`.
         delete_checkpoint: Remove the backups when `fit` finishes normally (not when it stops on a
             signal, an error or a non-finite loss). Defaults to `True`.
+        on_mismatch: What a backup of another run (another fingerprint) does: `"raise"` refuses it
+            with a `ValueError` naming the differences; `"restart"` warns, trains this run afresh and
+            replaces the old backups as it writes its own. Defaults to `"raise"`.
 
     Example:
         >>> import tempfile, torch, epochal
@@ -55,12 +69,12 @@ class BackupAndRestore(Callback):
         >>> model.compile(optimizer="sgd", loss="mse")
         >>> backup = BackupAndRestore(folder, delete_checkpoint=False)
         >>> _ = model.fit(torch.ones(8, 3), torch.zeros(8, 1), epochs=2, verbose=0, callbacks=[backup])
-        >>> sorted(os.listdir(folder))
-        ['backup-00000001.json', 'backup-00000001.pt', 'backup-00000002.json', 'backup-00000002.pt']
+        >>> sorted(os.listdir(folder))  # and the lock, which stays so that every process locks the same file
+        ['.epochal.lock', 'backup-00000001.json', 'backup-00000001.pt', 'backup-00000002.json', 'backup-00000002.pt']
     """
 
     def __init__(self, backup_dir: str | os.PathLike[str], save_freq: str | int = "epoch",
-                 delete_checkpoint: bool = True) -> None:
+                 delete_checkpoint: bool = True, on_mismatch: str = "raise") -> None:
         super().__init__()
         if not isinstance(backup_dir, (str, os.PathLike)):
             raise TypeError(f"`backup_dir` must be a path. Received: backup_dir={backup_dir!r}")
@@ -68,9 +82,12 @@ class BackupAndRestore(Callback):
             raise ValueError(f"`save_freq` must be 'epoch' or a positive integer. Received: save_freq={save_freq!r}")
         if not isinstance(delete_checkpoint, bool):
             raise TypeError(f"`delete_checkpoint` must be a bool. Received: delete_checkpoint={delete_checkpoint!r}")
+        if on_mismatch not in ("raise", "restart"):
+            raise ValueError(f"`on_mismatch` must be 'raise' or 'restart'. Received: on_mismatch={on_mismatch!r}")
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq = save_freq
         self.delete_checkpoint = delete_checkpoint
+        self.on_mismatch = on_mismatch
         self._batches_since_save = 0
         self._warned_non_finite = False
         self.sequence_read: int | None = None  # which backup `read()` returned
@@ -78,6 +95,23 @@ class BackupAndRestore(Callback):
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._batches_since_save = 0
         self._warned_non_finite = False
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Lock the folder for the life of a `fit` and remove dead writers' temporary files.
+
+        The main process alone locks it under torch.distributed, as it alone writes there.
+        """
+        if not is_main_process():
+            yield
+            return
+        lock = FolderLock(self.backup_dir, "backup folder")
+        lock.acquire()
+        try:
+            remove_orphans(self.backup_dir)
+            yield
+        finally:
+            lock.release(remove_empty_folder=True)
 
     # -- called by the training state at its safe points -------------------------------------------
 
@@ -172,7 +206,7 @@ class BackupAndRestore(Callback):
         return [sequence for sequence, kind in self._files() if kind == "json"]
 
     def _prune(self, keep: int) -> None:
-        """Delete all but the `keep` newest committed backups, oldest first, and leftovers of killed writes."""
+        """Delete all but the `keep` newest committed backups, oldest first, and data files never committed."""
         committed = sorted(self._committed())
         kept = set(committed[len(committed) - keep:]) if keep else set()
         newest = max(committed, default=0)
@@ -182,10 +216,6 @@ class BackupAndRestore(Callback):
         for sequence, kind in self._files():  # data files whose manifest never landed
             if kind == "pt" and sequence not in kept and (sequence < newest or not keep):
                 self._remove(sequence)
-        for name in os.listdir(self.backup_dir) if os.path.isdir(self.backup_dir) else []:
-            if name.startswith(".backup-") and name.endswith(".tmp"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.backup_dir, name))
 
     def _remove(self, sequence: int) -> None:
         stem = os.path.join(self.backup_dir, f"backup-{sequence:08d}")

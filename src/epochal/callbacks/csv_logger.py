@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from epochal.callbacks.callback import Callback
+from epochal.callbacks.log_file import count_lines, prepare_log
 from epochal.parallel.process import is_main_process
 from epochal.saving import atomic_write
 
@@ -21,6 +23,11 @@ class CSVLogger(Callback):
     is rewritten once, atomically, with the new header and `NA` in the earlier rows, so the file is
     always a well-formed table. An epoch lacking a known key gets `NA` there. Each row is flushed and
     fsynced when its epoch ends, so a crash loses nothing already written.
+
+    The file is touched only when the first row is written. A run resumed by `BackupAndRestore`
+    keeps the rows written up to the backup it resumes and appends from there: the rows the
+    interrupted run wrote after that backup are dropped, since the resumed run writes those epochs
+    again — each epoch is in the file once, and a refused resume leaves the file as it was.
 
     Args:
         filename: The CSV file.
@@ -47,21 +54,17 @@ class CSVLogger(Callback):
         self.separator = separator
         self.append = append
         self._columns: list[str] = []
+        self._rows: int | None = None  # data rows in the file; None until the first is written
+        self._resume_rows: int | None = None
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
-        self._columns = []
-        if not is_main_process():  # under torch.distributed rank 0 alone writes the file
-            return
-        if self.append and os.path.exists(self.filename):
-            rows = self._read_rows()
-            self._columns = rows[0] if rows else []
-        else:
-            with atomic_write(self.filename, text=True):
-                pass  # start from an empty file
+        self._columns, self._rows, self._resume_rows = [], None, None
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        if not is_main_process():
+        if not is_main_process():  # under torch.distributed rank 0 alone writes the file
             return
+        if self._rows is None:
+            self._open()
         values: dict[str, object] = {"epoch": epoch, **(logs or {})}
         new = sorted(key for key in values if key not in self._columns)
         if new and not self._columns:
@@ -71,6 +74,25 @@ class CSVLogger(Callback):
         elif new:
             self._add_columns(new)
         self._write_row([values.get(column, _MISSING) for column in self._columns])
+        self._rows = (self._rows or 0) + 1
+
+    def _open(self) -> None:
+        """Empty the file (or keep it: `append`, or a resume's rows) before this run's first row."""
+        resume = self._resume_rows
+        prepare_log(self.filename, keep=None if resume is None else resume + 1 if resume else 0, append=self.append)
+        rows = self._read_rows() if os.path.exists(self.filename) else []
+        self._columns = rows[0] if rows else []
+        self._rows = max(len(rows) - 1, 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The data rows in the file: a resume keeps those and drops any written later."""
+        if self._rows is not None:
+            return {"rows": self._rows}
+        existing = count_lines(self.filename) if self.append else 0
+        return {"rows": max(existing - 1, 0)}  # nothing written yet: what the first row will follow
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._resume_rows = int(state["rows"])  # applied when the first row is written
 
     def _add_columns(self, new: list[str]) -> None:
         """Rewrite the file with `new` as extra last columns, `NA` in the rows already written."""

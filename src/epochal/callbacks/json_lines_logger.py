@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from epochal.callbacks.callback import Callback
+from epochal.callbacks.log_file import count_lines, prepare_log
 from epochal.parallel.process import is_main_process
 
 
@@ -19,6 +20,10 @@ class JSONLinesLogger(Callback):
     values (a NaN loss) are written as `null`, so every line is strict JSON. Each line is flushed as
     it is written and the file is fsynced at each epoch's end. `pandas.read_json(path, lines=True)`
     reads the file back.
+
+    The file is touched only when the first line is written. A run resumed by `BackupAndRestore`
+    keeps the lines written up to the backup it resumes and appends from there (the lines the
+    interrupted run wrote after that backup are dropped: the resumed run writes them again).
 
     Args:
         filename: The `.jsonl` file.
@@ -46,12 +51,12 @@ class JSONLinesLogger(Callback):
             self.on_train_batch_end = self._on_train_batch_end  # type: ignore[method-assign]
         self._file: IO[str] | None = None
         self._epoch = 0
+        self._lines: int | None = None  # lines in the file; None until the first is written
+        self._resume_lines: int | None = None
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._close()
-        if is_main_process():  # under torch.distributed rank 0 alone writes; elsewhere _file stays None
-            self._file = open(self.filename, "a" if self.append else "w", encoding="utf-8")  # noqa: SIM115
-        self._epoch = 0
+        self._epoch, self._lines, self._resume_lines = 0, None, None
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self._epoch = epoch
@@ -60,19 +65,31 @@ class JSONLinesLogger(Callback):
         self._write({"epoch": self._epoch, "batch": batch, **_finite_or_none(logs)})
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        if self._file is None:
-            return
         self._write({"epoch": epoch, **_finite_or_none(logs)})
-        os.fsync(self._file.fileno())
+        if self._file is not None:
+            os.fsync(self._file.fileno())
 
     def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
         self._close()
 
     def _write(self, record: dict[str, Any]) -> None:
-        if self._file is None:
+        if not is_main_process():  # under torch.distributed rank 0 alone writes the file
             return
-        self._file.write(json.dumps(record) + "\n")  # type: ignore[union-attr]
-        self._file.flush()  # type: ignore[union-attr]
+        if self._file is None:
+            self._lines = prepare_log(self.filename, keep=self._resume_lines, append=self.append)
+            self._file = open(self.filename, "a", encoding="utf-8")  # noqa: SIM115
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        self._lines = (self._lines or 0) + 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The lines in the file: a resume keeps those and drops any written later."""
+        if self._lines is not None:
+            return {"lines": self._lines}
+        return {"lines": count_lines(self.filename) if self.append else 0}  # nothing written yet: what it will follow
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._resume_lines = int(state["lines"])  # applied when the first line is written
 
     def _close(self) -> None:
         if self._file is not None:

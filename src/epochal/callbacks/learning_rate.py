@@ -11,7 +11,7 @@ import torch
 
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.monitor_reader import MonitorReader
-from epochal.callbacks.optimizer_lr import chosen_optimizers, get_lr, set_lr
+from epochal.callbacks.optimizer_lr import check_learning_rate, chosen_optimizers, get_lr, set_lr
 from epochal.callbacks.run_position import first_global_batch
 from epochal.parallel.process import is_main_process
 
@@ -122,6 +122,7 @@ class LearningRateScheduler(Callback):
             self.schedule.step(float(current))
         elif isinstance(self.schedule, torch.optim.lr_scheduler.LRScheduler):
             self.schedule.step()
+            self._check_torch_rates(f"epoch {epoch}")
 
     def _apply_on_batch(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
         self._apply(self._step)
@@ -129,6 +130,14 @@ class LearningRateScheduler(Callback):
 
     def _step_torch_on_batch(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
         self.schedule.step()  # type: ignore[call-arg, union-attr]
+        self._check_torch_rates(f"batch {batch}")
+
+    def _check_torch_rates(self, where: str) -> None:
+        """The rates a PyTorch scheduler set must be finite and >= 0 (a tensor rate is not read: no device sync)."""
+        for index, group in enumerate(self.schedule.optimizer.param_groups):  # type: ignore[union-attr]
+            if not isinstance(group["lr"], torch.Tensor):
+                check_learning_rate(group["lr"], f"The learning rate the PyTorch scheduler set after {where} "
+                                                 f"(param group {index})")
 
     def _apply(self, index: int) -> float:
         """Call the schedule function for `index` and set its value on every param group it targets."""
@@ -138,6 +147,7 @@ class LearningRateScheduler(Callback):
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"The schedule must return a float. Received: {value!r} for index {index}")
+        check_learning_rate(value, f"The learning rate the schedule returned for index {index}")
         for group in groups:
             set_lr(group, float(value))
         return float(value)

@@ -13,6 +13,7 @@ import torch
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.checkpoint_retention import make_retention
 from epochal.callbacks.monitor_reader import MonitorReader
+from epochal.files.temporary import remove_orphans
 from epochal.monitoring import initial_best, is_improvement, resolve_mode
 from epochal.parallel.process import is_main_process
 from epochal.saving import save_checkpoint, save_weights
@@ -29,7 +30,9 @@ class ModelCheckpoint(Callback):
     (`epochal.saving.load_weights` reads it). Otherwise it is a full checkpoint with the optimizer
     state (`epochal.saving.load_checkpoint`) whose metadata is `{"epoch", "batch", "logs"}`: the
     0-based epoch index it was saved in, the 0-based batch index (`None` at an epoch's end) and the
-    logs it was saved on, so `fit(..., initial_epoch=metadata["epoch"] + 1)` continues the run.
+    logs it was saved on, so `fit(..., initial_epoch=metadata["epoch"] + 1)` continues the run; the
+    checkpoint also records the run's fingerprint (`epochal.training.fingerprint`). When training
+    begins, temporary files that a checkpoint write killed half-way left in the folder are removed.
 
     With `save_best_only=True`, a file is written only when `monitor` improves on the best value so
     far (strictly, as `EarlyStopping`). Unlike Keras, an epoch whose logs lack `monitor` (a typo, or
@@ -110,6 +113,9 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._reset()
+        folder = os.path.dirname(self.filepath)
+        if "{" not in folder and is_main_process():  # a folder named by the logs is only known when saving
+            remove_orphans(folder or os.curdir)
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self._epoch = epoch
@@ -146,7 +152,10 @@ class ModelCheckpoint(Callback):
             save_weights(module, filepath)
         else:
             metadata = {"epoch": epoch, "batch": batch, "logs": {k: float(v) for k, v in logs.items()}}
-            save_checkpoint(filepath, module, self.model.optimizers, metadata)  # type: ignore[union-attr]
+            state = getattr(self.model, "training_state", None)  # the fit's; absent on a bare ModelView
+            fingerprint = state.fingerprint.value() if state is not None and state.fingerprint is not None else None
+            save_checkpoint(filepath, module, self.model.optimizers, metadata,  # type: ignore[union-attr]
+                            fingerprint=fingerprint)
         self._retain(filepath, epoch, batch, logs)
 
     def _retain(self, filepath: str, epoch: int, batch: int | None, logs: Mapping[str, float], *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,3 +41,10 @@ def chosen_optimizers(model: ModelView, name: str | None, owner: str) -> list[to
         raise ValueError(f"{owner}: unknown optimizer {name!r}. The model's optimizers are "
                          f"{', '.join(map(repr, optimizers))}. Received: optimizer={name!r}")
     return [optimizers[name]]
+
+
+def check_learning_rate(value: Any, source: str) -> None:
+    """A ValueError unless `value` is a finite number >= 0; `source` says where it came from."""
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{source} must be a finite number >= 0. Received: {number!r}")

@@ -11,6 +11,9 @@ from epochal.callbacks.run_position import first_global_batch
 from epochal.callbacks.update_freq import batch_interval
 from epochal.parallel.process import is_main_process
 
+_RUNS = ("train", "validation")
+_EVENTS = "tfevents"  # event files are named events.out.tfevents.<time>.<host>...
+
 
 def _summary_writer_class() -> type:
     """`torch.utils.tensorboard.SummaryWriter`, imported only when a TensorBoard callback is made."""
@@ -33,6 +36,11 @@ class TensorBoard(Callback):
     `learning_rate` appears as `epoch_learning_rate`. With `update_freq` set to `"batch"` or N, the
     training batch values are also written as `batch_k` every N batches (step = global batch count,
     1-based, continuing from `initial_epoch * steps`). Run `tensorboard --logdir <log_dir>` to view.
+
+    A run resumed by `BackupAndRestore` continues the step counts, and before writing anything it
+    rewinds the event files to where they were at the backup it resumes: events written after that
+    backup by the interrupted run are cut off (an event file is a sequence of records, cut at a
+    record's end), and event files created after it are removed — so each step is in the logs once.
 
     Args:
         log_dir: Folder for the event files. Defaults to `"logs"`.
@@ -61,14 +69,19 @@ class TensorBoard(Callback):
             self.on_train_batch_end = self._on_train_batch_end  # type: ignore[method-assign]
         self._writers: dict[str, Any] = {}
         self._global_batch = 0
+        self._resume_files: dict[str, dict[str, int]] | None = None
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._close()
         self._global_batch = first_global_batch(self.params)
+        self._resume_files = None
 
     def _writer(self, run: str) -> Any:
         """The run's writer, made on first use so a fit without validation leaves no empty run."""
         if run not in self._writers:
+            if self._resume_files is not None:
+                rewind_event_files(self.log_dir, self._resume_files)
+                self._resume_files = None
             self._writers[run] = self._writer_class(log_dir=os.path.join(self.log_dir, run))
         return self._writers[run]
 
@@ -97,7 +110,33 @@ class TensorBoard(Callback):
         self._writers = {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"global_batch": self._global_batch}
+        """The step count, and every event file's size: what a resume rewinds the logs to."""
+        for writer in self._writers.values():
+            writer.flush()
+        return {"global_batch": self._global_batch, "files": event_file_sizes(self.log_dir)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._global_batch = int(state["global_batch"])
+        self._resume_files = state.get("files")  # applied before the first event is written
+
+
+def event_file_sizes(log_dir: str) -> dict[str, dict[str, int]]:
+    """`{run: {event file: size}}` for the `train` and `validation` runs under `log_dir`."""
+    sizes: dict[str, dict[str, int]] = {}
+    for run in _RUNS:
+        folder = os.path.join(log_dir, run)
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        sizes[run] = {name: os.path.getsize(os.path.join(folder, name)) for name in names if _EVENTS in name}
+    return sizes
+
+
+def rewind_event_files(log_dir: str, sizes: Mapping[str, Mapping[str, int]]) -> None:
+    """Cut each event file back to its size in `sizes` and remove the event files it does not list."""
+    for run, now in event_file_sizes(log_dir).items():
+        kept = sizes.get(run, {})
+        for name, size in now.items():
+            path = os.path.join(log_dir, run, name)
+            if name not in kept:
+                os.unlink(path)  # written after the backup by the interrupted run
+            elif size > kept[name]:
+                os.truncate(path, kept[name])

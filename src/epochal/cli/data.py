@@ -57,11 +57,15 @@ def load_data(source: str, *, target: str | None = None, task: str = "auto", tes
     if not 0 < test_split < 1:
         raise CliError(f"--test-split must be between 0 and 1. Received: {test_split}")
     x, y, features = _read(source, target)
+    _check_finite(x, y, features, source)
     task = _task(y, task)
     classes = None
     if task == "classification":
         names, y = np.unique(np.asarray(y).astype(str) if y.dtype.kind in "OUSb" else y, return_inverse=True)
         classes = [str(name) for name in names]
+        if len(classes) < 2:
+            raise CliError(f"The target of {source} has a single class ({classes[0]!r}): there is nothing to "
+                           "classify. Choose another --target, or --task regression.")
         y = y.astype(np.int64)
     else:
         y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
@@ -119,6 +123,15 @@ def _split_frame(frame: Any, target: str | None, source: str) -> tuple[np.ndarra
     if features.shape[1] == 0:
         raise CliError(f"{source} has no feature columns besides the target {target!r}.")
     return features.to_numpy(dtype=np.float64), frame[target].to_numpy(), [str(c) for c in features.columns]
+
+
+def _check_finite(x: np.ndarray, y: np.ndarray, features: list[str], source: str) -> None:
+    """Infinite (or NaN) features or numeric targets are refused, naming the columns that hold them."""
+    bad = [name for name, finite in zip(features, np.isfinite(x).all(axis=0)) if not finite]
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        bad.append("the target")
+    if bad:
+        raise CliError(f"{', '.join(bad)} of {source} hold infinite or missing values: fix or drop those rows first.")
 
 
 def _task(y: np.ndarray, task: str) -> str:

@@ -1,25 +1,57 @@
-"""`epochal`: the command group; every subcommand lives in its own module."""
+"""`epochal`: the command group; every subcommand lives in its own module, imported when it runs.
+
+Importing a command imports torch (about 2 s), so the group lists the commands from the table below
+without importing them: `epochal --help` and `epochal --version` answer at once.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
+from click.utils import make_default_short_help
 
 from epochal import __version__
 from epochal.cli.errors import CliError
-from epochal.cli.export import export
-from epochal.cli.report import compare, report
-from epochal.cli.runs import runs
-from epochal.cli.train import train
-from epochal.cli.tune import tune
 
 # What a user can cause (bad values, files, types); anything else is a bug and keeps its traceback.
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError, ImportError)
 
+#: name -> (module, attribute, the first line of its help); tests/cli check each line against the command.
+COMMANDS = {
+    "export": ("epochal.cli.export", "export",
+               "Export the best weights of the run in folder RUN, after checking the program on the held-out test rows."),
+    "compare": ("epochal.cli.report", "compare",
+                "Overlay the learning curves of RUNS in one PNG and tabulate their best validation figures."),
+    "report": ("epochal.cli.report", "report",
+               "Print the diagnosis of the run in folder RUN and what its best weights get wrong; rewrite its curves."),
+    "runs": ("epochal.cli.runs", "runs",
+             "List the runs in FOLDER (default: runs) with data set, epochs, best validation figures, test and time."),
+    "train": ("epochal.cli.train", "train",
+              "Train a model (default: an MLP on scikit-learn's digits) with early stopping, then test it."),
+    "tune": ("epochal.cli.tune", "tune", "Measure batch sizes or learning rates on your data and recommend one."),
+}
+
 
 class _Group(click.Group):
-    """A group that prints user errors raised inside commands as one line (`--debug` shows tracebacks)."""
+    """Commands loaded on use; user errors raised inside them printed as one line (`--debug`: tracebacks)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[name]
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)  # as click's own listing
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, make_default_short_help(line, limit))
+                                for name, (_, _, line) in sorted(COMMANDS.items())])
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -36,13 +68,6 @@ class _Group(click.Group):
 def main(debug: bool) -> None:
     """Train PyTorch models the Keras way from the command line, and analyse the runs."""
 
-
-main.add_command(train)
-main.add_command(report)
-main.add_command(compare)
-main.add_command(runs)
-main.add_command(tune)
-main.add_command(export)
 
 if __name__ == "__main__":
     main()

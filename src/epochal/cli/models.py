@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from collections.abc import Callable
 from typing import cast
@@ -75,6 +76,8 @@ def build_model(config: TrainConfig, data: Data) -> Model:
     model.compile(optimizer=config.optimizer, loss=loss,
                   metrics=config.metrics if config.metrics is not None else ["accuracy" if classify else "mae"])
     if config.lr is not None:
+        if isinstance(config.lr, bool) or not isinstance(config.lr, (int, float)) or not 0 <= config.lr < math.inf:
+            raise CliError(f"--lr must be a finite number >= 0. Received: {config.lr}")
         for group in model.optimizer.param_groups:  # type: ignore[union-attr]
             group["lr"] = config.lr
     return model

@@ -23,8 +23,7 @@ from epochal.analysis.plotting import plot_histories
               help=f"Also write {run_folder.REPORT}: one self-contained page with the curves (hover for values), "
                    "diagnosis, settings, timings and interpretation.")
 def report(run: str, html: bool) -> None:
-    """Print the diagnosis of the run in folder RUN and what its best weights get wrong on the test rows,
-    and (re)write its learning curves there."""
+    """Print the diagnosis of the run in folder RUN and what its best weights get wrong; rewrite its curves."""
     loaded = load_run(run)
     diagnosis = write_analysis(loaded.path, loaded.history)
     click.echo(str(diagnosis))

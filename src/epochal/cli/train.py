@@ -24,6 +24,7 @@ from epochal.cli.options import config_from, data_for, training_options
 from epochal.cli.recorder import RunRecorder
 from epochal.cli.run_folder import load_run
 from epochal.callbacks.mlflow_logger import MLflowLogger, resolve_tracking_uri
+from epochal.files.temporary import remove_orphans
 from epochal.callbacks.history import History
 from epochal.model import Model
 
@@ -57,6 +58,7 @@ def train(resume: str | None, verbose: str, **flags: Any) -> None:
     model = build_model(config, data)
     if folder:
         click.echo(f"Resuming {folder}")
+        remove_orphans(folder)  # temporary files of a write the interruption cut short
     else:
         folder = run_folder.new_run_folder(config.out, config.name, data.name)
         run_folder.write_text(folder / run_folder.CONFIG, to_toml(config))
@@ -90,7 +92,8 @@ def _finish(folder: Path, config: TrainConfig, data: Data, model: Model, recorde
     run_folder.write_json(folder / run_folder.SUMMARY, {
         "status": "finished", "data": data.name, "task": data.task, "model": config.model,
         "epochs": len(history.epoch), "stopped_early": stopper.stopped, "monitor": diagnosis.monitor,
-        "best_epoch": best, "best": {k: _at(history, k, best) for k in history.history},
+        "best_epoch": None if best is None else best + 1,  # counted from 1, as the printed text counts
+        "best": {k: _at(history, k, best) for k in history.history},
         "test": test, "seconds": round(recorder.seconds, 3),
     })
     weights = f"best epoch {best + 1}" if best is not None else "last epoch"

@@ -15,6 +15,7 @@ import torch
 
 from epochal.data.arrays import ArrayAdapter
 from epochal.data.batch import Batch
+from epochal.data.checks import per_sample_weights
 from epochal.data.class_weights import class_sample_weights
 from epochal.data.datasets import DatasetAdapter, is_dataset, warn_empty_validation, warn_ran_dry, warn_short_pass
 from epochal.data.structure import Tree, flatten, num_samples, slice_rows, to_device, to_tensors
@@ -62,8 +63,8 @@ class InMemory:
                     f"`{prefix}x` and `{name}` must have the same number of samples. "
                     f"Received: {prefix}x has {self.size} samples, {name} has {num_samples(part, name)}"
                 )
-        if self.sample_weight is not None and self.sample_weight.ndim != 1:
-            self.sample_weight = self.sample_weight.reshape(self.size, -1)[:, 0]
+        if self.sample_weight is not None:
+            self.sample_weight = per_sample_weights(self.sample_weight, self.size, f"{prefix}sample_weight")
 
     def split(self, fraction: float) -> tuple[InMemory, InMemory]:
         """The first `floor(N * (1 - fraction))` samples and the rest, in order (validation_split)."""

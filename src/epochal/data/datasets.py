@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from epochal.data.batch import Batch
+from epochal.data.checks import TargetCheck, check_batch, per_sample_weights
 from epochal.data.class_weights import class_sample_weights
-from epochal.data.structure import map_structure, to_device, to_tensors
+from epochal.data.structure import flatten, map_structure, to_tensors
 
 
 class DatasetAdapter:
@@ -21,6 +22,10 @@ class DatasetAdapter:
     Without `steps`, every epoch makes a fresh iterator and ends when it is exhausted. With `steps`,
     one iterator serves the whole run and each epoch takes `steps` batches; when it runs dry the
     adapter sets `ran_dry` and the loop stops training (TF.js `fitDataset` semantics).
+
+    Each batch is checked on the host before it moves to the device (`epochal.data.checks`):
+    finite values unless `check_finite` is off, sample weights, and the targets once
+    `check_targets` is set (after the first batch has shown what the loss reads).
     """
 
     def __init__(
@@ -47,6 +52,8 @@ class DatasetAdapter:
         self.ran_dry = False
         self.steps = steps if steps is not None else _length(dataset)
         self._non_blocking = device.type == "cuda"
+        self.check_finite = True
+        self.check_targets: TargetCheck | None = None
 
     def example(self) -> Batch | None:
         """The first element of a fresh iterator (random generators restored after it), or None for a
@@ -55,7 +62,7 @@ class DatasetAdapter:
             return None
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             element = next(iter(self.dataset), None)
-        return None if element is None else self._convert(element)
+        return None if element is None else self._convert(element, 0)
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """The batches of one epoch, converted to tensors on the device."""
@@ -81,30 +88,41 @@ class DatasetAdapter:
                 elif self._limit is not None:
                     warn_short_pass(self.name, self._limit, taken)
                 return
+            yield self._convert(element, taken)
             taken += 1
-            yield self._convert(element)
 
-    def _convert(self, element: Any) -> Batch:
+    def _convert(self, element: Any, index: int) -> Batch:
         if not self.targets:  # predict: an element is x, or a tuple whose first entry is x
             x = element[0] if isinstance(element, (tuple, list)) and len(element) in (2, 3) else element
-            return Batch(self._tensors(x, "x"))
+            return Batch(self._placed(self._tensors(x, "x")))
         if not isinstance(element, (tuple, list)) or len(element) not in (2, 3):
             kind = f"a {type(element).__name__}" + (f" of length {len(element)}" if isinstance(element, (tuple, list)) else "")
             raise ValueError(
                 f"Each element of `{self.name}` must be a tuple (x, y) or (x, y, sample_weight). Received: {kind}"
             )
         x, y = self._tensors(element[0], "x"), self._tensors(element[1], "y")
-        sample_weight = self._tensors(element[2], "sample_weight").float() if len(element) == 3 else None
+        where = f"batch {index} of `{self.name}`: "
+        sample_weight = None
+        if len(element) == 3:
+            weights = self._tensors(element[2], "sample_weight").float()
+            sample_weight = per_sample_weights(weights, weights.shape[0], f"{where}sample_weight")
+        # On the host, before the copy to the device; a batch already on the device is not checked,
+        # since reading its values would wait for the device.
+        if all(t.device.type == "cpu" for t in flatten((x, y, sample_weight)) if t is not None):
+            check_batch(x, y, sample_weight, where, check_finite=self.check_finite, check_targets=self.check_targets)
         if self.class_weight is not None:
             weights = class_sample_weights(y, self.class_weight)
             sample_weight = weights if sample_weight is None else sample_weight * weights
-        return Batch(x, y, sample_weight)
+        return Batch(*self._placed((x, y, sample_weight)))
 
     def _tensors(self, value: Any, part: str) -> Any:
-        tensors = to_tensors(value, f"{self.name} element's {part}", self.float_dtype)
+        return to_tensors(value, f"{self.name} element's {part}", self.float_dtype)
+
+    def _placed(self, tensors: Any) -> Any:
         if self._non_blocking:  # CUDA: a copy from pinned memory overlaps with the running step
-            tensors = map_structure(_pinned, tensors)
-        return to_device(tensors, self.device, self._non_blocking)
+            tensors = map_structure(lambda t: None if t is None else _pinned(t), tensors)
+        return map_structure(lambda t: None if t is None else t.to(self.device, non_blocking=self._non_blocking),
+                             tensors)
 
 
 def _pinned(tensor: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,3 +47,10 @@ def class_weight(value: Any) -> None:
             "`class_weight` must be a dict {class_index: weight} with non-negative integer keys. "
             f"Received: class_weight={value!r}"
         )
+    for key, weight in value.items():
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+            raise TypeError(f"`class_weight` weights must be numbers. Received: class_weight[{key}]={weight!r}")
+        if not 0 <= float(weight) < math.inf:
+            raise ValueError(
+                f"`class_weight` weights must be finite numbers >= 0. Received: class_weight[{key}]={weight!r}"
+            )

@@ -1,11 +1,13 @@
-"""Assembling a fit: the callbacks in their order, `History.params`, the resume fingerprint, the syncs and
-the plan, then the epoch loop under a signal guard."""
+"""Assembling a fit: the set-up checks, the callbacks in their order, `History.params`, the run's
+fingerprint, the syncs and the plan, then the epoch loop under a signal guard (and the backup folder's lock)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -20,9 +22,13 @@ from epochal.parallel.process import is_main_process
 from epochal.parallel.sync import LOCAL
 from epochal.step.pipeline import StepPipeline
 from epochal.task import Task
+from epochal.training.fingerprint import run_fingerprint, trajectory_arguments
+from epochal.training.inputs import FitData
 from epochal.training.loop import TRAIN_HOOKS, FitPlan, fit_loop
 from epochal.training.preemption import SignalGuard
+from epochal.training.setup_checks import check_optimizers
 from epochal.training.state import TrainingState
+from epochal.training.target_checks import arm_target_checks
 
 if TYPE_CHECKING:
     from epochal.callbacks.callback import ModelView
@@ -36,20 +42,28 @@ class FitSetup:
     pipeline: StepPipeline
     task: Task
     step_params: Mapping[str, Any]  # the compile options, as `History.params` shows them
+    compile_options: Mapping[str, Any]  # what `compile` was given, for the run fingerprint
     attach: Callable[[History, TrainingState], None]  # the model keeps the run's History and state
     exclusive: Callable[[], AbstractContextManager[None]]  # refuses a nested fit while this one runs
     fit_sync: Callable[[bool], Any] | None = None  # `Cluster.fit_sync` under torch.distributed
 
 
-def run_fit(setup: FitSetup, train: Adapter, validation: Adapter | None, *, epochs: int, initial_epoch: int,
-            verbose: int | str, callbacks: Iterable[Callback] | None, validation_freq: int | Sequence[int],
-            batch_size: int | None, samples: int | None) -> tuple[History, TrainingState]:
-    """Train `setup.model` on `train` for epochs `initial_epoch .. epochs-1`; returns the History and the state.
+def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, verbose: int | str,
+            callbacks: Iterable[Callback] | None, validation_freq: int | Sequence[int],
+            batch_size: int | None) -> tuple[History, TrainingState]:
+    """Train `setup.model` on `data` for epochs `initial_epoch .. epochs-1`; returns the History and the state.
 
     Compilation (`jit_compile`) happens here, before `on_train_begin`, on an example batch drawn without
-    touching the random generators; the first epoch's own order is drawn inside the loop.
+    touching the random generators; the first epoch's own order is drawn inside the loop. The targets
+    are checked against the losses on the first step's outputs, before its backward.
     """
     model, pipeline, task = setup.model, setup.pipeline, setup.task
+    train, validation = data.train, data.validation
+    check_optimizers(model.module, model.optimizers)  # again: a rate may have changed since `compile`
+    # Checked on the first step's outputs, before its backward: no forward of their own. In-memory
+    # validation targets too; a validation stream's are checked as it is read.
+    checked = [(train, "")] + ([(validation, "validation data: ")] if getattr(validation, "y", None) is not None else [])
+    task.output_checks = [partial(arm_target_checks, task, adapter=adapter, where=where) for adapter, where in checked]
     user_callbacks = callback_list(callbacks)
     if initial_epoch < epochs:
         planned = None if train.steps is None else train.steps * (epochs - initial_epoch)
@@ -60,7 +74,7 @@ def run_fit(setup: FitSetup, train: Adapter, validation: Adapter | None, *, epoc
     keys = list(pipeline.known_keys("train_step") or (task.log_keys() if not pipeline.steps.custom_train else []))
     do_validation = validation is not None
     params = {
-        "epochs": epochs, "steps": train.steps, "batch_size": batch_size, "samples": samples,
+        "epochs": epochs, "steps": train.steps, "batch_size": batch_size, "samples": data.samples,
         "initial_epoch": initial_epoch, "verbose": resolve_verbose(verbose), "do_validation": do_validation,
         "metrics": keys + ([f"val_{key}" for key in keys] if do_validation else []),
         **setup.step_params,
@@ -69,16 +83,21 @@ def run_fit(setup: FitSetup, train: Adapter, validation: Adapter | None, *, epoc
     listeners.set_params(params)
     wants_batch_logs = CallbackList(user_callbacks).wants(*TRAIN_HOOKS)
     sync = setup.fit_sync(wants_batch_logs) if setup.fit_sync is not None else LOCAL
+    fingerprint = run_fingerprint(model.module, model.optimizers, setup.compile_options,
+                                  trajectory_arguments(params, validation_freq, data.whole), data.whole)
     state = TrainingState(model, callbacks=user_callbacks + [history], backup=_backup_callback(user_callbacks),
-                          fingerprint=_fingerprint(params, validation_freq, train, user_callbacks), epochs=epochs,
-                          sync=sync, steps=pipeline)
+                          fingerprint=fingerprint, epochs=epochs, sync=sync, steps=pipeline)
     plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq,
                    report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
                    sync=sync, state=state)
     setup.attach(history, state)
-    with setup.exclusive(), SignalGuard() as state.guard:
-        model.stop_training = False
-        fit_loop(model, pipeline, task, plan, listeners)
+    holding = state.backup.hold() if state.backup is not None else contextlib.nullcontext()
+    try:
+        with setup.exclusive(), SignalGuard() as state.guard, holding:
+            model.stop_training = False
+            fit_loop(model, pipeline, task, plan, listeners)
+    finally:
+        task.output_checks = []  # a step that never computed the compiled loss leaves them for no one
     return history, state
 
 
@@ -105,15 +124,3 @@ def _backup_callback(callbacks: list[Callback]) -> BackupAndRestore | None:
     if len(backups) > 1:
         raise ValueError(f"`callbacks` may hold at most one BackupAndRestore. Received: {len(backups)}")
     return backups[0] if backups else None
-
-
-def _fingerprint(params: dict[str, Any], validation_freq: Any, train: Adapter,
-                 callbacks: list[Callback]) -> dict[str, Any]:
-    """The `fit` arguments a backup must have been written with to be resumed exactly (plain values)."""
-    keys = ("epochs", "steps", "batch_size", "samples", "initial_epoch", "do_validation", "metrics")
-    fingerprint = {key: params[key] for key in keys}
-    fingerprint["validation_freq"] = list(validation_freq) if not isinstance(validation_freq, int) else validation_freq
-    fingerprint["shuffle"] = getattr(train, "shuffle", None)
-    fingerprint["callbacks"] = [type(cb).__qualname__ for cb in callbacks]
-    return fingerprint
-

@@ -1,15 +1,27 @@
-"""The data a fit, evaluate or predict reads in this process: adapters for arrays or streams, and under
-torch.distributed this rank's share of them."""
+"""The data a fit, evaluate or predict reads in this process: adapters for arrays or streams, checked
+whole before any training (`epochal.data.checks`), and under torch.distributed this rank's share of them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from epochal.data import Adapter, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data
+from epochal.data.checks import check_data
 from epochal.parallel.cluster import Cluster
+
+
+@dataclass(frozen=True)
+class FitData:
+    """What a fit trains and validates on in this process, and the whole data (for the run fingerprint)."""
+
+    train: Adapter
+    validation: Adapter | None
+    samples: int | None  # training samples in memory (None for a stream)
+    whole: dict[str, Any]  # `train` and `validation` before sharding: arrays adapters or the streams given
 
 
 class Inputs:
@@ -21,8 +33,8 @@ class Inputs:
     def fit_arrays(self, x: Any, y: Any, *, sample_weight: Any, class_weight: Mapping[int, float] | None,
                    batch_size: int, shuffle: bool, validation_split: float, validation_data: Any,
                    validation_batch_size: int, steps_per_epoch: int | None, validation_steps: int | None,
-                   gather_batches: int) -> tuple[Adapter, Adapter | None, int | None]:
-        """Training and validation adapters for `fit` on arrays, and the number of training samples."""
+                   gather_batches: int, check_finite: bool = True) -> FitData:
+        """Training and validation adapters for `fit` on arrays (checked whole), and the number of training samples."""
         train, validation, samples = make_fit_data(
             x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size, shuffle=shuffle,
             validation_split=validation_split, validation_data=self._local_dataset(validation_data, train=False),
@@ -30,19 +42,26 @@ class Inputs:
             validation_steps=validation_steps, device=self.device, float_dtype=self.float_dtype,
             gather_batches=gather_batches,
         )
-        return self._local_arrays(train, train=True), self._local_arrays(validation, train=False), samples
+        held_out = "validation_data: " if validation_data is not None else "the validation_split part of "
+        check_data([(train, ""), (validation, held_out)], check_finite=check_finite)
+        whole = {"train": train, "validation": validation_data if is_dataset(validation_data) else validation}
+        return FitData(self._local_arrays(train, train=True), self._local_arrays(validation, train=False), samples,
+                       whole)
 
     def fit_stream(self, dataset: Any, *, batches_per_epoch: int | None, validation_data: Any,
                    validation_batches: int | None, validation_batch_size: int,
-                   class_weight: Mapping[int, float] | None) -> tuple[Adapter, Adapter | None]:
-        """Training and validation adapters for streaming data (`fit_dataset`, `fit(x=dataset)`)."""
+                   class_weight: Mapping[int, float] | None, check_finite: bool = True) -> FitData:
+        """Training and validation adapters for streaming data (`fit_dataset`, `fit(x=dataset)`); each streamed
+        batch is checked on the host as it is read."""
         train, validation = make_dataset_fit_data(
             self._local_dataset(dataset, train=True), batches_per_epoch=batches_per_epoch,
             validation_data=self._local_dataset(validation_data, train=False), validation_batches=validation_batches,
             validation_batch_size=validation_batch_size, class_weight=class_weight, device=self.device,
             float_dtype=self.float_dtype,
         )
-        return train, self._local_arrays(validation, train=False)
+        check_data([(train, ""), (validation, "validation_data: ")], check_finite=check_finite)
+        return FitData(train, self._local_arrays(validation, train=False), None,
+                       {"train": dataset, "validation": validation_data})
 
     def evaluation(self, x: Any, y: Any, sample_weight: Any, *, batch_size: int, steps: int | None,
                    targets: bool) -> tuple[Adapter, bool]:
@@ -52,6 +71,7 @@ class Inputs:
             x, sharded = self.cluster.shard_dataset(x, train=False)
         adapter = make_eval_data(x, y, sample_weight=sample_weight, batch_size=batch_size, steps=steps,
                                  device=self.device, float_dtype=self.float_dtype, targets=targets)
+        check_data([(adapter, "")], check_finite=False)  # NaN in, NaN out: evaluating or predicting it is no error
         if self.cluster is not None and not is_dataset(x):
             adapter, sharded = self.cluster.shard_arrays(adapter, train=False)
         return adapter, sharded

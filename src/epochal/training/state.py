@@ -36,8 +36,10 @@ import torch
 
 from epochal.data import Adapter, Batch
 from epochal.training.accumulator import MeanAccumulator
+from epochal.training.callback_states import callback_states, restore_callback_states
 from epochal.parallel.sync import LOCAL
 from epochal.training.preemption import SignalGuard, TrainingInterrupted
+from epochal.training.resume_check import differences, mismatch_message
 from epochal.training.rng import capture_rng, restore_rng
 
 if TYPE_CHECKING:
@@ -45,9 +47,11 @@ if TYPE_CHECKING:
     from epochal.callbacks.callback import Callback
     from epochal.callbacks.callback import ModelView
     from epochal.task import Task
+    from epochal.training.fingerprint import RunFingerprint
 
 FORMAT = "epochal.backup"
-VERSION = 3  # 2: the RNG states and partial sums are per rank ("ranks"); 3: named optimizers and the step's state
+VERSION = 3  # 2: the RNG states and partial sums are per rank ("ranks"); 3: named optimizers, the step's
+#            state, the run fingerprint and callbacks matched by class and position
 
 
 # -- the state ------------------------------------------------------------------------------------
@@ -73,7 +77,7 @@ class TrainingState:
 
     model: ModelView
     callbacks: list[Callback] = field(default_factory=list)  # the user's callbacks and History: their state is saved
-    fingerprint: dict[str, Any] = field(default_factory=dict)  # fit arguments a resume must match
+    fingerprint: RunFingerprint | None = None  # what a resume must match (`resume_check`)
     backup: BackupAndRestore | None = None
     guard: SignalGuard | None = None
     epochs: int = 0
@@ -86,6 +90,7 @@ class TrainingState:
     resume_data: dict[str, Any] | None = None  # the position a resume starts the data from
     adapter: Adapter | None = None
     finished: bool = False
+    stopped: bool = False  # stopped early (a callback, data that ran dry), not by running out of epochs
     finished_cleanly: bool = False  # the run ended and its final, finite state was backed up
     resume_rng: dict[str, Any] | None = None  # the RNG states a mid-epoch resume continues with
     sync: Any = None  # how the ranks agree (`parallel.sync.LocalSync` or `GroupSync`); one process when None
@@ -146,7 +151,8 @@ class TrainingState:
         """A safe point after `on_epoch_end`: the next position is the start of the following epoch."""
         self.epoch, self.batch, self.accumulator = epoch + 1, 0, None
         self.epoch_logs = dict(logs)
-        self.finished = self.epoch >= self.epochs or self.model.stop_training
+        self.stopped = bool(self.model.stop_training)
+        self.finished = self.epoch >= self.epochs or self.stopped
         saved = self.backup is not None and self.save()
         self.finished_cleanly = self.finished and saved
         if self._sync.any(self._signalled()) and not self.finished:
@@ -170,7 +176,7 @@ class TrainingState:
             self.backup.skip_non_finite(self.epoch, self.batch)
             return False
         ranks = sync.gather(self._rank_state())
-        position = {"epoch": self.epoch, "batch": self.batch, "finished": self.finished}
+        position = {"epoch": self.epoch, "batch": self.batch, "finished": self.finished, "stopped": self.stopped}
         sync.main_then_wait(lambda: self.backup.write(self.snapshot(ranks), position))  # type: ignore[union-attr]
         self.backup.saved()
         return True
@@ -182,14 +188,15 @@ class TrainingState:
         """
         model = self.model
         return {
-            "format": FORMAT, "version": VERSION, "fingerprint": self.fingerprint,
-            "position": {"epoch": self.epoch, "batch": self.batch, "finished": self.finished},
+            "format": FORMAT, "version": VERSION,
+            "fingerprint": self.fingerprint.value() if self.fingerprint is not None else {},
+            "position": {"epoch": self.epoch, "batch": self.batch, "finished": self.finished, "stopped": self.stopped},
             "epoch_logs": dict(self.epoch_logs),
             "data": self.epoch_data if self.batch else _data_state(self.adapter),
             "module": {name: t.detach() for name, t in model.module.state_dict().items()},
             "optimizers": {name: opt.state_dict() for name, opt in model.optimizers.items()},
             "ranks": ranks if ranks is not None else [self._rank_state()],
-            "callbacks": [{"class": type(cb).__qualname__, "state": cb.state_dict()} for cb in self.callbacks],
+            "callbacks": callback_states(self.callbacks),
         }
 
     def _rank_state(self) -> dict[str, Any]:
@@ -205,11 +212,12 @@ class TrainingState:
             return None
         snapshot = self.backup.read()
         self._check_same_backup(snapshot)
-        if snapshot is None:
+        if snapshot is None or not self._resumable(snapshot):
             return None
-        self._check_fingerprint(snapshot)
         position = snapshot["position"]
-        self.epoch, self.batch, self.finished = position["epoch"], position["batch"], position["finished"]
+        self.epoch, self.batch, self.stopped = position["epoch"], position["batch"], position["stopped"]
+        # A run that ran out of epochs trains further when `epochs` is now larger (resume_check).
+        self.finished = position["finished"] and (self.stopped or self.epoch >= self.epochs)
         own = self._own_part(snapshot["ranks"])  # first: it may refuse, before anything is overwritten
         from epochal.saving import _load_module_state
 
@@ -219,8 +227,9 @@ class TrainingState:
             optimizer.load_state_dict(snapshot["optimizers"][name])
         if self.steps is not None and own.get("steps") is not None:
             self.steps.load_state_dict(own["steps"])
-        for callback, saved in zip(self.callbacks, snapshot["callbacks"]):
-            callback.load_state_dict(saved["state"])
+        note = restore_callback_states(self.callbacks, snapshot["callbacks"])
+        if note:
+            warnings.warn(note, stacklevel=3)
         restore_rng(own["rng"])
         self.finished_cleanly = self.finished
         self.epoch_logs = dict(snapshot["epoch_logs"])
@@ -275,23 +284,27 @@ class TrainingState:
             own["accumulator"] = _merged_accumulators([part["accumulator"] for part in ranks]) if sync.rank == 0 else {}
         return own
 
-    def _check_fingerprint(self, snapshot: Mapping[str, Any]) -> None:
+    def _resumable(self, snapshot: Mapping[str, Any]) -> bool:
+        """Whether the backup continues this run (`resume_check`); a mismatch raises, or with
+        `on_mismatch="restart"` is ignored (False). Nothing is loaded or changed before this."""
+        backup = self.backup
+        assert backup is not None
         if snapshot.get("format") != FORMAT:
-            raise ValueError(f"{self.backup.backup_dir!r} holds no epochal backup.")  # type: ignore[union-attr]
+            raise ValueError(f"{backup.backup_dir!r} holds no epochal backup.")
         if snapshot.get("version") != VERSION:
             raise ValueError(
-                f"The backup in {self.backup.backup_dir!r} has format version {snapshot.get('version')!r}; this "  # type: ignore[union-attr]
+                f"The backup in {backup.backup_dir!r} has format version {snapshot.get('version')!r}; this "
                 f"epochal reads version {VERSION}. Resume with the epochal that wrote it, or delete the folder."
             )
-        saved, now = snapshot["fingerprint"], self.fingerprint
-        differences = [f"{key}={saved.get(key)!r} in the backup but {now.get(key)!r} now"
-                       for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
-        if differences:
-            raise ValueError(
-                f"The backup in {self.backup.backup_dir!r} was written by a `fit` with different arguments, "  # type: ignore[union-attr]
-                f"so it cannot be resumed exactly: {'; '.join(differences)}. Run the same command as before, "
-                "or delete the backup folder to start afresh."
-            )
+        now = self.fingerprint.value() if self.fingerprint is not None else {}
+        found = differences(snapshot["fingerprint"], now, snapshot["position"])
+        if not found:
+            return True
+        if backup.on_mismatch == "restart":
+            warnings.warn(f"BackupAndRestore(on_mismatch=\"restart\"): the backup in {backup.backup_dir!r} is of "
+                          f"another run ({found[0]}); this run starts afresh and replaces it.", stacklevel=4)
+            return False
+        raise ValueError(mismatch_message(backup.backup_dir, found))
 
     def _finite(self) -> bool:
         if self.batch and self.accumulator is not None and self.accumulator.sums is not None:
