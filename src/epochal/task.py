@@ -34,6 +34,7 @@ class Task:
         self.output_names: list[str] | None = self._names_from_arguments()
         self._metrics: list[list[tuple[Entry, bool]]] | None = None  # per output: (metric, weighted)
         self._checked = False  # the first batch's value checks ran
+        self._keys_after_loss: tuple[str, ...] | None = None  # `logs`' names, once built
         #: Checks of the data that need the module's outputs (how many classes a loss reads), run as
         #: `check(outputs, y)` when the next loss is computed, before its backward, then dropped.
         self.output_checks: list[Callable[[Tree, Tree], None]] = []
@@ -189,10 +190,16 @@ class Task:
                 target = target if loss is None else loss.prepare_target(target, out)
                 values.extend(metric(target, out, sample_weight if weighted else None) if counted or not metric.stateful
                               else torch.zeros(len(metric.suffixes()), device=out.device) for metric, weighted in metrics)
-        keys = tuple(self.log_keys()[1:])
+        keys = self._logged_keys()
         if not values:
             return keys, torch.zeros(0, device=flatten(outputs)[0].device)
         return keys, torch.cat([v.float().reshape(-1) for v in values])
+
+    def _logged_keys(self) -> tuple[str, ...]:
+        """`log_keys()` after `"loss"`: fixed once built, so computed once (it is asked every batch)."""
+        if self._keys_after_loss is None:
+            self._keys_after_loss = tuple(self.log_keys()[1:])
+        return self._keys_after_loss
 
     def _output_losses(self, y: Tree, outputs: Tree, sample_weight: torch.Tensor | None) -> list[torch.Tensor]:
         out_list, y_list = self.split(outputs, y)

@@ -7,9 +7,10 @@ import json
 import os
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import filelock
+if TYPE_CHECKING:
+    import filelock
 
 LOCK_NAME = ".epochal.lock"
 OWNER_NAME = ".epochal.lock.json"
@@ -44,6 +45,8 @@ class FolderLock:
 
     def acquire(self) -> None:
         """Take the lock now, or raise `FolderInUseError` naming its holder."""
+        import filelock  # here: only a run with backups takes a lock
+
         os.makedirs(self.folder, exist_ok=True)
         lock = filelock.FileLock(os.path.join(self.folder, LOCK_NAME), timeout=0)
         try:

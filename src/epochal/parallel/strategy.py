@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed._functional_collectives as funcol
 
 #: Gradients are all-reduced in flat buckets of at most this many bytes (DDP's default bucket size),
 #: so the copy costs little memory and several buckets are in flight at once.
@@ -62,6 +61,8 @@ class DataParallel:
         Every rank must have gradients for the same parameters (as DDP requires); one without a
         gradient is left alone, as the optimizer will skip it.
         """
+        import torch.distributed._functional_collectives as funcol  # here: ~0.15 s to import, and only a job needs it
+
         grads = [p.grad for p in parameters if p.grad is not None]
         reduced = [(bucket, funcol.all_reduce(_flat(bucket), "sum", _world()))
                    for bucket in _buckets(grads)]
@@ -85,6 +86,8 @@ class DataParallel:
 
 def _broadcast(tensors: list[torch.Tensor]) -> None:
     """Rank 0's values of `tensors` on every rank, one collective per dtype."""
+    import torch.distributed._functional_collectives as funcol
+
     for bucket in _buckets(tensors, limit=None):
         _unflatten_into(bucket, funcol.broadcast(_flat(bucket), 0, _world()))
 

@@ -37,7 +37,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import torch
-import torch._dynamo.config
 
 from epochal.data.batch import Batch
 from epochal.data.structure import Tree
@@ -350,9 +349,10 @@ def _compile(function: Any, device: torch.device) -> Callable[..., Any]:
         if device.type != "cpu":
             settings["options"] = _INDUCTOR_OPTIONS
     compiled = torch.compile(function, **settings)
+    from torch._dynamo import config  # here, not at the top: importing dynamo costs ~1.4 s, paid only to compile
 
     def traced(*args: Any) -> Any:
-        with torch._dynamo.config.patch(trace_autograd_ops=True):
+        with config.patch(trace_autograd_ops=True):
             return compiled(*args)
 
     return traced

@@ -19,6 +19,7 @@ optimizer's parameters, so one loss never leaks into another optimizer's accumul
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -88,7 +89,9 @@ class Gradients:
             loss = loss * scale
         if self.scaler is not None:
             loss = self.scaler.scale(loss)
-        with torch.autocast(loss.device.type, enabled=False):  # backward runs outside mixed precision
+        mixed = self.options.precision != "32"
+        with torch.autocast(loss.device.type, enabled=False) if mixed else contextlib.nullcontext():
+            # Backward runs outside mixed precision (its ops take the dtypes autocast gave the forward's).
             if len(self.optimizers) == 1:
                 loss.backward()
             else:
