@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 import epochal
-from epochal import parallel
+from epochal import parallel, saving
 from epochal.callbacks import (
     EMA,
     SWA,
@@ -30,7 +30,6 @@ from epochal.callbacks import (
     LambdaCallback,
     ModelCheckpoint,
     backup_and_restore,
-    model_checkpoint,
 )
 
 
@@ -93,24 +92,22 @@ def stop(out: str) -> dict[str, Any]:
 
 @contextmanager
 def recording_writes() -> Iterator[list[str]]:
-    """The names of the files this process's ModelCheckpoint and BackupAndRestore write, in order."""
+    """The names of the files this process writes through `atomic_write` (weights, checkpoints, backups), in order."""
     written: list[str] = []
-    real_save, real_write = model_checkpoint.save_weights, backup_and_restore.atomic_write
-
-    def recording_save(module: torch.nn.Module, path: str) -> None:
-        written.append(os.path.basename(path))
-        real_save(module, path)
+    modules = (saving, backup_and_restore)
+    real = saving.atomic_write
 
     def recording_write(path: str, **kwargs: Any) -> Any:
         written.append(os.path.basename(path))
-        return real_write(path, **kwargs)
+        return real(path, **kwargs)
 
-    model_checkpoint.save_weights = recording_save  # type: ignore[assignment]
-    backup_and_restore.atomic_write = recording_write  # type: ignore[assignment]
+    for module in modules:
+        module.atomic_write = recording_write  # type: ignore[attr-defined]
     try:
         yield written
     finally:
-        model_checkpoint.save_weights, backup_and_restore.atomic_write = real_save, real_write
+        for module in modules:
+            module.atomic_write = real  # type: ignore[attr-defined]
 
 
 def files(out: str) -> dict[str, Any]:

@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,54 +16,23 @@ from typing import Any
 import distributed_script as script
 import pytest
 import torch
+import torchrun_launch as launch
+from torchrun_launch import LAUNCH_TIMEOUT, finish, free_port, ranks
 
 pytestmark = pytest.mark.slow
 
-TESTS = Path(__file__).parent
-SRC = TESTS.parent / "src"
-LAUNCH_TIMEOUT = 120
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def torchrun(scenario: str, out: Path, *, nodes: int = 1, node_rank: int = 0, port: int | None = None,
-             procs: int = 2) -> subprocess.Popen[str]:
-    """Start `torchrun` on the script; its output lines are prefixed with the rank (`[default0]:`)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)]), "OMP_NUM_THREADS": "1",
-           "GLOO_SOCKET_IFNAME": "lo"}
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--node_rank={node_rank}",
-               f"--nproc_per_node={procs}", "--master_addr=127.0.0.1", f"--master_port={port or free_port()}",
-               "--tee=3", str(TESTS / "distributed_script.py"), scenario, str(out)]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish(process: subprocess.Popen[str], *, succeed: bool = True) -> str:
-    """Its output, once it ended (within LAUNCH_TIMEOUT) with success, or with a failure when not `succeed`."""
-    try:
-        output, _ = process.communicate(timeout=LAUNCH_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"torchrun did not finish in {LAUNCH_TIMEOUT}s:\n{output[-4000:]}")
-    assert (process.returncode == 0) == succeed, output[-4000:]
-    return output
-
-
-def ranks(out: Path) -> list[dict[str, Any]]:
-    return [torch.load(out / f"rank{rank}.pt", weights_only=False) for rank in (0, 1)]
+def torchrun(scenario: str, out: Path, **options: Any) -> subprocess.Popen[str]:
+    return launch.torchrun("distributed_script.py", scenario, out, **options)
 
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One 2-process launch on one "node" and one across two "nodes", run side by side."""
+    """One 2-process launch on one "node" and one across two "nodes" (meeting by c10d rendezvous), side by side."""
     one, two = tmp_path_factory.mktemp("one_node"), tmp_path_factory.mktemp("two_nodes")
     port = free_port()
     processes = [torchrun("fit,stop,files,resume,options,averaging", one)] + [
-        torchrun("fit", two, nodes=2, node_rank=rank, port=port, procs=1) for rank in (0, 1)]
+        torchrun("fit", two, nodes=2, port=port, procs=1, rendezvous=True) for _ in range(2)]
     outputs = [finish(process) for process in processes]
     return {"one": ranks(one), "two": ranks(two), "one_dir": one, "output": outputs[0]}
 

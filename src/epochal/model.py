@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from epochal import saving
+from epochal.parallel import sharded_state
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.history import History
@@ -20,9 +21,9 @@ from epochal.callbacks.progress import format_logs, resolve_verbose
 from epochal.data import Adapter, Batch, is_dataset
 from epochal.data.structure import Tree, call_module, float_dtype_of, to_device, to_tensors
 from epochal.optimizers import make_optimizers
-from epochal.parallel.cluster import connect
+from epochal.parallel.cluster import Distributed, connect
 from epochal.parallel.process import barrier, is_main_process
-from epochal.parallel.strategy import SingleDevice
+from epochal.parallel.strategy import SingleDevice, Strategy
 from epochal.parallel.sync import LOCAL
 from epochal.step.gradients import Gradients
 from epochal.step.options import StepOptions, make_step_options
@@ -55,14 +56,19 @@ class Model:
     and `self.apply_gradients()` carry every compile option — precision, gradient accumulation,
     clipping — and the distribution strategy's gradient sync.
 
-    Under `torchrun` the same script trains data-parallel; see `epochal.parallel`.
+    Under `torchrun` the same script trains data-parallel; see `epochal.parallel`. With
+    `distributed="fsdp"` the module is sharded over the processes (FSDP2) when the Model is made: build
+    optimizers after that, from `model.module`.
 
     Args:
         module: The network to train.
         device: Where to train. Defaults to CUDA when available (`cuda:LOCAL_RANK` under torchrun),
             else CPU.
-        distributed: `None` trains data-parallel when launched by torchrun or when a process group is
-            initialised; `True` requires that; `False` trains each process on its own. Defaults to `None`.
+        distributed: `None` trains data-parallel (DDP's semantics) when launched by torchrun or when a
+            process group is initialised; `True` or `"ddp"` requires that; `"fsdp"` or an
+            `epochal.parallel.FSDP(...)` shards the module's parameters, gradients and optimizer state
+            over the processes (see `epochal.parallel.fully_sharded`); `False` trains each process on
+            its own. Defaults to `None`.
 
     Example:
         >>> import torch, epochal
@@ -74,7 +80,7 @@ class Model:
     """
 
     def __init__(self, module: torch.nn.Module, device: str | torch.device | None = None, *,
-                 distributed: bool | None = None) -> None:
+                 distributed: Distributed = None) -> None:
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"`module` must be a torch.nn.Module. Received: {type(module).__name__}")
         self.module = module
@@ -84,8 +90,8 @@ class Model:
         else:
             self.device = torch.device(device) if device is not None else torch.device(
                 "cuda" if torch.cuda.is_available() else "cpu")
-        module.to(self.device)
-        self._strategy = self._cluster.strategy if self._cluster is not None else SingleDevice()
+        self._strategy: Strategy = self._cluster.strategy if self._cluster is not None else SingleDevice()
+        self._strategy.distribute(module, self.device)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.stop_training = False
         self.history: History | None = None
@@ -187,6 +193,8 @@ class Model:
         return any(getattr(type(self), name) is not getattr(Model, name) for name in ("compute_loss", "train_step"))
 
     def _uncompilable_reason(self) -> str | None:
+        if self._strategy.sharded:
+            return "FSDP's all-gathers and reduce-scatters run in hooks that a compiled graph cannot hold"
         if self._task is not None and self._task.stateful():
             return "metrics computed over the whole epoch (precision, AUC, torchmetrics...) keep state outside any graph"
         return None
@@ -375,7 +383,8 @@ class Model:
     def _fit(self, data: FitData, **arguments: Any) -> History:
         setup = FitSetup(self, self._require_pipeline("fit"), self._task, self._step_options.as_params(),  # type: ignore[arg-type]
                          self._compile_options, attach=self._attach, exclusive=lambda: self._exclusive("fit"),
-                         fit_sync=self._cluster.fit_sync if self._cluster is not None else None)
+                         fit_sync=self._cluster.fit_sync if self._cluster is not None else None,
+                         sharded=self._strategy.sharded)
         self._train_data = data.train
         return run_fit(setup, data, **arguments)[0]
 
@@ -480,24 +489,53 @@ class Model:
     # -- saving ---------------------------------------------------------------------------------
 
     def save_weights(self, path: str | os.PathLike[str]) -> None:
-        """Write the module's weights and buffers to a safetensors file, atomically (rank 0 only when distributed)."""
-        self._on_main_then_wait(lambda: saving.save_weights(self.module, path))
+        """Write the module's weights and buffers to one safetensors file, atomically.
+
+        Under torch.distributed every rank calls it (FSDP gathers the shards on rank 0), rank 0 writes,
+        and every rank returns once the file is there.
+        """
+        state = self._strategy.full_state(self.module)
+        self._on_main_then_wait(lambda: saving.save_state(state, path))
 
     def load_weights(self, path: str | os.PathLike[str]) -> None:
-        """Load weights saved by `save_weights` (or `save`); another architecture is a ValueError."""
-        saving.load_weights(self.module, path)
+        """Load weights saved by `save_weights` (or `save`); another architecture is a ValueError.
+
+        Under torch.distributed every rank reads the file, so it must be on storage each machine sees.
+        """
+        if sharded_state.is_shards(path):
+            sharded_state.load_shards(path, self.module, None)
+            return
+        saving.load_weights(self.module, path, load=partial(self._strategy.load_full_state, self.module))
 
     def save(self, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
-        """Write weights and every optimizer's state (and plain `metadata`) to one file loadable without pickle.
+        """Write weights and every optimizer's state (and plain `metadata`) so that `load` restores them.
 
-        Under torch.distributed rank 0 writes and every rank returns once the file is there.
+        One file loadable without pickle; under FSDP a folder of every rank's shards written with
+        torch.distributed.checkpoint (`metadata` then JSON values), which any number of processes can
+        load. Under torch.distributed every rank calls it and returns once the file is there.
         """
-        fingerprint = run_fingerprint(self.module, self.optimizers, self._compile_options, {}, {}).value()
+        running = self.training_state if self._running else None  # a ModelCheckpoint in a fit: that run's
+        fingerprint = (running.fingerprint if running is not None and running.fingerprint is not None else
+                       run_fingerprint(self.module, self.optimizers, self._compile_options, {}, {})).value()
+        if self._strategy.sharded:
+            sharded_state.save_shards(path, self.module, self.optimizers,
+                                      {"metadata": dict(metadata or {}), "fingerprint": fingerprint},
+                                      self._cluster.eval_sync())  # type: ignore[union-attr]
+            return
         self._on_main_then_wait(lambda: saving.save_checkpoint(path, self.module, self.optimizers or None, metadata,
                                                                fingerprint=fingerprint))
 
     def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Restore a `save` (or ModelCheckpoint) file: weights, and optimizer states if compiled; returns its metadata."""
+        """Restore a `save` (or ModelCheckpoint) file or folder: weights, and optimizer states if compiled;
+        returns its metadata."""
+        if sharded_state.is_shards(path):
+            return dict(sharded_state.load_shards(path, self.module, self.optimizers or None)["metadata"])
+        if self._strategy.sharded:
+            if self.optimizers:
+                raise ValueError(f"{os.fspath(path)!r} is a one-file checkpoint, whose optimizer state this FSDP "
+                                 "model cannot take (it loads sharded folders). Load its weights with `load_weights`.")
+            return saving.load_checkpoint(path, self.module, None,
+                                          load=partial(self._strategy.load_full_state, self.module))
         return saving.load_checkpoint(path, self.module, self.optimizers or None)
 
     # -- helpers --------------------------------------------------------------------------------

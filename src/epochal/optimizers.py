@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from epochal.dtensors import is_sharded
 # name -> (class, Keras's default keyword arguments)
 _OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "sgd": (torch.optim.SGD, {"lr": 0.01}),
@@ -56,7 +57,8 @@ def make_optimizer(identifier: Any, parameters: Iterable[torch.nn.Parameter]) ->
 def _fused_if_possible(cls: Callable[..., Any], params: list[torch.nn.Parameter]) -> dict[str, Any]:
     if "fused" not in inspect.signature(cls).parameters:
         return {}
-    fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") and not p.is_sparse for p in params)
+    fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") and not p.is_sparse
+                  and not is_sharded(p) for p in params)
     return {"fused": True} if fusable else {}
 
 

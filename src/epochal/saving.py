@@ -27,7 +27,7 @@ import json
 import os
 import pickle
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import torch
@@ -47,6 +47,8 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _PLAIN_TYPES = (str, int, float, bool, type(None), torch.Tensor)
 
 PathLike = str | os.PathLike[str]
+#: How checked weights go into a module (a sharded module's own way, instead of `load_state_dict`).
+LoadState = Callable[[dict[str, torch.Tensor]], None]
 
 
 @contextlib.contextmanager
@@ -108,11 +110,16 @@ def save_weights(module: torch.nn.Module, path: PathLike) -> None:
         >>> save_weights(torch.nn.Linear(2, 1), path)
         >>> load_weights(torch.nn.Linear(2, 1), path)
     """
+    save_state(module.state_dict(), path)
+
+
+def save_state(state: Mapping[str, torch.Tensor], path: PathLike) -> None:
+    """Write a module's `state_dict()` to a safetensors file, atomically (`save_weights` of a gathered state)."""
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen_views: dict[tuple[Any, ...], str] = {}
     seen_storages: set[int] = set()
-    for name, tensor in module.state_dict().items():
+    for name, tensor in state.items():
         tensor = tensor.detach()
         view = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.shape,
                 tensor.stride(), tensor.dtype)
@@ -133,12 +140,14 @@ def save_weights(module: torch.nn.Module, path: PathLike) -> None:
         handle.write(data)
 
 
-def load_weights(module: torch.nn.Module, path: PathLike) -> None:
+def load_weights(module: torch.nn.Module, path: PathLike, *, load: LoadState | None = None) -> None:
     """Load weights saved by `save_weights` (or the module part of a checkpoint) into `module`.
 
     Args:
         module: The module to load into; its architecture must match the file's.
         path: A file written by `save_weights` or `save_checkpoint`.
+        load: How the checked state goes into the module (a sharded module's own way). Defaults to
+            `None`: `module.load_state_dict`.
 
     Raises:
         ValueError: The file is not a weights file or a checkpoint, it is corrupt (its checksum does
@@ -152,7 +161,7 @@ def load_weights(module: torch.nn.Module, path: PathLike) -> None:
         state = _read_checkpoint(path)["module"]
     else:
         state = _read_safetensors(data, path)
-    _load_module_state(module, state, path)
+    _load_module_state(module, state, path, load)
 
 
 def _read_safetensors(data: bytes, path: PathLike) -> dict[str, torch.Tensor]:
@@ -190,7 +199,8 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
     return metadata
 
 
-def _load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: PathLike) -> None:
+def _load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: PathLike,
+                       load: LoadState | None = None) -> None:
     expected = module.state_dict()
     for name, tensor in expected.items():
         if name in state and state[name].shape != tensor.shape:
@@ -204,13 +214,17 @@ def _load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor
     if missing or unexpected:
         raise ValueError(
             f"Cannot load {os.fspath(path)!r} into this module: the names differ "
-            f"(missing from the file: {_some(missing)}; unexpected in the file: {_some(unexpected)}). "
+            f"(missing from the file: {some_names(missing)}; unexpected in the file: {some_names(unexpected)}). "
             "The file was saved from a different architecture."
         )
-    module.load_state_dict(state)
+    if load is None:
+        module.load_state_dict(state)
+    else:
+        load(dict(state))
 
 
-def _some(names: list[str], limit: int = 5) -> str:
+def some_names(names: list[str], limit: int = 5) -> str:
+    """The first `limit` of `names`, quoted, and how many more (for error messages)."""
     shown = ", ".join(f"`{n}`" for n in names[:limit]) or "none"
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
@@ -262,7 +276,8 @@ def save_checkpoint(
         torch.save(checkpoint, handle)
 
 
-def load_checkpoint(path: PathLike, module: torch.nn.Module, optimizer: Optimizers = None) -> dict[str, Any]:
+def load_checkpoint(path: PathLike, module: torch.nn.Module, optimizer: Optimizers = None, *,
+                    load: LoadState | None = None) -> dict[str, Any]:
     """Restore a `save_checkpoint` file into `module` (and `optimizer`); returns its metadata.
 
     Everything is checked before anything loads: the checksum, the optimizers' names, kinds and
@@ -273,6 +288,7 @@ def load_checkpoint(path: PathLike, module: torch.nn.Module, optimizer: Optimize
         module: The module to load the weights into.
         optimizer: The optimizer (or mapping of named optimizers, as saved) to load the state into;
             `None` skips it. Defaults to `None`.
+        load: How the checked weights go into the module (as in `load_weights`). Defaults to `None`.
 
     Raises:
         ValueError: The file is not a checkpoint or is corrupt, it holds no state for the optimizers
@@ -298,7 +314,7 @@ def load_checkpoint(path: PathLike, module: torch.nn.Module, optimizer: Optimize
                 raise ValueError(f"Cannot load the optimizer state{which} of {os.fspath(path)!r}: {mismatch}. Compile "
                                  "the model with the optimizer it was saved with, or pass optimizer=None to load the "
                                  "weights alone.")
-    _load_module_state(module, checkpoint["module"], path)
+    _load_module_state(module, checkpoint["module"], path, load)
     for name, opt in (optimizers or {}).items():
         opt.load_state_dict(saved[name])
     return dict(checkpoint["metadata"])

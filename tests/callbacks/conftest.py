@@ -1,9 +1,13 @@
 """A stand-in for `epochal.Model` so callbacks can be driven by hand, hook by hook."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import torch
+
+from epochal import saving
 
 
 @dataclass
@@ -19,6 +23,12 @@ class StubModel:
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
+
+    def save_weights(self, path: str) -> None:
+        saving.save_weights(self.module, path)
+
+    def save(self, path: str, metadata: Mapping[str, Any] | None = None) -> None:
+        saving.save_checkpoint(path, self.module, self.optimizers, metadata)
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ def test_a_failed_write_leaves_the_kept_files_and_the_pointer_as_they_were(tmp_p
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(model_checkpoint, "save_checkpoint", full_disk)
+    monkeypatch.setattr(checkpoint.model, "save", full_disk)
     with pytest.raises(OSError, match="No space left"):
         _run_epochs(checkpoint, [0.1], first=2)
     assert sorted(os.listdir(tmp_path)) == ["02.pt", "best.json"]

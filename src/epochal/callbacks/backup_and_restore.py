@@ -18,9 +18,10 @@ from epochal.callbacks.callback import Callback
 from epochal.files.lock import FolderLock
 from epochal.files.temporary import remove_orphans
 from epochal.parallel.process import is_main_process
+from epochal.parallel.sharded_state import Sync, load_shards, remove_shards, remove_shards_partial, save_shards
 from epochal.saving import PickledPayloadError, _check_plain, atomic_write, load_plain
 
-_NAME = re.compile(r"^backup-(\d{8})\.(pt|json)$")
+_NAME = re.compile(r"^backup-(\d{8})\.(pt|json|shards|shards\.partial)$")
 _KEEP = 2
 
 
@@ -47,10 +48,13 @@ class BackupAndRestore(Callback):
     While `fit` runs, the folder is locked (an OS lock: a second process is refused at once; the
     lock of a process that died is taken over), and temporary files of writers that died are removed.
 
-    Under torch.distributed (torchrun) the backup holds every rank's RNG states and partial sums;
-    rank 0 writes it while the others wait, and every rank reads it back and takes its own part, so
-    `backup_dir` must be storage that every machine sees. Restart the whole job (the same torchrun
-    command) after a failure; with the same number of processes the resumed run is exact.
+    Under torch.distributed (torchrun) the backup holds every rank's RNG states, partial sums and
+    callback states; rank 0 writes it while the others wait, and every rank reads it back and takes
+    its own part, so `backup_dir` must be storage that every machine sees. Under FSDP the weights and
+    optimizer state are every rank's shards, written by each rank with torch.distributed.checkpoint
+    into `backup-N.shards/` before the manifest commits the backup; they load on any number of ranks.
+    Restart the whole job (the same torchrun command, or torchrun's `--max-restarts`) after a failure;
+    with the same number of processes the resumed run is exact.
 
     Args:
         backup_dir: Folder for the backups; created when needed. A missing folder means a fresh start.
@@ -109,6 +113,9 @@ class BackupAndRestore(Callback):
         lock.acquire()
         try:
             remove_orphans(self.backup_dir)
+            for sequence, kind in self._files():  # shards a killed run was writing (the lock says none is now)
+                if kind == "shards.partial":
+                    remove_shards_partial(self._stem(sequence) + ".shards")
             yield
         finally:
             lock.release(remove_empty_folder=True)
@@ -126,15 +133,30 @@ class BackupAndRestore(Callback):
         """A backup was just committed (on every rank, whichever wrote it): count afresh from here."""
         self._batches_since_save = 0
 
-    def write(self, snapshot: Mapping[str, Any], position: Mapping[str, Any]) -> None:
-        """Commit `snapshot` as the newest backup, then delete all but the two newest (one process only)."""
+    def next_sequence(self) -> int:
+        """The number the next backup takes (asked of one process, which tells the others)."""
+        return max(self._sequences(), default=0) + 1
+
+    def write_shards(self, sequence: int, module: torch.nn.Module, optimizers: Mapping[str, torch.optim.Optimizer],
+                     sync: Sync) -> None:
+        """Every rank: write its shards of backup `sequence` (FSDP), before `write` commits it."""
+        save_shards(self._stem(sequence) + ".shards", module, optimizers, {}, sync)
+
+    def read_shards(self, module: torch.nn.Module, optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
+        """Every rank: load its part of the shards of the backup `read()` returned."""
+        assert self.sequence_read is not None, "read() found the backup first"
+        load_shards(self._stem(self.sequence_read) + ".shards", module, optimizers)
+
+    def write(self, snapshot: Mapping[str, Any], position: Mapping[str, Any], sequence: int | None = None) -> None:
+        """Commit `snapshot` as backup `sequence` (the next one by default), then delete all but the two newest
+        (one process only)."""
         _check_plain(snapshot, "backup")
         buffer = io.BytesIO()
         torch.save(dict(snapshot), buffer)
         data = buffer.getvalue()
         os.makedirs(self.backup_dir, exist_ok=True)
-        sequence = max(self._sequences(), default=0) + 1
-        stem = os.path.join(self.backup_dir, f"backup-{sequence:08d}")
+        sequence = sequence if sequence is not None else self.next_sequence()
+        stem = self._stem(sequence)
         with atomic_write(stem + ".pt") as handle:
             handle.write(data)
         manifest = {"format": "epochal.backup", "version": 1, "sequence": sequence,
@@ -149,7 +171,7 @@ class BackupAndRestore(Callback):
         self.sequence_read = None
         committed = sorted(self._committed(), reverse=True)
         for sequence in committed:
-            stem = os.path.join(self.backup_dir, f"backup-{sequence:08d}")
+            stem = self._stem(sequence)
             try:
                 snapshot = self._load(stem)
                 self.sequence_read = sequence
@@ -214,11 +236,15 @@ class BackupAndRestore(Callback):
             if sequence not in kept:
                 self._remove(sequence)
         for sequence, kind in self._files():  # data files whose manifest never landed
-            if kind == "pt" and sequence not in kept and (sequence < newest or not keep):
+            if kind != "json" and sequence not in kept and (sequence < newest or not keep):
                 self._remove(sequence)
 
     def _remove(self, sequence: int) -> None:
-        stem = os.path.join(self.backup_dir, f"backup-{sequence:08d}")
+        stem = self._stem(sequence)
         for suffix in (".json", ".pt"):  # the manifest first: a half-removed backup is never committed
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stem + suffix)
+        remove_shards(stem + ".shards")
+
+    def _stem(self, sequence: int) -> str:
+        return os.path.join(self.backup_dir, f"backup-{sequence:08d}")

@@ -26,6 +26,12 @@ class ModelView(Protocol):
     def optimizer(self) -> torch.optim.Optimizer | None:
         """The optimizer, when there is exactly one (None before `compile`)."""
 
+    def save_weights(self, path: str) -> None:
+        """Write the whole weights to one file (every rank calls it under torch.distributed)."""
+
+    def save(self, path: str, metadata: Mapping[str, Any] | None = None) -> None:
+        """Write a resumable checkpoint (every rank calls it under torch.distributed)."""
+
 
 #: Every hook a callback may override, in Keras's names.
 HOOKS = (

@@ -13,10 +13,10 @@ import torch
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.checkpoint_retention import make_retention
 from epochal.callbacks.monitor_reader import MonitorReader
+from epochal.dtensors import all_finite
 from epochal.files.temporary import remove_orphans
 from epochal.monitoring import initial_best, is_improvement, resolve_mode
 from epochal.parallel.process import is_main_process
-from epochal.saving import save_checkpoint, save_weights
 
 
 class ModelCheckpoint(Callback):
@@ -139,24 +139,19 @@ class ModelCheckpoint(Callback):
         filepath = self._format(epoch, batch, logs)
         if self.save_best_only and not self._improved(epoch, logs, filepath):
             return
-        if not is_main_process():  # every rank tracks `best` alike; rank 0 alone writes (torch.distributed)
-            self._retain(filepath, epoch, batch, logs, files=False)
-            return
-        if self.verbose > 0 and not self.save_best_only:
+        main = is_main_process()  # every rank tracks `best` and saves (FSDP gathers shards); rank 0 writes
+        if self.verbose > 0 and not self.save_best_only and main:
             print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
         folder = os.path.dirname(filepath)
-        if folder:
+        if folder and main:
             os.makedirs(folder, exist_ok=True)
-        module = self.model.module  # type: ignore[union-attr]
+        model = self.model
+        assert model is not None
         if self.save_weights_only:
-            save_weights(module, filepath)
+            model.save_weights(filepath)
         else:
-            metadata = {"epoch": epoch, "batch": batch, "logs": {k: float(v) for k, v in logs.items()}}
-            state = getattr(self.model, "training_state", None)  # the fit's; absent on a bare ModelView
-            fingerprint = state.fingerprint.value() if state is not None and state.fingerprint is not None else None
-            save_checkpoint(filepath, module, self.model.optimizers, metadata,  # type: ignore[union-attr]
-                            fingerprint=fingerprint)
-        self._retain(filepath, epoch, batch, logs)
+            model.save(filepath, {"epoch": epoch, "batch": batch, "logs": {k: float(v) for k, v in logs.items()}})
+        self._retain(filepath, epoch, batch, logs, files=main)
 
     def _retain(self, filepath: str, epoch: int, batch: int | None, logs: Mapping[str, float], *,
                 files: bool = True) -> None:
@@ -207,4 +202,4 @@ class ModelCheckpoint(Callback):
 def _finite(logs: Mapping[str, float], module: torch.nn.Module) -> bool:
     if not math.isfinite(float(logs.get("loss", 0.0))):
         return False
-    return all(bool(torch.isfinite(t).all()) for t in module.state_dict().values() if torch.is_floating_point(t))
+    return all_finite(module.state_dict().values())

@@ -5,6 +5,7 @@ The functions here are the public API for scripts launched by torchrun (e.g. end
 `epochal.parallel.barrier()`).
 """
 
+from epochal.parallel.fully_sharded import FSDP
 from epochal.parallel.process import (
     DEFAULT_TIMEOUT,
     barrier,
@@ -17,5 +18,5 @@ from epochal.parallel.process import (
     world_size,
 )
 
-__all__ = ["DEFAULT_TIMEOUT", "barrier", "init_process_group", "is_distributed", "is_main_process",
+__all__ = ["DEFAULT_TIMEOUT", "FSDP", "barrier", "init_process_group", "is_distributed", "is_main_process",
            "launched_by_torchrun", "local_rank", "rank", "world_size"]

@@ -23,31 +23,53 @@ import torch.distributed as dist
 
 from epochal.data.arrays import ArrayAdapter
 from epochal.data.structure import Tree, concatenate
+from epochal.parallel.fully_sharded import FSDP, FullySharded
 from epochal.parallel.process import init_process_group, launched_by_torchrun, local_rank
+from epochal.parallel.sharding import Lockstep, ShardedArrays, block, block_of, rebuild
 from epochal.parallel.strategy import DataParallel
-from epochal.parallel.sharding import ShardedArrays, block_of, block, rebuild
 from epochal.parallel.sync import GroupSync
 
-def connect(distributed: bool | None) -> Cluster | None:
+#: What `Model(distributed=...)` accepts.
+Distributed = bool | str | FSDP | None
+
+
+def connect(distributed: Distributed) -> Cluster | None:
     """The job this process belongs to, joining it if needed; None to train in this process alone.
 
     Args:
-        distributed: `None` detects torchrun or an initialised group; `True` requires one; `False`
-            trains each process on its own.
+        distributed: `None` detects torchrun or an initialised group and trains data-parallel there;
+            `True` or `"ddp"` requires one; `"fsdp"` or an `FSDP` shards the module over it (even
+            over one process, so that sharded backups can be resumed there); `False` trains each
+            process on its own.
     """
+    sharding = sharding_of(distributed)
     if distributed is False:
         return None
     if not dist.is_available() or not (dist.is_initialized() or launched_by_torchrun()):
-        if distributed:
+        if distributed is not None:
             raise RuntimeError(
-                "`distributed=True` but this process is not part of a distributed job. Launch it with "
-                "`torchrun --nproc_per_node=N script.py`, or call torch.distributed.init_process_group first."
+                f"`distributed={distributed!r}` but this process is not part of a distributed job. Launch it with "
+                "`torchrun --nproc_per_node=N script.py` (N=1 is fine), or call torch.distributed.init_process_group "
+                "first."
             )
         return None
     init_process_group()
-    if dist.get_world_size() == 1:
+    if dist.get_world_size() == 1 and sharding is None:
         return None  # one process: identical to not being distributed, without the collectives
-    return Cluster()
+    return Cluster(sharding)
+
+
+def sharding_of(distributed: Distributed) -> FSDP | None:
+    """The FSDP options `distributed` asks for (None: data-parallel or not distributed); checks its value."""
+    if isinstance(distributed, FSDP):
+        return distributed
+    if isinstance(distributed, str) and distributed.lower() == "fsdp":
+        return FSDP()
+    if distributed is None or isinstance(distributed, bool) or (
+            isinstance(distributed, str) and distributed.lower() == "ddp"):
+        return None
+    raise ValueError(f"`distributed` must be None, True, False, \"ddp\", \"fsdp\" or an epochal.parallel.FSDP. "
+                     f"Received: distributed={distributed!r}")
 
 
 # -- the cluster a Model trains on --------------------------------------------------------------
@@ -55,14 +77,18 @@ def connect(distributed: bool | None) -> Cluster | None:
 
 class Cluster:
     """The default process group as one Model sees it: its device, its share of the data, its reductions
-    and its strategy (`DataParallel`)."""
+    and its strategy (`DataParallel`, or `FullySharded` with `sharding`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sharding: FSDP | None = None) -> None:
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         self.is_main = self.rank == 0
+        self.sharding = sharding
         self.device = torch.device("cpu")
-        self.strategy = DataParallel(self.device)
+        self.strategy: DataParallel | FullySharded = self._strategy()
+
+    def _strategy(self) -> DataParallel | FullySharded:
+        return FullySharded(self.sharding, self.device) if self.sharding is not None else DataParallel(self.device)
 
     def place(self, device: str | torch.device | None) -> torch.device:
         """This rank's device: `cuda:LOCAL_RANK` on GPUs (unless an index was given), else as asked."""
@@ -75,7 +101,7 @@ class Cluster:
         if dist.get_backend() == "nccl" and wanted.type != "cuda":
             raise ValueError(f"The NCCL process group needs a CUDA device. Received: device={wanted}")
         self.device = wanted
-        self.strategy = DataParallel(wanted)
+        self.strategy = self._strategy()
         return wanted
 
     # -- data -------------------------------------------------------------------------------------
@@ -122,9 +148,17 @@ class Cluster:
                 loader.dataset, num_replicas=self.world_size, rank=self.rank,
                 shuffle=isinstance(loader.sampler, torch.utils.data.RandomSampler), seed=seed)
         else:
-            lo, hi = block(len(loader.dataset), self.world_size, self.rank)  # type: ignore[arg-type]
+            samples = len(loader.dataset)  # type: ignore[arg-type]
+            if samples < self.world_size:
+                raise ValueError(f"Evaluating or predicting with {self.world_size} processes needs at least "
+                                 f"{self.world_size} samples, one per process. Received: {samples} samples.")
+            lo, hi = block(samples, self.world_size, self.rank)
             sampler = range(lo, hi)
         return rebuild(loader, sampler, local), True
+
+    def evaluation(self, adapter: Any) -> Any:
+        """`adapter` for an evaluation pass: in lockstep over the ranks under FSDP, whose forwards are collectives."""
+        return Lockstep(adapter, GroupSync(self.device)) if self.strategy.sharded else adapter
 
     def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
         """Rank 0's `tensor` on every rank (same shape and dtype everywhere)."""

@@ -83,4 +83,9 @@ def init_process_group(*, backend: str | None = None, timeout: timedelta = DEFAU
                 "(`torchrun --nproc_per_node=...`), or pass backend=\"gloo\" to train on CPUs."
             )
         torch.cuda.set_device(local_rank())
-    dist.init_process_group(backend, timeout=timeout)
+    store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+    # Each restart of an elastic job (torchrun --max-restarts) gets keys of its own: the store outlives the
+    # processes, and a restarted rank that read a dead one's address would wait for it in vain.
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    dist.init_process_group(backend, store=dist.PrefixStore(f"epochal/attempt-{attempt}", store), rank=rank,
+                            world_size=world, timeout=timeout)

@@ -77,6 +77,40 @@ class ShardedArrays:
             yield Batch(rows[0], rows[1], rows[2], loss_scale=scale)
 
 
+class Agreement(Protocol):
+    def any(self, flag: bool) -> bool: ...
+
+
+class Lockstep:
+    """An evaluation adapter whose ranks all run the same number of batches, as FSDP needs (every forward
+    all-gathers weights, so a rank that stopped early would leave the others waiting).
+
+    A rank out of batches repeats its last one as a placeholder (`loss_scale=0`), which counts for
+    nothing in the logs and whose predictions are dropped. One all-reduce per batch agrees on going on.
+    """
+
+    def __init__(self, adapter: Any, sync: Agreement) -> None:
+        self.adapter, self.sync = adapter, sync
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.adapter, name)  # the adapter's `steps`, `example()`, `y`...
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        batches = iter(self.adapter.epoch_batches(epoch))
+        last: Batch | None = None
+        while True:
+            batch = next(batches, None)
+            if not self.sync.any(batch is not None):
+                return
+            if batch is None:
+                if last is None:
+                    raise ValueError("Evaluating or predicting under FSDP needs at least one batch on every process; "
+                                     "this one has none. Pass at least one sample per process.")
+                batch = last._replace(loss_scale=0.0)
+            last = batch
+            yield batch
+
+
 def block_of(arrays: ArrayAdapter, cluster: Ranks) -> ArrayAdapter:
     """This rank's contiguous block of the samples an evaluation covers, batched by `batch_size / W`.
 

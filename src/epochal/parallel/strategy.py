@@ -14,7 +14,7 @@ all-reduce does not overlap the backward pass, which matters for large models on
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -24,7 +24,52 @@ import torch.distributed as dist
 BUCKET_BYTES = 25 * 2**20
 
 
-class SingleDevice:
+class Strategy(Protocol):
+    """What the Model, the step pipeline and saving ask of a distribution strategy."""
+
+    #: Whether the module's parameters are split over the ranks (FSDP): its state is then saved as shards,
+    #: and a backward pass reaches every parameter's gradient through them only (not `inputs=`).
+    sharded: bool
+
+    def distribute(self, module: torch.nn.Module, device: torch.device) -> None:
+        """Put the module on `device` when the Model is made: whole, or sharded (FSDP)."""
+
+    def setup(self, module: torch.nn.Module) -> None:
+        """Prepare for training when the Model is compiled (DDP makes every rank's copy rank 0's)."""
+
+    def sync_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
+        """Make `parameters`' gradients the global batch's before an update."""
+
+    def sync_buffers(self) -> None:
+        """Make every rank's buffers rank 0's before a training forward."""
+
+    def largest(self, value: float) -> float:
+        """The largest of every rank's `value`."""
+
+    def full_state(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The module's whole `state_dict()` where files are written (collective under FSDP)."""
+
+    def load_full_state(self, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """Load a whole `state_dict()` (every rank passes the same one)."""
+
+
+class WholeModule:
+    """A module kept whole in every process: its state is its `state_dict()`."""
+
+    sharded = False
+
+    def distribute(self, module: torch.nn.Module, device: torch.device) -> None:
+        """The whole module on `device`."""
+        module.to(device)
+
+    def full_state(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return module.state_dict()
+
+    def load_full_state(self, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+        module.load_state_dict(state)
+
+
+class SingleDevice(WholeModule):
     """One process: nothing to share or synchronise."""
 
     def setup(self, module: torch.nn.Module) -> None:
@@ -41,12 +86,30 @@ class SingleDevice:
         return value
 
 
-class DataParallel:
-    """Data-parallel training over the default process group, with DDP's semantics (module docstring)."""
+class ProcessGroupStrategy(WholeModule):
+    """What every strategy over the default process group shares: rank 0's buffers before each training
+    forward, and agreed decisions."""
 
     def __init__(self, device: torch.device) -> None:
         self.world_size, self.device = dist.get_world_size(), device
         self._buffers: list[torch.Tensor] = []
+
+    def sync_buffers(self) -> None:
+        """Rank 0's buffers on every rank (BatchNorm's running statistics, ...)."""
+        if self._buffers:
+            with torch.no_grad():
+                _broadcast(self._buffers)
+
+    def largest(self, value: float) -> float:
+        """The largest of every rank's `value`, so that a decision taken from it (a timing) is the same on
+        every rank: ranks that decided differently would run different collectives and hang."""
+        packed = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(packed, op=dist.ReduceOp.MAX)
+        return float(packed.item())
+
+
+class DataParallel(ProcessGroupStrategy):
+    """Data-parallel training over the default process group, with DDP's semantics (module docstring)."""
 
     def setup(self, module: torch.nn.Module) -> None:
         """Start every rank from rank 0's weights and buffers."""
@@ -69,19 +132,6 @@ class DataParallel:
         with torch.no_grad():
             for bucket, flat in reduced:
                 _unflatten_into(bucket, flat / self.world_size)
-
-    def sync_buffers(self) -> None:
-        """Rank 0's buffers on every rank (BatchNorm's running statistics, ...)."""
-        if self._buffers:
-            with torch.no_grad():
-                _broadcast(self._buffers)
-
-    def largest(self, value: float) -> float:
-        """The largest of every rank's `value`, so that a decision taken from it (a timing) is the same on
-        every rank: ranks that decided differently would run different collectives and hang."""
-        packed = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(packed, op=dist.ReduceOp.MAX)
-        return float(packed.item())
 
 
 def _broadcast(tensors: list[torch.Tensor]) -> None:

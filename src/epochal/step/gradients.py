@@ -34,6 +34,9 @@ from epochal.step.precision import make_scaler
 class GradientSync(Protocol):
     """How the distribution strategy makes every rank's gradients the global batch's (a no-op alone)."""
 
+    #: Parameters sharded over the ranks (FSDP), which a backward pass reaches only as a whole.
+    sharded: bool
+
     def sync_gradients(self, parameters: list[torch.nn.Parameter]) -> None: ...
 
 
@@ -94,8 +97,21 @@ class Gradients:
             # Backward runs outside mixed precision (its ops take the dtypes autocast gave the forward's).
             if len(self.optimizers) == 1:
                 loss.backward()
+            elif self.sync.sharded:
+                self._backward_for(name, loss)
             else:
                 loss.backward(inputs=self.parameters[name])
+
+    def _backward_for(self, name: str, loss: torch.Tensor) -> None:
+        """`loss.backward(inputs=name's parameters)` for sharded parameters, which FSDP's own backward hooks
+        fill and `inputs=` cannot reach: every gradient is computed, and the other optimizers' are put back."""
+        others = [p for other, params in self.parameters.items() if other != name for p in params]
+        kept = [p.grad for p in others]
+        for parameter in others:
+            parameter.grad = None
+        loss.backward()
+        for parameter, grad in zip(others, kept):
+            parameter.grad = grad
 
     def apply(self, optimizer: str | None = None) -> None:
         """Update `optimizer` from its gradients, or only count the batch while accumulating."""

@@ -102,7 +102,7 @@ class StepPipeline:
         return values if values is not None else self.test_one(batch)
 
     def test_one(self, batch: Batch) -> StepValues:
-        self.batch_counts = True
+        self.batch_counts = batch.loss_scale != 0.0
         with autocast(self.options.precision, self.device):
             result = self.steps.test((batch.x, batch.y, batch.sample_weight))
         return self._values(result, "test_step")

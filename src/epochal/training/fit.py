@@ -46,6 +46,7 @@ class FitSetup:
     attach: Callable[[History, TrainingState], None]  # the model keeps the run's History and state
     exclusive: Callable[[], AbstractContextManager[None]]  # refuses a nested fit while this one runs
     fit_sync: Callable[[bool], Any] | None = None  # `Cluster.fit_sync` under torch.distributed
+    sharded: bool = False  # the module is sharded over the ranks (FSDP): backups hold shards
 
 
 def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, verbose: int | str,
@@ -86,7 +87,7 @@ def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, 
     fingerprint = run_fingerprint(model.module, model.optimizers, setup.compile_options,
                                   trajectory_arguments(params, validation_freq, data.whole), data.whole)
     state = TrainingState(model, callbacks=user_callbacks + [history], backup=_backup_callback(user_callbacks),
-                          fingerprint=fingerprint, epochs=epochs, sync=sync, steps=pipeline)
+                          fingerprint=fingerprint, epochs=epochs, sync=sync, steps=pipeline, sharded=setup.sharded)
     plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq,
                    report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
                    sync=sync, state=state)

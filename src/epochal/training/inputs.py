@@ -45,8 +45,8 @@ class Inputs:
         held_out = "validation_data: " if validation_data is not None else "the validation_split part of "
         check_data([(train, ""), (validation, held_out)], check_finite=check_finite)
         whole = {"train": train, "validation": validation_data if is_dataset(validation_data) else validation}
-        return FitData(self._local_arrays(train, train=True), self._local_arrays(validation, train=False), samples,
-                       whole)
+        return FitData(self._local_arrays(train, train=True), self._in_step(self._local_arrays(validation, train=False)),
+                       samples, whole)
 
     def fit_stream(self, dataset: Any, *, batches_per_epoch: int | None, validation_data: Any,
                    validation_batches: int | None, validation_batch_size: int,
@@ -60,7 +60,7 @@ class Inputs:
             float_dtype=self.float_dtype,
         )
         check_data([(train, ""), (validation, "validation_data: ")], check_finite=check_finite)
-        return FitData(train, self._local_arrays(validation, train=False), None,
+        return FitData(train, self._in_step(self._local_arrays(validation, train=False)), None,
                        {"train": dataset, "validation": validation_data})
 
     def evaluation(self, x: Any, y: Any, sample_weight: Any, *, batch_size: int, steps: int | None,
@@ -74,7 +74,11 @@ class Inputs:
         check_data([(adapter, "")], check_finite=False)  # NaN in, NaN out: evaluating or predicting it is no error
         if self.cluster is not None and not is_dataset(x):
             adapter, sharded = self.cluster.shard_arrays(adapter, train=False)
-        return adapter, sharded
+        return self._in_step(adapter), sharded
+
+    def _in_step(self, adapter: Any) -> Any:
+        """An evaluation adapter whose ranks run equally many batches where the strategy needs it (FSDP)."""
+        return adapter if self.cluster is None or adapter is None else self.cluster.evaluation(adapter)
 
     def _local_arrays(self, adapter: Any, *, train: bool) -> Any:
         """This rank's part of in-memory data under torch.distributed; `adapter` itself otherwise."""

@@ -132,13 +132,18 @@ def predict_pass(
     try:
         with torch.no_grad():
             run_batches(step, batches, callbacks, PREDICT_HOOKS,
-                        lambda out, batch: outputs.append(out), lambda out: {"outputs": out})
+                        lambda out, batch: _keep(outputs, out, batch), lambda out: {"outputs": out})
     finally:
         module.train(was_training)
     callbacks.fire("on_predict_end", _NO_LOGS)
     if not outputs:
         raise ValueError("`x` is empty: it yielded no batch.")
     return concatenate(outputs)
+
+
+def _keep(outputs: list[Tree], out: Tree, batch: Batch) -> None:
+    if batch.loss_scale != 0.0:  # not a placeholder keeping a rank in step (`parallel.sharding.Lockstep`)
+        outputs.append(out)
 
 
 def prefetch(batches: Iterator[Batch]) -> Iterator[Batch] | None:

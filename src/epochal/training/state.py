@@ -18,10 +18,13 @@ next epoch's.
 
 Under torch.distributed (`sync` is a `distributed.GroupSync`) every rank reaches the same safe points
 and agrees there: on stopping and on a signal after every batch, on whether the state is finite
-before a backup. The weights, optimizer and callbacks are the same on every rank, but the RNG states
-and the partial epoch's sums are each rank's own: a backup gathers them from every rank (`"ranks"`,
-in rank order), rank 0 writes it while the others wait, and on resume every rank reads it and takes
-back its own part, so the resumed run continues exactly as the interrupted one would have.
+before a backup. The RNG states, the partial epoch's sums and the callbacks' states are each rank's
+own: a backup gathers them from every rank (`"ranks"`, in rank order), rank 0 writes it while the
+others wait, and on resume every rank reads it and takes back its own part, so the resumed run
+continues exactly as the interrupted one would have. Under DDP the weights and optimizer state are
+the same on every rank and go in that file; under FSDP (`sharded`) every rank writes its shards of
+them into the backup's shards folder first (`parallel.sharded_state`), and reads its part back —
+resharded when the number of ranks changed.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from epochal.data import Adapter, Batch
+from epochal.dtensors import all_finite
 from epochal.training.accumulator import MeanAccumulator
 from epochal.training.callback_states import callback_states, restore_callback_states
 from epochal.parallel.sync import LOCAL
@@ -95,6 +99,7 @@ class TrainingState:
     resume_rng: dict[str, Any] | None = None  # the RNG states a mid-epoch resume continues with
     sync: Any = None  # how the ranks agree (`parallel.sync.LocalSync` or `GroupSync`); one process when None
     steps: Any = None  # the step pipeline: its state (loss scaler, gradients being accumulated) is each rank's
+    sharded: bool = False  # the module is sharded over the ranks (FSDP): weights and optimizers go in shards
 
     # -- what the loop calls ----------------------------------------------------------------------
 
@@ -177,8 +182,12 @@ class TrainingState:
             return False
         ranks = sync.gather(self._rank_state())
         position = {"epoch": self.epoch, "batch": self.batch, "finished": self.finished, "stopped": self.stopped}
-        sync.main_then_wait(lambda: self.backup.write(self.snapshot(ranks), position))  # type: ignore[union-attr]
-        self.backup.saved()
+        backup, model = self.backup, self.model
+        sequence = sync.gather(backup.next_sequence() if sync.rank == 0 else None)[0]  # rank 0's listing
+        if self.sharded:  # every rank's shards first: the manifest written last commits them with the rest
+            backup.write_shards(sequence, model.module, model.optimizers, sync)
+        sync.main_then_wait(lambda: backup.write(self.snapshot(ranks), position, sequence))
+        backup.saved()
         return True
 
     def snapshot(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -193,10 +202,12 @@ class TrainingState:
             "position": {"epoch": self.epoch, "batch": self.batch, "finished": self.finished, "stopped": self.stopped},
             "epoch_logs": dict(self.epoch_logs),
             "data": self.epoch_data if self.batch else _data_state(self.adapter),
-            "module": {name: t.detach() for name, t in model.module.state_dict().items()},
-            "optimizers": {name: opt.state_dict() for name, opt in model.optimizers.items()},
+            "sharded": self.sharded,
+            **({} if self.sharded else {
+                "module": {name: t.detach() for name, t in model.module.state_dict().items()},
+                "optimizers": {name: opt.state_dict() for name, opt in model.optimizers.items()}}),
             "ranks": ranks if ranks is not None else [self._rank_state()],
-            "callbacks": callback_states(self.callbacks),
+            "callbacks": callback_states(self.callbacks),  # this rank's (rank 0's in a backup), as before "ranks" had them
         }
 
     def _rank_state(self) -> dict[str, Any]:
@@ -204,7 +215,8 @@ class TrainingState:
         being accumulated, not yet synced (on the CPU, to be gathered)."""
         steps = None if self.steps is None else _to_cpu_tree(self.steps.state_dict())
         return {"rng": capture_rng(), "epoch_rng": self.epoch_rng if self.batch else None,
-                "accumulator": _accumulator_state(self.accumulator) if self.batch else {}, "steps": steps}
+                "accumulator": _accumulator_state(self.accumulator) if self.batch else {}, "steps": steps,
+                "callbacks": callback_states(self.callbacks)}
 
     def resume(self) -> ResumePoint | None:
         """Restore the newest backup, if any, into the model, optimizer, callbacks and RNGs."""
@@ -219,15 +231,18 @@ class TrainingState:
         # A run that ran out of epochs trains further when `epochs` is now larger (resume_check).
         self.finished = position["finished"] and (self.stopped or self.epoch >= self.epochs)
         own = self._own_part(snapshot["ranks"])  # first: it may refuse, before anything is overwritten
-        from epochal.saving import _load_module_state
-
         model = self.model
-        _load_module_state(model.module, snapshot["module"], self.backup.backup_dir)
-        for name, optimizer in model.optimizers.items():
-            optimizer.load_state_dict(snapshot["optimizers"][name])
+        if self.sharded:
+            self.backup.read_shards(model.module, model.optimizers)
+        else:
+            from epochal.saving import _load_module_state
+
+            _load_module_state(model.module, snapshot["module"], self.backup.backup_dir)
+            for name, optimizer in model.optimizers.items():
+                optimizer.load_state_dict(snapshot["optimizers"][name])
         if self.steps is not None and own.get("steps") is not None:
             self.steps.load_state_dict(own["steps"])
-        note = restore_callback_states(self.callbacks, snapshot["callbacks"])
+        note = restore_callback_states(self.callbacks, own.get("callbacks", snapshot["callbacks"]))
         if note:
             warnings.warn(note, stacklevel=3)
         restore_rng(own["rng"])
@@ -296,6 +311,13 @@ class TrainingState:
                 f"The backup in {backup.backup_dir!r} has format version {snapshot.get('version')!r}; this "
                 f"epochal reads version {VERSION}. Resume with the epochal that wrote it, or delete the folder."
             )
+        if bool(snapshot.get("sharded", False)) != self.sharded:
+            raise ValueError(
+                f"The backup in {backup.backup_dir!r} was written " + (
+                    "under FSDP (its weights and optimizer state are shards), and this model is not sharded: resume "
+                    "it with `Model(..., distributed=\"fsdp\")`" if not self.sharded else
+                    "without FSDP, and this model is sharded: resume it without `distributed=\"fsdp\"`") +
+                " (under torchrun, with any number of processes), or delete the folder to start afresh.")
         now = self.fingerprint.value() if self.fingerprint is not None else {}
         found = differences(snapshot["fingerprint"], now, snapshot["position"])
         if not found:
@@ -312,8 +334,7 @@ class TrainingState:
                 return False
         if not self.batch and not math.isfinite(self.epoch_logs.get("loss", 0.0)):
             return False
-        return all(bool(torch.isfinite(t).all()) for t in self.model.module.state_dict().values()
-                   if torch.is_floating_point(t))
+        return all_finite(self.model.module.state_dict().values())
 
     def _stop_for_signal(self, saved: bool = False) -> None:
         # Under torch.distributed another rank may have received it (they agree in `after_batch`).
