@@ -73,8 +73,12 @@ def test_every_rank_starts_from_rank_0s_weights_and_buffers(launched):
     assert not torch.equal(rank1["own"]["0.weight"], rank0["own"]["0.weight"])  # they did differ
 
 
-def test_jit_compile_under_fsdp_runs_eagerly_and_says_why(launched):
-    assert "run eagerly because FSDP's all-gathers" in launched["output"]
+def test_jit_compile_under_fsdp_compiles_each_units_forward(launched):
+    """The units (both Linear layers) run compiled forwards inside FSDP's eager hooks; nothing falls back."""
+    for result in launched["ranks"]:
+        assert result["fsdp_options"]["jit_compile"]["units_compiled"] == [True, False, True]
+        assert result["fsdp_options"]["plain"]["units_compiled"] == [False, False, False]
+    assert "run eagerly" not in launched["output"]
 
 
 def test_a_checkpoint_under_fsdp_is_a_folder_of_shards_that_loads_anywhere(launched, tmp_path):

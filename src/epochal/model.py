@@ -4,6 +4,7 @@ arguments and hands over to the training package and the step pipeline."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from epochal.parallel.cluster import Distributed, connect
 from epochal.parallel.process import barrier, is_main_process
 from epochal.parallel.strategy import SingleDevice, Strategy
 from epochal.parallel.sync import LOCAL
+from epochal.step.compiled import compile_forward
 from epochal.step.gradients import Gradients
 from epochal.step.options import StepOptions, make_step_options
 from epochal.step.pipeline import ModelSteps, StepData, StepPipeline
@@ -149,7 +151,8 @@ class Model:
                 update) and the test step into one graph each, the model's own steps included;
                 `"auto"` does so only when a fit plans enough batches to repay the compile time (20,000
                 on CPU, 2,000 on CUDA); a step that cannot be compiled runs eagerly after one warning.
-                See `epochal.step.compiled`. Defaults to `False`.
+                Under FSDP, `True` compiles each sharded unit's forward instead. See
+                `epochal.step.compiled`. Defaults to `False`.
             steps_per_execution: Batches stacked into one call of the train step (one graph when
                 compiled); batch callbacks then fire once per call, with the index of its last batch.
                 Defaults to `1`.
@@ -182,19 +185,29 @@ class Model:
         self._strategy.setup(self.module)
         steps = ModelSteps(self.train_step, self.test_step, self.predict_step,
                            custom_train=type(self).train_step is not Model.train_step)
-        gradients = Gradients(optimizers, options, self.device, self._strategy)
-        pipeline = StepPipeline(steps, gradients, options, self.module, self.device, self._strategy)
+        step_options = self._compile_units(options)
+        gradients = Gradients(optimizers, step_options, self.device, self._strategy)
+        pipeline = StepPipeline(steps, gradients, step_options, self.module, self.device, self._strategy)
         pipeline.compiled.precheck = self._uncompilable_reason
         self._task, self.optimizers, self._step_options, self._pipeline = task, optimizers, options, pipeline
         self._compile_options = {"loss": loss, "metrics": metrics, "loss_weights": loss_weights,
                                  "weighted_metrics": weighted_metrics, **options.as_params()}
+
+    def _compile_units(self, options: StepOptions) -> StepOptions:
+        """The options the step runs with: under FSDP, `jit_compile=True` compiles each unit's forward and the
+        step around them runs eagerly (FSDP's hooks cannot be traced into a whole-step graph)."""
+        compile = partial(compile_forward, device=self.device) if options.jit_compile is True else None
+        if self._strategy.compile_units(compile):
+            return dataclasses.replace(options, jit_compile=False)
+        return options
 
     def _computes_its_own_loss(self) -> bool:
         return any(getattr(type(self), name) is not getattr(Model, name) for name in ("compute_loss", "train_step"))
 
     def _uncompilable_reason(self) -> str | None:
         if self._strategy.sharded:
-            return "FSDP's all-gathers and reduce-scatters run in hooks that a compiled graph cannot hold"
+            return ("FSDP's all-gathers and reduce-scatters run in hooks that a whole-step graph cannot hold "
+                    "(jit_compile=True compiles each unit's forward instead)")
         if self._task is not None and self._task.stateful():
             return "metrics computed over the whole epoch (precision, AUC, torchmetrics...) keep state outside any graph"
         return None

@@ -11,9 +11,10 @@ the global batch and its split, rank 0's starting weights (loaded into every ran
 buffers before every training forward, the exact loss and metric reductions. Compile options apply
 unchanged: precision is the same autocast as in one process (so 2 ranks train like 1 within float
 rounding), clipping sees the global gradients (DTensor norms are reduced across ranks), the loss
-scaler's overflow check is agreed by every rank. What changes: gradients are synced in every
-backward, so under gradient accumulation each micro-batch is reduce-scattered (FSDP cannot hold
-unsharded gradients without holding unsharded memory); every forward is a collective, so every rank
+scaler's overflow check is reduced over the shards, `jit_compile=True` compiles each unit's forward
+(the hooks run eagerly around it: a whole-step graph cannot hold them). What changes: gradients are
+synced in every backward, so under gradient accumulation each micro-batch is reduce-scattered (FSDP
+cannot hold unsharded gradients without holding unsharded memory); every forward is a collective, so every rank
 runs the same number of evaluation batches (`epochal.parallel.sharding.Lockstep`); and the module's
 state is saved as shards with torch.distributed.checkpoint (`epochal.parallel.sharded_state`).
 """
@@ -89,6 +90,7 @@ class FullySharded(ProcessGroupStrategy):
     def __init__(self, options: FSDP, device: torch.device) -> None:
         super().__init__(device)
         self.options = options
+        self._units: list[torch.nn.Module] = []
 
     def distribute(self, module: torch.nn.Module, device: torch.device) -> None:
         """Shard each unit, then the root, with `fully_shard` (which moves one unit at a time to `device`, so the
@@ -109,7 +111,8 @@ class FullySharded(ProcessGroupStrategy):
         mesh = init_device_mesh(device.type, (self.world_size,))
         policy = self.options.mixed_precision or MixedPrecisionPolicy()
         offload = CPUOffloadPolicy() if self.options.cpu_offload else OffloadPolicy()
-        for unit in [*units(module, self.options.shard), module]:
+        self._units = units(module, self.options.shard)
+        for unit in [*self._units, module]:
             fully_shard(unit, mesh=mesh, reshard_after_forward=self.options.reshard_after_forward, mp_policy=policy,
                         offload_policy=offload)
         module.to(device)  # buffers of modules no unit holds
@@ -118,6 +121,15 @@ class FullySharded(ProcessGroupStrategy):
 
     def setup(self, module: torch.nn.Module) -> None:
         """Nothing to do: the ranks' weights were made equal before sharding, and shards are each rank's own."""
+
+    def compile_units(self, compile: Callable[[Callable[..., Any]], Callable[..., Any]] | None) -> bool:
+        """`jit_compile` under FSDP: each unit's own forward compiled with `compile` (its all-gather and
+        reduce-scatter hooks run around it, eagerly); None puts the eager forwards back."""
+        for unit in self._units:
+            unit.__dict__.pop("forward", None)  # the class's forward again
+            if compile is not None:
+                unit.forward = compile(unit.forward)  # type: ignore[method-assign]
+        return compile is not None
 
     def sync_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
         """Nothing to do: FSDP reduce-scattered (averaged) the gradients during the backward pass."""

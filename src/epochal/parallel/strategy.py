@@ -13,7 +13,7 @@ all-reduce does not overlap the backward pass, which matters for large models on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import torch
@@ -36,6 +36,10 @@ class Strategy(Protocol):
 
     def setup(self, module: torch.nn.Module) -> None:
         """Prepare for training when the Model is compiled (DDP makes every rank's copy rank 0's)."""
+
+    def compile_units(self, compile: Callable[[Callable[..., Any]], Callable[..., Any]] | None) -> bool:
+        """Compile parts of the module with `compile` (None: none) when the strategy's own hooks keep the whole
+        step from being one graph; whether it did (the step then runs eagerly around them)."""
 
     def sync_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
         """Make `parameters`' gradients the global batch's before an update."""
@@ -61,6 +65,10 @@ class WholeModule:
     def distribute(self, module: torch.nn.Module, device: torch.device) -> None:
         """The whole module on `device`."""
         module.to(device)
+
+    def compile_units(self, compile: Callable[[Callable[..., Any]], Callable[..., Any]] | None) -> bool:
+        """Nothing to do: `jit_compile` compiles the whole step, this strategy's sync included."""
+        return False
 
     def full_state(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
         return module.state_dict()

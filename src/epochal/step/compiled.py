@@ -343,12 +343,7 @@ class CompiledSteps:
 def _compile(function: Any, device: torch.device) -> Callable[..., Any]:
     """`torch.compile(function)` with this module's settings for graphs that run on `device`; the
     backward of a step is traced into its graph (dynamo's `trace_autograd_ops`, set for these graphs only)."""
-    settings = dict(_COMPILE)
-    if settings.get("backend", "inductor") == "inductor":
-        settings["backend"] = _cpu_inductor if device.type == "cpu" else "inductor"
-        if device.type != "cpu":
-            settings["options"] = _INDUCTOR_OPTIONS
-    compiled = torch.compile(function, **settings)
+    compiled = torch.compile(function, **_settings(device))
     from torch._dynamo import config  # here, not at the top: importing dynamo costs ~1.4 s, paid only to compile
 
     def traced(*args: Any) -> Any:
@@ -356,6 +351,23 @@ def _compile(function: Any, device: torch.device) -> Callable[..., Any]:
             return compiled(*args)
 
     return traced
+
+
+def compile_forward(forward: Callable[..., Any], device: torch.device) -> Callable[..., Any]:
+    """A module's `forward` compiled on its own (an FSDP unit's, whose all-gather hooks stay outside the
+    graph): graph breaks allowed and shapes that vary (a short last batch) made dynamic, so an unusual
+    forward still runs, partly compiled."""
+    return torch.compile(forward, **{**_settings(device), "fullgraph": False, "dynamic": None})
+
+
+def _settings(device: torch.device) -> dict[str, Any]:
+    """`torch.compile`'s arguments for graphs that run on `device`."""
+    settings = dict(_COMPILE)
+    if settings.get("backend", "inductor") == "inductor":
+        settings["backend"] = _cpu_inductor if device.type == "cpu" else "inductor"
+        if device.type != "cpu":
+            settings["options"] = _INDUCTOR_OPTIONS
+    return settings
 
 
 def _cpu_inductor(graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
