@@ -4,6 +4,7 @@ arguments and hands over to the training package and the step pipeline."""
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -275,12 +276,24 @@ class Model:
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
         check_finite: bool = True,
+        *,
+        validation_every: int | None = None,
+        max_steps: int | None = None,
+        max_time: float | datetime.timedelta | None = None,
     ) -> History:
         """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics).
 
         The data is checked whole before training (`epochal.data.checks`): NaN or infinite values are
         an error unless `check_finite=False`; negative or misshapen weights and targets the loss
-        cannot read always are.
+        cannot read always are. `validation_data` may be a dict of named sets, `{"clean": (x, y), ...}`,
+        logged as `val_clean_loss`, ... (`epochal.data.validation_sets`).
+
+        The keyword-only arguments control training by steps (training batches; see
+        `epochal.training.step_control`): `validation_every=N` also validates after every N-th batch
+        (`History.validation_steps`/`validation_history`, `on_validation_end(step, logs)`); `max_steps`
+        stops after that many batches, closing the epoch; `max_time` (seconds or a `timedelta`) stops at
+        a batch boundary once the budget is spent, leaving the epoch open with a backup written (with
+        `BackupAndRestore`) so the same `fit` run again continues exactly.
         """
         self._require_idle("fit")
         self._require_compiled("fit")
@@ -303,10 +316,11 @@ class Model:
                 validation_batches=validation_steps, verbose=verbose, callbacks=callbacks,
                 class_weight=class_weight, initial_epoch=initial_epoch,
                 validation_batch_size=validation_batch_size, validation_freq=validation_freq,
-                check_finite=check_finite,
+                check_finite=check_finite, validation_every=validation_every, max_steps=max_steps, max_time=max_time,
             )
         batch_size = _DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-        self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight)
+        limits = self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight,
+                                            validation_every, max_steps, max_time)
         check.positive_int("batch_size", batch_size)
         check.positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
         check.positive_int("validation_steps", validation_steps, allow_none=True)
@@ -320,7 +334,7 @@ class Model:
             check_finite=check_finite,
         )
         return self._fit(data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
-                         validation_freq=validation_freq, batch_size=batch_size)
+                         validation_freq=validation_freq, batch_size=batch_size, **limits)
 
     def fit_dataset(
         self,
@@ -338,11 +352,15 @@ class Model:
         validation_freq: int | Sequence[int] = 1,
         validation_split: float = 0.0,
         check_finite: bool = True,
+        validation_every: int | None = None,
+        max_steps: int | None = None,
+        max_time: float | datetime.timedelta | None = None,
     ) -> History:
         """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js).
 
         `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
-        Each batch is checked on the host before it reaches the step (`check_finite` as in `fit`).
+        Each batch is checked on the host before it reaches the step (`check_finite` as in `fit`);
+        `validation_data` (named sets too), `validation_every`, `max_steps` and `max_time` are as in `fit`.
         """
         self._require_idle("fit_dataset")
         self._require_compiled("fit_dataset")
@@ -352,7 +370,8 @@ class Model:
                 f"Received: {type(dataset).__name__}. For arrays use fit(x, y)."
             )
         _refuse_validation_split(validation_split, dataset)
-        self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight)
+        limits = self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight,
+                                            validation_every, max_steps, max_time)
         check.positive_int("batches_per_epoch", batches_per_epoch, allow_none=True)
         check.positive_int("validation_batches", validation_batches, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
@@ -362,15 +381,20 @@ class Model:
             class_weight=class_weight, check_finite=check_finite,
         )
         return self._fit(data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
-                         validation_freq=validation_freq, batch_size=None)
+                         validation_freq=validation_freq, batch_size=None, **limits)
 
     def _check_loop_arguments(self, epochs: Any, initial_epoch: Any, verbose: Any, validation_freq: Any,
-                              class_weight: Any) -> None:
+                              class_weight: Any, validation_every: Any, max_steps: Any,
+                              max_time: Any) -> dict[str, Any]:
+        """Checks `fit`'s loop arguments; returns the step-based ones as `run_fit` takes them."""
         check.positive_int("epochs", epochs)
         check.non_negative_int("initial_epoch", initial_epoch)
         resolve_verbose(verbose)
         check.validation_freq(validation_freq)
         check.class_weight(class_weight)
+        check.positive_int("validation_every", validation_every, allow_none=True)
+        check.positive_int("max_steps", max_steps, allow_none=True)
+        return {"validation_every": validation_every, "max_steps": max_steps, "max_time": check.max_time(max_time)}
 
     def _fit(self, data: FitData, **arguments: Any) -> History:
         setup = FitSetup(self, self._require_pipeline("fit"), self._task, self._step_options.as_params(),  # type: ignore[arg-type]
