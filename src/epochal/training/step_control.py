@@ -21,8 +21,8 @@ known (`first_global_batch`), else from 0; a resumed run continues the count (it
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator, Mapping
+from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from epochal.callbacks.callback import Callback
@@ -46,19 +46,16 @@ class StepControl(Callback):
         max_steps: Train at most this many batches. Defaults to `None`.
         max_time: Stop, resumably, once this many seconds have passed since the fit began. Defaults to `None`.
         first_step: The global step the run starts from. Defaults to `0`.
-        clock: Seconds from a fixed point (`time.monotonic`); tests give their own. Defaults to `None`.
     """
 
     def __init__(self, *, validation_every: int | None = None, max_steps: int | None = None,
-                 max_time: float | None = None, first_step: int = 0,
-                 clock: Callable[[], float] | None = None) -> None:
+                 max_time: float | None = None, first_step: int = 0) -> None:
         super().__init__()
         self.validation_every, self.max_steps, self.first_step = validation_every, max_steps, first_step
         self.done = 0  # training batches this run has done
         self.pending = False  # a validation point was reached; it runs before the next batch of the epoch
         self.paused = False  # `max_time` ran out: stopped mid-run, resumable
-        self._clock = clock or time.monotonic
-        self._deadline = None if max_time is None else self._clock() + max_time
+        self._deadline = None if max_time is None else monotonic() + max_time
 
     @property
     def step(self) -> int:
@@ -73,7 +70,7 @@ class StepControl(Callback):
         every = self.validation_every
         if every is not None and before // every != self.step // every:
             self.pending = True
-        self.paused = self._deadline is not None and sync.any(self._clock() >= self._deadline)
+        self.paused = self._deadline is not None and sync.any(monotonic() >= self._deadline)
         self._reached_max_steps(model)
         return state.after_batch(batches, save=self.paused) or self.paused
 
