@@ -1,6 +1,7 @@
 """Several named validation sets: `validation_data={"clean": ..., "noisy": ...}` logs `val_clean_*` and
 `val_noisy_*`, each the exact mean over its own set, and every monitor may name any of them."""
 
+import doctest
 import os
 import warnings
 
@@ -99,3 +100,9 @@ def test_bad_named_sets_are_refused_before_training(validation_data, error, mess
     with pytest.raises(error, match=message):
         refused.fit(X, Y, epochs=1, batch_size=8, validation_data=validation_data, verbose=0)
     assert all(torch.equal(a, b) for a, b in zip(before, refused.module.parameters()))
+
+
+def test_docstring_example_runs():
+    import epochal.data.validation_sets
+
+    assert doctest.testmod(epochal.data.validation_sets).failed == 0

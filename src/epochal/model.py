@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -19,12 +19,13 @@ from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.history import History
 from epochal.callbacks.progress import format_logs, resolve_verbose
 from epochal.data import Adapter, Batch, is_dataset
-from epochal.data.structure import Tree, call_module, float_dtype_of, to_device, to_tensors
+from epochal.data.structure import Tree, call_module, concatenate, float_dtype_of, to_device, to_tensors
 from epochal.optimizers import make_optimizers
 from epochal.parallel.cluster import connect
 from epochal.parallel.process import barrier, is_main_process
 from epochal.parallel.strategy import SingleDevice
 from epochal.parallel.sync import LOCAL
+from epochal.predictions import Predictions, write_predictions
 from epochal.step.gradients import Gradients
 from epochal.step.options import StepOptions, make_step_options
 from epochal.step.pipeline import ModelSteps, StepData, StepPipeline
@@ -34,7 +35,7 @@ from epochal.training import arguments as check
 from epochal.training.fingerprint import run_fingerprint
 from epochal.training.fit import FitSetup, callback_list, run_fit
 from epochal.training.inputs import FitData, Inputs
-from epochal.training.loop import evaluate_pass, predict_pass, prefetch
+from epochal.training.loop import evaluate_pass, predict_batches, prefetch
 from epochal.training.setup_checks import check_optimizers
 from epochal.training.state import TrainingState
 from epochal.training.target_checks import arm_target_checks
@@ -437,16 +438,77 @@ class Model:
         verbose: int | str = "auto",
         steps: int | None = None,
         callbacks: Iterable[Callback] | None = None,
-    ) -> Tree:
+        *,
+        stream: bool = False,
+    ) -> Tree | Iterator[Tree]:
         """The predict step's outputs for every sample, in order, in eval mode without gradients (on the CPU).
 
         Under torch.distributed each rank predicts its block of samples and every rank returns all of them.
+        With `stream=True` it returns a generator of each batch's outputs instead, computed as they are
+        asked for and kept nowhere (on the CPU; eval mode and no_grad around each batch only), for
+        predictions larger than memory — or see `predict_to`. Bad arguments and empty data are refused
+        when `predict` is called, not when the stream is first read.
         """
+        if not isinstance(stream, bool):
+            raise TypeError(f"`stream` must be True or False. Received: stream={stream!r}")
+        adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
+        if stream and self._cluster is not None and sharded:
+            raise ValueError(
+                "`predict(stream=True)` cannot hand every process all the samples in order under torch.distributed: "
+                "each process predicts its own block. Use `predict_to(path, x)`, where each process writes its "
+                "block, or predict without `stream`.")
+        batches = _first_drawn(adapter)
+        outputs = predict_batches(self.module, self._predict_step(), batches, self._side_callbacks(callbacks, adapter))
+        if stream:
+            return (to_device(batch, torch.device("cpu")) for batch in outputs)
+        joined = concatenate(list(outputs))  # `_first_drawn` saw a batch
+        return self._cluster.gather(joined) if self._cluster is not None and sharded else joined
+
+    def predict_to(
+        self,
+        path: str | os.PathLike[str],
+        x: Any,
+        batch_size: int | None = None,
+        verbose: int | str = "auto",
+        steps: int | None = None,
+        callbacks: Iterable[Callback] | None = None,
+        *,
+        max_shard_size: float = 0.25,
+    ) -> Predictions:
+        """Predict `x` into the folder `path` as safetensors shards plus an index, holding one shard in memory
+        at most, so predictions larger than memory work; returns a reader of them (`epochal.predictions`).
+
+        Every file is written atomically and the index last: the folder always holds one complete
+        prediction. Under torch.distributed each process writes its block's shards and rank 0 the index.
+
+        Args:
+            path: The folder to write into (created when missing).
+            x: Inputs, as `predict` takes them.
+            batch_size: Samples per batch. Defaults to `None` (32).
+            verbose: As in `predict`. Defaults to `"auto"`.
+            steps: Batches to predict. Defaults to `None` (all).
+            callbacks: Callbacks for the predict hooks. Defaults to `None`.
+            max_shard_size: Size in GB (2**30 bytes, Keras's unit) at which a shard is written; a larger
+                batch is a shard alone. Defaults to `0.25`.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"`path` must be a folder path. Received: path={path!r}")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"`path` must be a folder, to hold the shards and their index. Received: {os.fspath(path)!r}, "
+                             "which is a file")
+        if isinstance(max_shard_size, bool) or not isinstance(max_shard_size, (int, float)):
+            raise TypeError(f"`max_shard_size` must be a number of GB. Received: max_shard_size={max_shard_size!r}")
+        if not 0 < max_shard_size < float("inf"):
+            raise ValueError(f"`max_shard_size` must be a positive number of GB. Received: max_shard_size={max_shard_size!r}")
         adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
         batches = _first_drawn(adapter)
-        step = self._pipeline.predict if self._pipeline is not None else self._predict_batch
-        outputs = predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
-        return self._cluster.gather(outputs) if self._cluster is not None and sharded else outputs
+        sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
+        outputs = predict_batches(self.module, self._predict_step(), batches, self._side_callbacks(callbacks, adapter))
+        return write_predictions(outputs, path, max_shard_bytes=max(1, int(max_shard_size * 2**30)), sync=sync,
+                                 writes=sharded or sync.rank == 0, whole=not sharded)
+
+    def _predict_step(self) -> Callable[[Batch], Tree]:
+        return self._pipeline.predict if self._pipeline is not None else self._predict_batch
 
     def _predict_batch(self, batch: Batch) -> Tree:
         """`predict_step` on one batch, for a model that was never compiled."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import traceback
@@ -15,7 +16,7 @@ import torch
 from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.optimizer_lr import learning_rates
 from epochal.data import Adapter, Batch, warn_ran_dry
-from epochal.data.structure import Tree, concatenate, flatten
+from epochal.data.structure import Tree, flatten
 from epochal.logs import Logs
 from epochal.parallel.sync import LOCAL, LocalSync
 from epochal.step.pipeline import StepPipeline
@@ -112,36 +113,40 @@ def evaluate_pass(
     Test-batch logs are this process's own; the returned means are over every rank's samples.
     """
     callbacks.fire("on_test_begin", _NO_LOGS)
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            logs = run_pass(pipeline.test, batches, callbacks, TEST_HOOKS, task, sync=sync.totals_only(),
-                            source=source)
-    finally:
-        module.train(was_training)
+    with evaluating(module):
+        logs = run_pass(pipeline.test, batches, callbacks, TEST_HOOKS, task, sync=sync.totals_only(), source=source)
     callbacks.fire("on_test_end", Logs.from_dict(logs))
     return logs
 
 
-def predict_pass(
+def predict_batches(
     module: torch.nn.Module, step: Callable[[Batch], Tree], batches: Iterator[Batch], callbacks: CallbackList
-) -> Tree:
-    """The predict step's outputs for every batch, concatenated in order, on the host."""
+) -> Iterator[Tree]:
+    """The predict step's outputs batch by batch, as they are asked for; nothing is kept.
+
+    Eval mode and no_grad are set around each batch only, so the caller's code between batches runs in
+    its own modes. `on_predict_end` fires once the last batch has been taken.
+    """
     callbacks.fire("on_predict_begin", _NO_LOGS)
-    outputs: list[Tree] = []
+    for index, batch in enumerate(batches):
+        outputs: list[Tree] = []
+        with evaluating(module):
+            run_batches(step, iter((batch,)), callbacks, PREDICT_HOOKS, lambda out, _: outputs.append(out),
+                        lambda out: {"outputs": out}, start=index)
+        yield outputs[0]
+    callbacks.fire("on_predict_end", _NO_LOGS)
+
+
+@contextlib.contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[None]:
+    """`module` in eval mode under no_grad, its own mode restored afterwards."""
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            run_batches(step, batches, callbacks, PREDICT_HOOKS,
-                        lambda out, batch: outputs.append(out), lambda out: {"outputs": out})
+            yield
     finally:
         module.train(was_training)
-    callbacks.fire("on_predict_end", _NO_LOGS)
-    if not outputs:
-        raise ValueError("`x` is empty: it yielded no batch.")
-    return concatenate(outputs)
 
 
 def prefetch(batches: Iterator[Batch]) -> Iterator[Batch] | None:
