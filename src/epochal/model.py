@@ -26,6 +26,7 @@ from epochal.parallel.process import barrier, is_main_process
 from epochal.parallel.strategy import SingleDevice
 from epochal.parallel.sync import LOCAL
 from epochal.predictions import Predictions, write_predictions
+from epochal.step.activation_checkpointing import checkpointed_names
 from epochal.step.gradients import Gradients
 from epochal.step.options import StepOptions, make_step_options
 from epochal.step.pipeline import ModelSteps, StepData, StepPipeline
@@ -125,6 +126,7 @@ class Model:
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int = 1,
+        checkpoint_modules: Sequence[torch.nn.Module | str | type[torch.nn.Module]] | None = None,
     ) -> None:
         """Choose the optimizer(s), loss(es) and metrics, and how each step runs; calling it again rebuilds.
 
@@ -162,12 +164,18 @@ class Model:
             gradient_accumulation_steps: Batches whose gradients are summed (each loss divided by
                 it) before one optimizer update; an epoch's last, partial group is applied too.
                 Defaults to `1`.
+            checkpoint_modules: Submodules whose activations are recomputed in the backward instead of
+                kept (activation checkpointing): the submodules themselves, their names in
+                `module.named_modules()`, or module classes (every submodule of the class, e.g. a
+                transformer's block). Less memory, the same results, one more forward of them per step.
+                See `epochal.step.activation_checkpointing`. Defaults to `None`.
         """
         options = make_step_options(
             jit_compile=jit_compile, steps_per_execution=steps_per_execution, cuda_graphs=cuda_graphs,
             precision=precision,
             clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
             gradient_accumulation_steps=gradient_accumulation_steps,
+            checkpoint_modules=checkpointed_names(self.module, checkpoint_modules),
         )
         if loss is None and not self._computes_its_own_loss():
             raise ValueError("`loss` is required: pass a loss name, a callable or a torch loss module (or override "
@@ -182,8 +190,11 @@ class Model:
         pipeline = StepPipeline(steps, gradients, options, self.module, self.device, self._strategy)
         pipeline.compiled.precheck = self._uncompilable_reason
         self._task, self.optimizers, self._step_options, self._pipeline = task, optimizers, options, pipeline
+        # Checkpointing does not change the results, so a run may resume with it switched on (after running
+        # out of memory) or off: it stays out of the run fingerprint.
         self._compile_options = {"loss": loss, "metrics": metrics, "loss_weights": loss_weights,
                                  "weighted_metrics": weighted_metrics, **options.as_params()}
+        del self._compile_options["checkpoint_modules"]
 
     def _computes_its_own_loss(self) -> bool:
         return any(getattr(type(self), name) is not getattr(Model, name) for name in ("compute_loss", "train_step"))

@@ -160,3 +160,15 @@ def test_step_based_control_resumes_bit_identically(tmp_path, stop_at):
     assert resumed.history.validation_steps == uninterrupted.history.validation_steps == [2, 4, 5, 6, 8, 10, 12, 13]
     assert resumed.history.validation_history == uninterrupted.history.validation_history
     assert resumed.history.epoch == [0, 1, 2]
+
+
+def test_a_run_resumes_with_activation_checkpointing_switched_on(tmp_path):
+    """Checkpointing changes no result, so it stays out of the run fingerprint: a run stopped (say, out of
+    memory) resumes with `checkpoint_modules` and ends exactly where the uninterrupted run does."""
+    uninterrupted = _model("default step", {})
+    _fit(uninterrupted, tmp_path / "uninterrupted")
+    with pytest.raises(TrainingInterrupted):
+        _fit(_model("default step", {}), tmp_path / "run", 7)
+    resumed = _model("default step", {"checkpoint_modules": ["0", "2"]})
+    _fit(resumed, tmp_path / "run")
+    _assert_identical(resumed, uninterrupted)
