@@ -73,8 +73,8 @@ def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, 
     check_optimizers(model.module, model.optimizers)  # again: a rate may have changed since `compile`
     # Checked on the first step's outputs, before its backward: no forward of their own. In-memory
     # validation targets too; a validation stream's are checked as it is read.
-    checked = [(train, "")] + [(validation, f"{source_name(name)}: ") for name, validation in validations.items()
-                               if getattr(validation, "y", None) is not None]
+    checked = [(train, "")] + [(validation, "validation data: " if name is None else f"{source_name(name)}: ")
+                               for name, validation in validations.items() if getattr(validation, "y", None) is not None]
     task.output_checks = [partial(arm_target_checks, task, adapter=adapter, where=where) for adapter, where in checked]
     user_callbacks = callback_list(callbacks)
     if initial_epoch < epochs:
