@@ -125,6 +125,5 @@ def test_bad_arguments_are_refused_before_any_prediction(tmp_path, call, error, 
 
 
 def test_docstring_example_runs():
-    import epochal.predictions
-
+    assert epochal.predictions.Predictions is Predictions  # a public name of the package
     assert doctest.testmod(epochal.predictions).failed == 0
