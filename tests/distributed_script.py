@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -252,7 +253,22 @@ def averaging(out: str) -> dict[str, Any]:
     return {"state": model.module.state_dict(), "history": history.history, "updates": (ema.updates, swa.updates)}
 
 
+def steps(out: str) -> dict[str, Any]:
+    """Two named validation sets (11 and 6 samples: uneven blocks), a validation every 3 global batches and
+    `max_steps=12` of 3 epochs x 5 batches; then `predict_to`, each rank writing its block's shards."""
+    model = mlp_model(metrics=("accuracy", "auc"))
+    x, y = data(37, 1)
+    history = model.fit(x, y, batch_size=8, epochs=3, validation_data={"a": data(11, 2), "b": data(6, 3)},
+                        validation_batch_size=4, validation_every=3, max_steps=12, verbose=0)
+    folder = os.path.join(out or tempfile.mkdtemp(), "predictions")
+    predictions = model.predict_to(folder, data(11, 2)[0], batch_size=4, verbose=0, max_shard_size=1e-9)
+    return {"history": history.history, "validation_steps": history.validation_steps,
+            "validation_history": history.validation_history, "state": model.module.state_dict(),
+            "predictions": predictions.load(), "expected": model.predict(data(11, 2)[0], batch_size=4, verbose=0)}
+
+
 SCENARIOS = {"fit": fit, "options": options, "averaging": averaging, "stop": stop, "files": files, "die": die,
+             "steps": steps,
              "resume": resume,
              "resume_interrupted": lambda out: resume(out, interrupt=True)}
 

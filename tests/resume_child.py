@@ -9,7 +9,8 @@ writing the data file or the manifest of the K-th backup this process writes), `
 stop), or `none`. With `"averaging": true` the run also keeps an EMA (validated on) and an SWA
 (from epoch 2, SWALR, BatchNorm recomputed at the end), whose averages must resume exactly too;
 `"checkpoints": FOLDER` adds a `ModelCheckpoint(keep_best=2, keep_last=1)` writing there; `steps_per_epoch`
-(optional) makes epochs continue through the shuffled data. The tests run the killed run as a subprocess and the
+(optional) makes epochs continue through the shuffled data; `validation_every` (optional) also validates
+every N batches (`validation:E` then kills inside the first validation of epoch E, mid-epoch). The tests run the killed run as a subprocess and the
 resumed one in-process
 (`run(config)`), which is the same code. Every RNG the run draws from is used: shuffling and dropout (torch), and a
 noise layer drawing from numpy and Python's `random`.
@@ -128,8 +129,11 @@ def run(config: dict) -> tuple[dict, dict]:
         Killer(kill),
     ]
     history = model.fit(x, y, epochs=EPOCHS, batch_size=BATCH, validation_split=0.2, shuffle=True,
-                        callbacks=callbacks, verbose=0, steps_per_epoch=config.get("steps_per_epoch"))
-    return net.state_dict(), {"epoch": history.epoch, "history": history.history, "batches": callbacks[-1].batches}
+                        callbacks=callbacks, verbose=0, steps_per_epoch=config.get("steps_per_epoch"),
+                        validation_every=config.get("validation_every"))
+    return net.state_dict(), {"epoch": history.epoch, "history": history.history, "batches": callbacks[-1].batches,
+                              "validation_steps": history.validation_steps,
+                              "validation_history": history.validation_history}
 
 
 if __name__ == "__main__":

@@ -143,3 +143,18 @@ def test_steps_per_epoch_resumes_where_the_data_stood(tmp_path, reference_with_s
     resumed = resume_child.run({"backup_dir": str(backup), "steps_per_epoch": 4, "save_freq": save_freq})
     _assert_same_run(resumed, reference_with_steps)
     assert resumed[1]["batches"] < 18
+
+
+def test_killed_inside_a_mid_epoch_validation_resumes_exactly(tmp_path):
+    """`validation_every=4` with a backup every 2 batches: the backup at batch 12 holds that point's validation
+    pending; the run is killed inside it, and the resumed run validates there first, then goes on."""
+    reference = resume_child.run({"backup_dir": str(tmp_path / "reference"), "validation_every": 4})
+    torch.use_deterministic_algorithms(False)
+    assert reference[1]["validation_steps"] == [4, 8, 10, 12, 16, 20, 24, 28, 30, 32, 36, 40, 44, 48, 50]
+    backup = tmp_path / "backup"
+    _killed_run(backup, "validation:1", validation_every=4, save_freq=2)
+    resumed = resume_child.run({"backup_dir": str(backup), "validation_every": 4, "save_freq": 2})
+    _assert_same_run(resumed, reference)
+    assert resumed[1]["batches"] == TOTAL_BATCHES - 12
+    for key in ("validation_steps", "validation_history"):
+        assert resumed[1][key] == reference[1][key]

@@ -31,7 +31,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One 2-process launch on one "node" and one across two "nodes" (meeting by c10d rendezvous), side by side."""
     one, two = tmp_path_factory.mktemp("one_node"), tmp_path_factory.mktemp("two_nodes")
     port = free_port()
-    processes = [torchrun("fit,stop,files,resume,options,averaging", one)] + [
+    processes = [torchrun("fit,stop,files,resume,options,averaging,steps", one)] + [
         torchrun("fit", two, nodes=2, port=port, procs=1, rendezvous=True) for _ in range(2)]
     outputs = [finish(process) for process in processes]
     return {"one": ranks(one), "two": ranks(two), "one_dir": one, "output": outputs[0]}
@@ -84,6 +84,23 @@ def test_every_compile_option_and_a_custom_step_train_like_one_process(launched,
         for key, values in expected["history"].items():
             assert ran["history"][key] == pytest.approx(values, rel=tolerance * 10), key
     assert "do not apply" not in launched["output"] and "run eagerly" not in launched["output"]
+
+
+def test_named_validation_sets_validation_every_max_steps_and_predict_to_match_one_process(launched):
+    """Each named set is reduced exactly over both ranks' blocks; every rank validates at the same steps and
+    stops at `max_steps`; `predict_to` joins both ranks' shards in sample order."""
+    torch.set_num_threads(1)
+    expected = script.steps("")
+    for ran in (result["steps"] for result in launched["one"]):
+        assert ran["validation_steps"] == expected["validation_steps"] == [3, 5, 6, 9, 10, 12]
+        for records in ("history", "validation_history"):
+            assert ran[records].keys() == expected[records].keys()
+            for key, values in expected[records].items():
+                assert ran[records][key] == pytest.approx(values, rel=1e-6, abs=1e-7), (records, key)
+        for name, value in expected["state"].items():
+            torch.testing.assert_close(ran["state"][name], value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ran["predictions"], ran["expected"])
+        torch.testing.assert_close(ran["predictions"], expected["predictions"], rtol=1e-5, atol=1e-6)
 
 
 def test_two_nodes_on_one_machine_train_like_one_process(launched, reference):

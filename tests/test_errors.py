@@ -61,7 +61,8 @@ def test_validation_split_out_of_range(model, split):
 
 @pytest.mark.parametrize("validation_data, message", [
     ((X,), r"`validation_data` must be a tuple \(x_val, y_val\) .*Received: a tuple of length 1"),
-    ({"x": X, "y": Y}, r"`validation_data` must be a tuple .*Received: a dict"),
+    ({"x": X, "y": Y}, r"`validation_data\['x'\]` must be a tuple .*a dict as `validation_data` names several "
+                       r"validation sets. Received: a Tensor"),
     ((X, Y[:4]), "`validation_data: x` and `validation_data: y` must have the same number of samples"),
     ((X, torch.zeros(6, 3)), r"`validation_data`'s y has samples of shape \(3,\), but the training `y` has \(1,\)"),
     ((torch.zeros(6, 4), Y), r"`validation_data`'s x has samples of shape \(4,\), but the training `x` has \(2,\)"),

@@ -5,8 +5,9 @@ arguments and hands over to the training package and the step pipeline."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -20,13 +21,15 @@ from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.history import History
 from epochal.callbacks.progress import format_logs, resolve_verbose
 from epochal.data import Adapter, Batch, is_dataset
-from epochal.data.structure import Tree, call_module, float_dtype_of, to_device, to_tensors
+from epochal.data.structure import Tree, call_module, concatenate, float_dtype_of, to_device, to_tensors
 from epochal.optimizers import make_optimizers
 from epochal.parallel.cluster import Distributed, connect
 from epochal.parallel.process import barrier, is_main_process
 from epochal.parallel.strategy import SingleDevice, Strategy
 from epochal.parallel.sync import LOCAL
 from epochal.step.compiled import compile_forward
+from epochal.predictions import Predictions, write_predictions
+from epochal.step.activation_checkpointing import checkpointed_names
 from epochal.step.gradients import Gradients
 from epochal.step.options import StepOptions, make_step_options
 from epochal.step.pipeline import ModelSteps, StepData, StepPipeline
@@ -36,7 +39,7 @@ from epochal.training import arguments as check
 from epochal.training.fingerprint import run_fingerprint
 from epochal.training.fit import FitSetup, callback_list, run_fit
 from epochal.training.inputs import FitData, Inputs
-from epochal.training.loop import evaluate_pass, predict_pass, prefetch
+from epochal.training.loop import evaluate_pass, predict_batches, prefetch
 from epochal.training.setup_checks import check_optimizers
 from epochal.training.state import TrainingState
 from epochal.training.target_checks import arm_target_checks
@@ -131,6 +134,7 @@ class Model:
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int = 1,
+        checkpoint_modules: Sequence[torch.nn.Module | str | type[torch.nn.Module]] | None = None,
     ) -> None:
         """Choose the optimizer(s), loss(es) and metrics, and how each step runs; calling it again rebuilds.
 
@@ -169,12 +173,18 @@ class Model:
             gradient_accumulation_steps: Batches whose gradients are summed (each loss divided by
                 it) before one optimizer update; an epoch's last, partial group is applied too.
                 Defaults to `1`.
+            checkpoint_modules: Submodules whose activations are recomputed in the backward instead of
+                kept (activation checkpointing): the submodules themselves, their names in
+                `module.named_modules()`, or module classes (every submodule of the class, e.g. a
+                transformer's block). Less memory, the same results, one more forward of them per step.
+                See `epochal.step.activation_checkpointing`. Defaults to `None`.
         """
         options = make_step_options(
             jit_compile=jit_compile, steps_per_execution=steps_per_execution, cuda_graphs=cuda_graphs,
             precision=precision,
             clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
             gradient_accumulation_steps=gradient_accumulation_steps,
+            checkpoint_modules=checkpointed_names(self.module, checkpoint_modules),
         )
         if loss is None and not self._computes_its_own_loss():
             raise ValueError("`loss` is required: pass a loss name, a callable or a torch loss module (or override "
@@ -190,8 +200,11 @@ class Model:
         pipeline = StepPipeline(steps, gradients, step_options, self.module, self.device, self._strategy)
         pipeline.compiled.precheck = self._uncompilable_reason
         self._task, self.optimizers, self._step_options, self._pipeline = task, optimizers, options, pipeline
+        # Checkpointing does not change the results, so a run may resume with it switched on (after running
+        # out of memory) or off: it stays out of the run fingerprint.
         self._compile_options = {"loss": loss, "metrics": metrics, "loss_weights": loss_weights,
                                  "weighted_metrics": weighted_metrics, **options.as_params()}
+        del self._compile_options["checkpoint_modules"]
 
     def _compile_units(self, options: StepOptions) -> StepOptions:
         """The options the step runs with: under FSDP, `jit_compile=True` compiles each unit's forward and the
@@ -296,12 +309,24 @@ class Model:
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
         check_finite: bool = True,
+        *,
+        validation_every: int | None = None,
+        max_steps: int | None = None,
+        max_time: float | datetime.timedelta | None = None,
     ) -> History:
         """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics).
 
         The data is checked whole before training (`epochal.data.checks`): NaN or infinite values are
         an error unless `check_finite=False`; negative or misshapen weights and targets the loss
-        cannot read always are.
+        cannot read always are. `validation_data` may be a dict of named sets, `{"clean": (x, y), ...}`,
+        logged as `val_clean_loss`, ... (`epochal.data.validation_sets`).
+
+        The keyword-only arguments control training by steps (training batches; see
+        `epochal.training.step_control`): `validation_every=N` also validates after every N-th batch
+        (`History.validation_steps`/`validation_history`, `on_validation_end(step, logs)`); `max_steps`
+        stops after that many batches, closing the epoch; `max_time` (seconds or a `timedelta`) stops at
+        a batch boundary once the budget is spent, leaving the epoch open with a backup written (with
+        `BackupAndRestore`) so the same `fit` run again continues exactly.
         """
         self._require_idle("fit")
         self._require_compiled("fit")
@@ -324,10 +349,11 @@ class Model:
                 validation_batches=validation_steps, verbose=verbose, callbacks=callbacks,
                 class_weight=class_weight, initial_epoch=initial_epoch,
                 validation_batch_size=validation_batch_size, validation_freq=validation_freq,
-                check_finite=check_finite,
+                check_finite=check_finite, validation_every=validation_every, max_steps=max_steps, max_time=max_time,
             )
         batch_size = _DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-        self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight)
+        limits = self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight,
+                                            validation_every, max_steps, max_time)
         check.positive_int("batch_size", batch_size)
         check.positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
         check.positive_int("validation_steps", validation_steps, allow_none=True)
@@ -341,7 +367,7 @@ class Model:
             check_finite=check_finite,
         )
         return self._fit(data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
-                         validation_freq=validation_freq, batch_size=batch_size)
+                         validation_freq=validation_freq, batch_size=batch_size, **limits)
 
     def fit_dataset(
         self,
@@ -359,11 +385,15 @@ class Model:
         validation_freq: int | Sequence[int] = 1,
         validation_split: float = 0.0,
         check_finite: bool = True,
+        validation_every: int | None = None,
+        max_steps: int | None = None,
+        max_time: float | datetime.timedelta | None = None,
     ) -> History:
         """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js).
 
         `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
-        Each batch is checked on the host before it reaches the step (`check_finite` as in `fit`).
+        Each batch is checked on the host before it reaches the step (`check_finite` as in `fit`);
+        `validation_data` (named sets too), `validation_every`, `max_steps` and `max_time` are as in `fit`.
         """
         self._require_idle("fit_dataset")
         self._require_compiled("fit_dataset")
@@ -373,7 +403,8 @@ class Model:
                 f"Received: {type(dataset).__name__}. For arrays use fit(x, y)."
             )
         _refuse_validation_split(validation_split, dataset)
-        self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight)
+        limits = self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight,
+                                            validation_every, max_steps, max_time)
         check.positive_int("batches_per_epoch", batches_per_epoch, allow_none=True)
         check.positive_int("validation_batches", validation_batches, allow_none=True)
         check.positive_int("validation_batch_size", validation_batch_size, allow_none=True)
@@ -383,15 +414,20 @@ class Model:
             class_weight=class_weight, check_finite=check_finite,
         )
         return self._fit(data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
-                         validation_freq=validation_freq, batch_size=None)
+                         validation_freq=validation_freq, batch_size=None, **limits)
 
     def _check_loop_arguments(self, epochs: Any, initial_epoch: Any, verbose: Any, validation_freq: Any,
-                              class_weight: Any) -> None:
+                              class_weight: Any, validation_every: Any, max_steps: Any,
+                              max_time: Any) -> dict[str, Any]:
+        """Checks `fit`'s loop arguments; returns the step-based ones as `run_fit` takes them."""
         check.positive_int("epochs", epochs)
         check.non_negative_int("initial_epoch", initial_epoch)
         resolve_verbose(verbose)
         check.validation_freq(validation_freq)
         check.class_weight(class_weight)
+        check.positive_int("validation_every", validation_every, allow_none=True)
+        check.positive_int("max_steps", max_steps, allow_none=True)
+        return {"validation_every": validation_every, "max_steps": max_steps, "max_time": check.max_time(max_time)}
 
     def _fit(self, data: FitData, **arguments: Any) -> History:
         setup = FitSetup(self, self._require_pipeline("fit"), self._task, self._step_options.as_params(),  # type: ignore[arg-type]
@@ -435,16 +471,77 @@ class Model:
         verbose: int | str = "auto",
         steps: int | None = None,
         callbacks: Iterable[Callback] | None = None,
-    ) -> Tree:
+        *,
+        stream: bool = False,
+    ) -> Tree | Iterator[Tree]:
         """The predict step's outputs for every sample, in order, in eval mode without gradients (on the CPU).
 
         Under torch.distributed each rank predicts its block of samples and every rank returns all of them.
+        With `stream=True` it returns a generator of each batch's outputs instead, computed as they are
+        asked for and kept nowhere (on the CPU; eval mode and no_grad around each batch only), for
+        predictions larger than memory — or see `predict_to`. Bad arguments and empty data are refused
+        when `predict` is called, not when the stream is first read.
         """
+        if not isinstance(stream, bool):
+            raise TypeError(f"`stream` must be True or False. Received: stream={stream!r}")
+        adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
+        if stream and self._cluster is not None and sharded:
+            raise ValueError(
+                "`predict(stream=True)` cannot hand every process all the samples in order under torch.distributed: "
+                "each process predicts its own block. Use `predict_to(path, x)`, where each process writes its "
+                "block, or predict without `stream`.")
+        batches = _first_drawn(adapter)
+        outputs = predict_batches(self.module, self._predict_step(), batches, self._side_callbacks(callbacks, adapter))
+        if stream:
+            return (to_device(batch, torch.device("cpu")) for batch in outputs)
+        joined = concatenate(list(outputs))  # `_first_drawn` saw a batch
+        return self._cluster.gather(joined) if self._cluster is not None and sharded else joined
+
+    def predict_to(
+        self,
+        path: str | os.PathLike[str],
+        x: Any,
+        batch_size: int | None = None,
+        verbose: int | str = "auto",
+        steps: int | None = None,
+        callbacks: Iterable[Callback] | None = None,
+        *,
+        max_shard_size: float = 0.25,
+    ) -> Predictions:
+        """Predict `x` into the folder `path` as safetensors shards plus an index, holding one shard in memory
+        at most, so predictions larger than memory work; returns a reader of them (`epochal.predictions`).
+
+        Every file is written atomically and the index last: the folder always holds one complete
+        prediction. Under torch.distributed each process writes its block's shards and rank 0 the index.
+
+        Args:
+            path: The folder to write into (created when missing).
+            x: Inputs, as `predict` takes them.
+            batch_size: Samples per batch. Defaults to `None` (32).
+            verbose: As in `predict`. Defaults to `"auto"`.
+            steps: Batches to predict. Defaults to `None` (all).
+            callbacks: Callbacks for the predict hooks. Defaults to `None`.
+            max_shard_size: Size in GB (2**30 bytes, Keras's unit) at which a shard is written; a larger
+                batch is a shard alone. Defaults to `0.25`.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"`path` must be a folder path. Received: path={path!r}")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"`path` must be a folder, to hold the shards and their index. Received: {os.fspath(path)!r}, "
+                             "which is a file")
+        if isinstance(max_shard_size, bool) or not isinstance(max_shard_size, (int, float)):
+            raise TypeError(f"`max_shard_size` must be a number of GB. Received: max_shard_size={max_shard_size!r}")
+        if not 0 < max_shard_size < float("inf"):
+            raise ValueError(f"`max_shard_size` must be a positive number of GB. Received: max_shard_size={max_shard_size!r}")
         adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
         batches = _first_drawn(adapter)
-        step = self._pipeline.predict if self._pipeline is not None else self._predict_batch
-        outputs = predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
-        return self._cluster.gather(outputs) if self._cluster is not None and sharded else outputs
+        sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
+        outputs = predict_batches(self.module, self._predict_step(), batches, self._side_callbacks(callbacks, adapter))
+        return write_predictions(outputs, path, max_shard_bytes=max(1, int(max_shard_size * 2**30)), sync=sync,
+                                 writes=sharded or sync.rank == 0, whole=not sharded)
+
+    def _predict_step(self) -> Callable[[Batch], Tree]:
+        return self._pipeline.predict if self._pipeline is not None else self._predict_batch
 
     def _predict_batch(self, batch: Batch) -> Tree:
         """`predict_step` on one batch, for a model that was never compiled."""

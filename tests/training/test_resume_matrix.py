@@ -133,3 +133,42 @@ def test_a_backup_taken_mid_group_holds_the_pending_gradients(tmp_path):
     assert steps["pending"] == {"optimizer": 1}
     grads = steps["gradients"]["optimizer"]
     assert len(grads) == 4 and all(g is not None and bool(g.abs().sum() > 0) for g in grads)
+
+
+def _fit_by_steps(model, folder, stop_at=None):
+    """Two named validation sets, a validation every 2 batches, at most 13 of 4 x 5 batches."""
+    generator = torch.Generator().manual_seed(5)
+    x, y = torch.randn(44, 4, generator=generator), torch.randint(0, 3, (44,), generator=generator)
+    torch.manual_seed(1)
+    return model.fit(x[:36], y[:36], epochs=4, batch_size=8, verbose=0, validation_every=2, max_steps=13,
+                     validation_data={"head": (x[36:40], y[36:40]), "tail": (x[40:], y[40:])},
+                     callbacks=[BackupAndRestore(folder), StopAfter(stop_at)])
+
+
+@pytest.mark.parametrize("stop_at", [4, 10, 12], ids=["pending mid-epoch validation", "pending on an epoch's end",
+                                                      "one before max_steps"])
+def test_step_based_control_resumes_bit_identically(tmp_path, stop_at):
+    """Stopped right after a validation point (the backup holds it pending) or before `max_steps`, the resumed
+    run validates at the same steps, stops at the same batch and ends with the same weights and records."""
+    uninterrupted = _model("default step", {})
+    _fit_by_steps(uninterrupted, tmp_path / "uninterrupted")
+    with pytest.raises(TrainingInterrupted):
+        _fit_by_steps(_model("default step", {}), tmp_path / "run", stop_at)
+    resumed = _model("default step", {})
+    _fit_by_steps(resumed, tmp_path / "run")
+    _assert_identical(resumed, uninterrupted)
+    assert resumed.history.validation_steps == uninterrupted.history.validation_steps == [2, 4, 5, 6, 8, 10, 12, 13]
+    assert resumed.history.validation_history == uninterrupted.history.validation_history
+    assert resumed.history.epoch == [0, 1, 2]
+
+
+def test_a_run_resumes_with_activation_checkpointing_switched_on(tmp_path):
+    """Checkpointing changes no result, so it stays out of the run fingerprint: a run stopped (say, out of
+    memory) resumes with `checkpoint_modules` and ends exactly where the uninterrupted run does."""
+    uninterrupted = _model("default step", {})
+    _fit(uninterrupted, tmp_path / "uninterrupted")
+    with pytest.raises(TrainingInterrupted):
+        _fit(_model("default step", {}), tmp_path / "run", 7)
+    resumed = _model("default step", {"checkpoint_modules": ["0", "2"]})
+    _fit(resumed, tmp_path / "run")
+    _assert_identical(resumed, uninterrupted)

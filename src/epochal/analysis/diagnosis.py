@@ -138,21 +138,19 @@ def diagnose(
     """
     if not history.epoch:
         raise ValueError("The history has no epochs to diagnose: train for at least one epoch.")
-    notes: list[str] = []
-    if monitor not in history.history:
-        if monitor.startswith("val_") and monitor[4:] in history.history:
-            notes.append(f"No `{monitor}` in the history (no validation data): reading `{monitor[4:]}`; "
-                         "overfitting cannot be seen without validation (use validation_split).")
-            monitor = monitor[4:]
-        else:
-            raise ValueError(f"`monitor` {monitor!r} is not in the history. Available keys: "
-                             f"{', '.join(history.history)}.")
+    found = _monitored(history, monitor)
+    if found is None:
+        raise ValueError(f"`monitor` {monitor!r} is not in the history. Available keys: "
+                         f"{', '.join(history.history)}.")
+    monitor, note = found
+    notes: list[str] = [note] if note else []
     mode = resolve_mode(mode, monitor)
     monitored = _series(history, monitor)
     best_epoch, best_value = _best(monitored, mode, min_delta)
-    loss_key = "loss" if "loss" in history.history else monitor.removeprefix("val_")
+    prefix = _validation_prefix(history, monitor)
+    loss_key = "loss" if "loss" in history.history else monitor.removeprefix(prefix)
     train_loss = _series(history, loss_key)
-    val_loss = _series(history, "val_" + loss_key) if "val_" + loss_key in history.history else {}
+    val_loss = _series(history, prefix + loss_key) if prefix + loss_key in history.history else {}
     loss_mode = resolve_mode("auto", loss_key)
     onset = _onset(history.epoch, monitor, monitored, best_epoch, train_loss, loss_mode, thresholds)
     phases = _phases(history.epoch, train_loss, val_loss, loss_mode, onset, thresholds)
@@ -162,8 +160,8 @@ def diagnose(
         monitor=monitor, mode=mode, epochs=list(history.epoch), phases=phases,
         best_epoch=best_epoch, best_value=best_value, onset_epoch=onset,
         diverged_epoch=next((e for e, p in zip(history.epoch, phases) if p == DIVERGING), None),
-        gaps_at_best=_gaps(history, best_epoch, thresholds) if best_epoch is not None else [],
-        gaps_at_last=[gap for epoch in last_gaps for gap in _gaps(history, epoch, thresholds)],
+        gaps_at_best=_gaps(history, best_epoch, thresholds, prefix) if best_epoch is not None else [],
+        gaps_at_last=[gap for epoch in last_gaps for gap in _gaps(history, epoch, thresholds, prefix)],
         has_validation=bool(validated), patience=patience,
         early_stopping_epoch=early_stopping_epoch(history, monitor, patience=patience, mode=mode,
                                                   min_delta=min_delta),
@@ -174,9 +172,36 @@ def diagnose(
 
 
 def can_diagnose(history: Curves, monitor: str = "val_loss") -> bool:
-    """Whether `diagnose(history, monitor)` has something to read: an epoch, and `monitor` (or its train twin)."""
-    return bool(history.epoch) and (monitor in history.history
-                                    or (monitor.startswith("val_") and monitor[4:] in history.history))
+    """Whether `diagnose(history, monitor)` has something to read: an epoch, and `monitor` (or a stand-in)."""
+    return bool(history.epoch) and _monitored(history, monitor) is not None
+
+
+def _monitored(history: Curves, monitor: str) -> tuple[str, str | None] | None:
+    """The key read for `monitor`, with a note when it stands in for a missing one; None when nothing fits.
+
+    A missing `val_<key>` is read from the first named validation set's `val_<name>_<key>`, else from the
+    training `<key>` (no validation data)."""
+    if monitor in history.history:
+        return monitor, None
+    if not monitor.startswith("val_"):
+        return None
+    named = [key for key in history.history if key.startswith("val_") and key.endswith("_" + monitor[4:])]
+    if named:
+        return named[0], f"No `{monitor}` in the history: reading `{named[0]}`, the first validation set's."
+    if monitor[4:] in history.history:
+        return monitor[4:], (f"No `{monitor}` in the history (no validation data): reading `{monitor[4:]}`; "
+                             "overfitting cannot be seen without validation (use validation_split).")
+    return None
+
+
+def _validation_prefix(history: Curves, monitor: str) -> str:
+    """`monitor`'s validation set as a key prefix: `val_`, or `val_<name>_` for a named set (`fit`'s
+    `validation_data={name: ...}`), recognised by its `loss` key in the history."""
+    if "val_loss" in history.history or not monitor.startswith("val_"):
+        return "val_"
+    cuts = [i + 1 for i, char in enumerate(monitor) if char == "_" and i >= 4]
+    named = [monitor[:cut] for cut in cuts if monitor[:cut] + "loss" in history.history]
+    return named[0] if named else "val_"
 
 
 def early_stopping_epoch(
@@ -270,10 +295,11 @@ def _val_gain(val: dict[int, float], val_epochs: list[int], epoch: int, mode: st
     return _gain(val[previous], val[epoch], mode) / (epoch - previous)
 
 
-def _gaps(history: Curves, epoch: int, thresholds: Thresholds) -> list[Gap]:
+def _gaps(history: Curves, epoch: int, thresholds: Thresholds, prefix: str = "val_") -> list[Gap]:
+    """Train against validation (the set `prefix` names) for every metric at `epoch`."""
     gaps = []
     for key in history.history:
-        val_key = "val_" + key
+        val_key = prefix + key
         if key.startswith("val_") or val_key not in history.history:
             continue
         train, val = _series(history, key).get(epoch), _series(history, val_key).get(epoch)

@@ -33,7 +33,7 @@ class ModelView(Protocol):
         """Write a resumable checkpoint (every rank calls it under torch.distributed)."""
 
 
-#: Every hook a callback may override, in Keras's names.
+#: Every hook a callback may override, in Keras's names (and epochal's `on_validation_end`).
 HOOKS = (
     "on_train_begin", "on_train_end",
     "on_epoch_begin", "on_epoch_end",
@@ -42,6 +42,7 @@ HOOKS = (
     "on_test_batch_begin", "on_test_batch_end",
     "on_predict_begin", "on_predict_end",
     "on_predict_batch_begin", "on_predict_batch_end",
+    "on_validation_end",
 )
 
 # `on_batch_begin/end` are Keras's older names for the train-batch hooks: overriding either counts.
@@ -95,6 +96,10 @@ class Callback:
     def on_predict_end(self, logs: Mapping[str, float] | None = None) -> None: ...
     def on_predict_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
     def on_predict_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
+
+    def on_validation_end(self, step: int, logs: Mapping[str, float] | None = None) -> None:
+        """After each validation inside `fit` (at an epoch's end, or every `validation_every` batches): its
+        `val_` logs (every validation set's) and `step`, the training batches done in the run so far."""
 
 
 def overrides(callback: Callback, hook: str) -> bool:

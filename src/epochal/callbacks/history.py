@@ -27,6 +27,12 @@ class History(Callback):
     values in first-seen order, `params` holds the run's settings and `epoch_seconds` each epoch's
     wall-clock time (training and validation), for reports.
 
+    Every validation of the run is also recorded by step, the x axis of a step-based run
+    (`fit(validation_every=N)`): `validation_steps[i]` is the number of training batches done (the
+    global step) when validation `i` ran — mid-epoch or at an epoch's end — and
+    `validation_history[key][i]` its value. Mid-epoch validations appear only there: `history` stays
+    one value per epoch, as in Keras.
+
     Example:
         >>> h = History()
         >>> h.on_train_begin()
@@ -42,12 +48,16 @@ class History(Callback):
         self._key_epochs: dict[str, list[int]] = {}
         self.epoch_seconds: list[float] = []
         self._epoch_started: float | None = None
+        self.validation_steps: list[int] = []
+        self.validation_history: dict[str, list[float]] = {}
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self.epoch = []
         self.history = {}
         self._key_epochs = {}
         self.epoch_seconds = []
+        self.validation_steps = []
+        self.validation_history = {}
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self._epoch_started = time.perf_counter()
@@ -62,6 +72,11 @@ class History(Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
             self._key_epochs.setdefault(key, []).append(epoch)
+
+    def on_validation_end(self, step: int, logs: Mapping[str, float] | None = None) -> None:
+        self.validation_steps.append(step)
+        for key, value in (logs or {}).items():
+            self.validation_history.setdefault(key, []).append(float(value))
 
     def epochs_of(self, key: str) -> list[int]:
         """The epoch of each value in `history[key]` (fewer than `epoch` when validation_freq > 1).
@@ -147,6 +162,8 @@ class History(Callback):
             "history": {k: list(v) for k, v in self.history.items()},
             "key_epochs": {k: list(v) for k, v in self._key_epochs.items()},
             "epoch_seconds": list(self.epoch_seconds),
+            "validation_steps": list(self.validation_steps),
+            "validation_history": {k: list(v) for k, v in self.validation_history.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -154,4 +171,6 @@ class History(Callback):
         self.history = {k: list(v) for k, v in state["history"].items()}
         self._key_epochs = {k: list(v) for k, v in state.get("key_epochs", {}).items()}
         self.epoch_seconds = [float(s) for s in state.get("epoch_seconds", [])]
+        self.validation_steps = [int(s) for s in state.get("validation_steps", [])]
+        self.validation_history = {k: list(v) for k, v in state.get("validation_history", {}).items()}
 

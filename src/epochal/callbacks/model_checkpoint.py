@@ -14,6 +14,7 @@ from epochal.callbacks.callback import Callback
 from epochal.callbacks.checkpoint_retention import make_retention
 from epochal.callbacks.monitor_reader import MonitorReader
 from epochal.dtensors import all_finite
+from epochal.callbacks.run_position import first_global_batch
 from epochal.files.temporary import remove_orphans
 from epochal.monitoring import initial_best, is_improvement, resolve_mode
 from epochal.parallel.process import is_main_process
@@ -47,7 +48,9 @@ class ModelCheckpoint(Callback):
         save_weights_only: Save the weights alone instead of a resumable checkpoint. Defaults to `False`.
         mode: `"min"`, `"max"` or `"auto"` (from the monitor's name). Defaults to `"auto"`.
         save_freq: `"epoch"` to save at each epoch's end, or an integer N to save every N training
-            batches (counted across epochs). Defaults to `"epoch"`.
+            batches (counted across epochs). In a `fit(validation_every=M)` N must be a multiple of M,
+            and each save waits for the validation at its batch, so `monitor` and `filepath` can use the
+            `val_` keys of that validation (the batch's logs and then the validation's). Defaults to `"epoch"`.
         initial_value_threshold: With `save_best_only`, a value `monitor` must beat before the first
             save. Defaults to `None`.
         keep_best: Keep only the files with the `keep_best` best `monitor` values (a file saved
@@ -107,12 +110,21 @@ class ModelCheckpoint(Callback):
         self.best = initial_best(self.mode, self.initial_value_threshold)
         self._batches_since_save = 0
         self._epoch = 0
+        self._validation_every: int | None = self.params.get("validation_every")
+        self._validated_step = first_global_batch(self.params)  # the step of the last validation seen
+        self._batch: int | None = None  # the last training batch and its logs, for a save after a validation
+        self._batch_logs: Mapping[str, float] = {}
         self._monitor.reset()
         if self._retention is not None:
             self._retention.reset()
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self._reset()
+        if self._after_validations() and self.save_freq % self._validation_every:  # type: ignore[operator]
+            raise ValueError(
+                f"ModelCheckpoint: `save_freq={self.save_freq}` must be a multiple of fit's "
+                f"`validation_every={self._validation_every}`, so that every save follows a validation. Pass a "
+                "multiple of it, or save_freq='epoch'.")
         folder = os.path.dirname(self.filepath)
         if "{" not in folder and is_main_process():  # a folder named by the logs is only known when saving
             remove_orphans(folder or os.curdir)
@@ -124,7 +136,24 @@ class ModelCheckpoint(Callback):
         if self.save_freq == "epoch":
             self._save(epoch, None, logs or {})
 
+    def on_validation_end(self, step: int, logs: Mapping[str, float] | None = None) -> None:
+        """With `fit(validation_every=...)`: save when a multiple of `save_freq` was passed since the last
+        validation, on the last batch's logs and this validation's."""
+        if not self._after_validations():
+            return
+        passed = self._validated_step // self.save_freq != step // self.save_freq  # type: ignore[operator]
+        self._validated_step = step
+        if passed:
+            self._save(self._epoch, self._batch, {**self._batch_logs, **(logs or {})})
+
+    def _after_validations(self) -> bool:
+        """Whether batch-frequency saves wait for the validations of a `fit(validation_every=...)`."""
+        return self.save_freq != "epoch" and self._validation_every is not None
+
     def _on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        if self._after_validations():  # kept unread: reading the logs would wait for the device every batch
+            self._batch, self._batch_logs = batch, logs or {}
+            return
         self._batches_since_save += 1
         if self._batches_since_save >= self.save_freq:  # type: ignore[operator]
             self._batches_since_save = 0
@@ -189,12 +218,17 @@ class ModelCheckpoint(Callback):
             ) from None
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"best": self.best, "batches_since_save": self._batches_since_save}
+        state: dict[str, Any] = {"best": self.best, "batches_since_save": self._batches_since_save}
+        if self._after_validations():
+            state["validated"] = {"step": self._validated_step, "batch": self._batch, "logs": dict(self._batch_logs)}
         return state if self._retention is None else {**state, "retention": self._retention.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.best = float(state["best"])
         self._batches_since_save = int(state["batches_since_save"])
+        if "validated" in state:
+            validated = state["validated"]
+            self._validated_step, self._batch, self._batch_logs = validated["step"], validated["batch"], validated["logs"]
         if self._retention is not None and "retention" in state:
             self._retention.load_state_dict(state["retention"])
 

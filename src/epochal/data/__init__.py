@@ -19,9 +19,10 @@ from epochal.data.checks import per_sample_weights
 from epochal.data.class_weights import class_sample_weights
 from epochal.data.datasets import DatasetAdapter, is_dataset, warn_empty_validation, warn_ran_dry, warn_short_pass
 from epochal.data.structure import Tree, flatten, num_samples, slice_rows, to_device, to_tensors
+from epochal.data.validation_sets import source_name, split_sets
 
 __all__ = ["Adapter", "ArrayAdapter", "Batch", "DatasetAdapter", "is_dataset", "make_eval_data",
-           "make_fit_data", "make_dataset_fit_data", "warn_empty_validation", "warn_ran_dry"]
+           "make_fit_data", "make_dataset_fit_data", "make_validations", "warn_empty_validation", "warn_ran_dry"]
 
 
 class Adapter(Protocol):
@@ -112,28 +113,29 @@ def make_fit_data(
     shuffle: bool, validation_split: float, validation_data: Any, validation_batch_size: int,
     steps_per_epoch: int | None, validation_steps: int | None, device: torch.device, float_dtype: torch.dtype,
     gather_batches: int = 1,
-) -> tuple[Adapter, Adapter | None, int | None]:
-    """Training and validation adapters for `fit` on arrays, plus the number of training samples.
+) -> tuple[Adapter, dict[str | None, Adapter], int | None]:
+    """Training and validation adapters for `fit` on arrays (each validation set's by name, see
+    `validation_sets`), plus the number of training samples.
 
     `gather_batches` training batches are gathered together (see `ArrayAdapter`): the steps per execution.
     """
     data = InMemory(x, y, sample_weight, device=device, float_dtype=float_dtype)
-    validation: Adapter | None = None
-    if validation_data is not None:
-        validation = make_validation(validation_data, batch_size=validation_batch_size, steps=validation_steps,
-                                     device=device, float_dtype=float_dtype)
+    validations = make_validations(validation_data, batch_size=validation_batch_size, steps=validation_steps,
+                                   device=device, float_dtype=float_dtype)
+    for name, validation in validations.items():
         if isinstance(validation, ArrayAdapter):
-            _check_like_training(validation, data)
-    elif validation_split:
+            _check_like_training(validation, data, source_name(name))
+    if validation_data is None and validation_split:
         data, held_out = data.split(validation_split)  # the held-out rows keep their sample weights (Keras)
-        validation = held_out.adapter(validation_batch_size, steps=validation_steps, steps_name="validation_steps")
+        validations = {None: held_out.adapter(validation_batch_size, steps=validation_steps,
+                                              steps_name="validation_steps")}
     data = data.with_class_weight(class_weight)
     train = data.adapter(batch_size, shuffle=shuffle, steps=steps_per_epoch, steps_name="steps_per_epoch",
                          gather_batches=gather_batches, carry_over=True)
-    return train, validation, data.size
+    return train, validations, data.size
 
 
-def _check_like_training(validation: ArrayAdapter, train: InMemory) -> None:
+def _check_like_training(validation: ArrayAdapter, train: InMemory, source: str) -> None:
     """Validation arrays must hold samples shaped as the training ones: checked now, not after an epoch."""
     for part, theirs, ours in (("x", validation.x, train.x), ("y", validation.y, train.y)):
         if ours is None or theirs is None:
@@ -143,7 +145,7 @@ def _check_like_training(validation: ArrayAdapter, train: InMemory) -> None:
         if like(got) != like(expected):
             shown = ", ".join(str(tuple(s)) for s in got)
             wanted = ", ".join(str(tuple(s)) for s in expected)
-            raise ValueError(f"`validation_data`'s {part} has samples of shape {shown}, but the training `{part}` has "
+            raise ValueError(f"`{source}`'s {part} has samples of shape {shown}, but the training `{part}` has "
                              f"{wanted}: they must match.")
 
 
@@ -155,33 +157,41 @@ def make_dataset_fit_data(
     dataset: Any, *, batches_per_epoch: int | None, validation_data: Any, validation_batches: int | None,
     validation_batch_size: int, class_weight: Mapping[int, float] | None, device: torch.device,
     float_dtype: torch.dtype,
-) -> tuple[Adapter, Adapter | None]:
+) -> tuple[Adapter, dict[str | None, Adapter]]:
     """Training and validation adapters for streaming data (`fit_dataset`, `fit(x=dataset)`)."""
     train = DatasetAdapter(dataset, steps=batches_per_epoch, device=device, float_dtype=float_dtype,
                            class_weight=class_weight)
-    validation = None
-    if validation_data is not None:
-        validation = make_validation(validation_data, batch_size=validation_batch_size, steps=validation_batches,
-                                     device=device, float_dtype=float_dtype)
-    return train, validation
+    return train, make_validations(validation_data, batch_size=validation_batch_size, steps=validation_batches,
+                                   device=device, float_dtype=float_dtype)
+
+
+def make_validations(validation_data: Any, *, batch_size: int, steps: int | None, device: torch.device,
+                     float_dtype: torch.dtype) -> dict[str | None, Adapter]:
+    """Each validation set's adapter by name (`None` for the one set of a tuple or dataset; see `validation_sets`)."""
+    return {name: make_validation(data, batch_size=batch_size, steps=steps, device=device, float_dtype=float_dtype,
+                                  name=source_name(name))
+            for name, data in split_sets(validation_data).items()}
 
 
 def make_validation(validation_data: Any, *, batch_size: int, steps: int | None, device: torch.device,
-                    float_dtype: torch.dtype) -> Adapter:
-    """`validation_data` as `(x, y)`, `(x, y, sample_weight)` or a dataset (fresh iterator each time)."""
+                    float_dtype: torch.dtype, name: str = "validation_data") -> Adapter:
+    """`validation_data` as `(x, y)`, `(x, y, sample_weight)` or a dataset (fresh iterator each time);
+    `name` is how messages call it."""
     if is_dataset(validation_data):
         return DatasetAdapter(validation_data, steps=steps, device=device, float_dtype=float_dtype,
-                              name="validation_data", persistent=False)
+                              name=name, persistent=False)
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
         length = f" of length {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""
+        named = (", or a dict of them by name" if name == "validation_data"
+                 else ": a dict as `validation_data` names several validation sets")
         raise ValueError(
-            "`validation_data` must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val), or a dataset. "
+            f"`{name}` must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val), or a dataset{named}. "
             f"Received: a {type(validation_data).__name__}{length}"
         )
     parts = list(validation_data) + [None] * (3 - len(validation_data))
-    data = InMemory(*parts, device=device, float_dtype=float_dtype, prefix="validation_data: ")
+    data = InMemory(*parts, device=device, float_dtype=float_dtype, prefix=f"{name}: ")
     if data.y is None:
-        raise ValueError("`validation_data` must include targets: (x_val, y_val). Received: y_val=None")
+        raise ValueError(f"`{name}` must include targets: (x_val, y_val). Received: y_val=None")
     return data.adapter(batch_size, steps=steps)
 
 

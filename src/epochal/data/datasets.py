@@ -178,9 +178,9 @@ def warn_short_pass(name: str, steps: int, ran: int) -> None:
     )
 
 
-def warn_empty_validation(epoch: int) -> None:
+def warn_empty_validation(epoch: int, source: str = "validation_data") -> None:
     warnings.warn(
-        f"`validation_data` yielded no batch at epoch {epoch}, so that epoch has no `val_` logs. A generator "
+        f"`{source}` yielded no batch at epoch {epoch}, so that epoch has no `val_` logs from it. A generator "
         "or iterator is used up by its first pass: pass a re-iterable (a list, a DataLoader) or arrays.",
         stacklevel=4,
     )

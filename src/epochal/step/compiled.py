@@ -392,5 +392,7 @@ def _own_code(function: Any) -> Any:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    # A backend's failure says only "backend=... raised:" on its first line; the reason is its inner error's.
+    inner = getattr(error, "inner_exception", None)
+    text = str(inner if inner is not None else error).strip()
     return text.splitlines()[0] if text else "(no message)"

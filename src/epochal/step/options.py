@@ -1,4 +1,5 @@
-"""The compile options that shape the train step: compilation, CUDA graphs, precision, clipping, accumulation.
+"""The compile options that shape the train step: compilation, CUDA graphs, precision, clipping, accumulation,
+activation checkpointing.
 
 They are checked once, in `compile`, and carried as one frozen value to the step pipeline, whose layers
 (`gradients`, `compiled`, `executions`, `precision`) read them; `History.params` shows them (`as_params`).
@@ -40,6 +41,8 @@ class StepOptions:
         global_clipnorm: Clip all gradients together as `torch.nn.utils.clip_grad_norm_` does.
         gradient_accumulation_steps: Sum the gradients of this many batches (each batch's loss
             divided by it) before one optimizer update.
+        checkpoint_modules: The names of the submodules whose activations are recomputed in the
+            backward instead of kept (`activation_checkpointing`).
     """
 
     jit_compile: JitCompile = False
@@ -50,6 +53,7 @@ class StepOptions:
     clipvalue: float | None = None
     global_clipnorm: float | None = None
     gradient_accumulation_steps: int = 1
+    checkpoint_modules: tuple[str, ...] = ()
 
     @property
     def clips(self) -> bool:
@@ -72,6 +76,7 @@ class StepOptions:
             "precision": self.precision, "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
             "global_clipnorm": self.global_clipnorm,
             "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "checkpoint_modules": list(self.checkpoint_modules),
         }
 
 
@@ -85,8 +90,11 @@ def make_step_options(
     clipvalue: Any = None,
     global_clipnorm: Any = None,
     gradient_accumulation_steps: Any = 1,
+    checkpoint_modules: tuple[str, ...] = (),
 ) -> StepOptions:
-    """Check the step options of `compile` and bundle them; a bad value is a ValueError/TypeError."""
+    """Check the step options of `compile` and bundle them; a bad value is a ValueError/TypeError.
+
+    `checkpoint_modules` comes checked (`activation_checkpointing.checkpointed_names` needs the module)."""
     if jit_compile not in (True, False, "auto") or not isinstance(jit_compile, (bool, str)):
         raise ValueError(f'`jit_compile` must be True, False or "auto". Received: jit_compile={jit_compile!r}')
     _positive_int("steps_per_execution", steps_per_execution)
@@ -122,7 +130,7 @@ def make_step_options(
         clipnorm=None if clipnorm is None else float(clipnorm),
         clipvalue=None if clipvalue is None else float(clipvalue),
         global_clipnorm=None if global_clipnorm is None else float(global_clipnorm),
-        gradient_accumulation_steps=gradient_accumulation_steps,
+        gradient_accumulation_steps=gradient_accumulation_steps, checkpoint_modules=checkpoint_modules,
     )
 
 

@@ -6,8 +6,9 @@ the strategy broadcast buffers, runs `train_step((x, y, sample_weight))` under t
 checks that every `backward` was applied, and stacks the returned logs (`StepValues`). Gradients,
 accumulation, loss scaling, clipping and the gradient sync live in `Gradients`, which `train_step`
 reaches through `Model.backward` / `Model.apply_gradients`. `steps_per_execution` groups batches
-(`executions`), `jit_compile` compiles this same call (`compiled`), `cuda_graphs` replays it. No loop,
-no callbacks, no host sync.
+(`executions`), `jit_compile` compiles this same call (`compiled`), `cuda_graphs` replays it, and
+`checkpoint_modules` recomputes chosen submodules' activations in the backward (`activation_checkpointing`).
+No loop, no callbacks, no host sync.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 from epochal.data.batch import Batch
 from epochal.data.structure import Tree
+from epochal.step.activation_checkpointing import ActivationCheckpointing
 from epochal.step.compiled import CompiledSteps
 from epochal.step.executions import Execution, group_batches
 from epochal.step.gradients import GradientSync, Gradients
@@ -74,17 +76,19 @@ class StepPipeline:
         #: distributed batch, whose metric state must not change (its logs already weigh nothing).
         self.batch_counts = True
         self.compiled = CompiledSteps(self, module, gradients, options, device, strategy.largest)
+        self.checkpointing = ActivationCheckpointing(module, options.checkpoint_modules)
 
     # -- one batch ----------------------------------------------------------------------------
 
     def train(self, batch: Batch | Execution) -> StepValues:
         """One batch (or Execution) of training -> its log values (a row per batch for an Execution)."""
-        values = self.compiled.train(batch)
-        if values is not None:
-            return values
-        if isinstance(batch, Execution):
-            return StepValues.rows([self._guarded_train(part) for part in batch.batches()])
-        return self._guarded_train(batch)
+        with self.checkpointing.active():
+            values = self.compiled.train(batch)
+            if values is not None:
+                return values
+            if isinstance(batch, Execution):
+                return StepValues.rows([self._guarded_train(part) for part in batch.batches()])
+            return self._guarded_train(batch)
 
     def train_one(self, batch: Batch) -> StepValues:
         """The train step on one batch, eagerly or as traced by `jit_compile` (the same code)."""
@@ -145,7 +149,8 @@ class StepPipeline:
     def prepare(self, example: Batch | None, planned_batches: int | None, validates: bool) -> None:
         """Before a fit: guard a user's first train step, and compile when `jit_compile` asks for it."""
         self._guard_next = self.steps.custom_train
-        self.compiled.prepare(example, planned_batches, validates)
+        with self.checkpointing.active():  # the graphs are traced as the steps will run
+            self.compiled.prepare(example, planned_batches, validates)
 
     def group(self, batches: Iterator[Batch]) -> Iterator[Batch | Execution]:
         return group_batches(batches, self.options.steps_per_execution)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -54,3 +55,19 @@ def class_weight(value: Any) -> None:
             raise ValueError(
                 f"`class_weight` weights must be finite numbers >= 0. Received: class_weight[{key}]={weight!r}"
             )
+
+
+def max_time(value: Any) -> float | None:
+    """`max_time` in seconds — a number or a `datetime.timedelta`, positive and finite — or None."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError("`max_time` must be a number of seconds or a datetime.timedelta. "
+                        f"Received: max_time={value!r}")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"`max_time` must be a positive, finite number of seconds. Received: max_time={value!r}")
+    return seconds

@@ -73,14 +73,18 @@ def run_fingerprint(module: torch.nn.Module, optimizers: Mapping[str, torch.opti
 
 
 def trajectory_arguments(params: Mapping[str, Any], validation_freq: Any, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The `fit` arguments that shape the trajectory, from `History.params` and the (whole) data sources."""
+    """The `fit` arguments that shape the trajectory, from `History.params` and the (whole) data sources.
+
+    `validation_every` and `max_steps` appear only when set, so a backup written without them (or by an
+    epochal that had neither) still matches a run that does not use them.
+    """
     train, validation = data.get("train"), data.get("validation")
     return {key: params[key] for key in ("epochs", "batch_size", "steps", "initial_epoch")} | {
         "shuffle": getattr(train, "shuffle", None),
         "validation_freq": validation_freq if isinstance(validation_freq, int) else list(validation_freq),
         "validation_batch_size": getattr(validation, "batch_size", None),
         "validation_steps": getattr(validation, "steps", None),
-    }
+    } | {key: params[key] for key in ("validation_every", "max_steps") if params.get(key) is not None}
 
 
 def module_fingerprint(module: torch.nn.Module) -> dict[str, list[Any]]:

@@ -4,6 +4,7 @@ fingerprint, the syncs and the plan, then the epoch loop under a signal guard (a
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from epochal.callbacks.callback import Callback
 from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.history import History
 from epochal.callbacks.progress import progress_callback, resolve_verbose
+from epochal.callbacks.run_position import first_global_batch
 from epochal.data import Adapter
+from epochal.data.validation_sets import log_prefix, source_name
 from epochal.parallel.process import is_main_process
 from epochal.parallel.sync import LOCAL
 from epochal.step.pipeline import StepPipeline
@@ -28,6 +31,7 @@ from epochal.training.loop import TRAIN_HOOKS, FitPlan, fit_loop
 from epochal.training.preemption import SignalGuard
 from epochal.training.setup_checks import check_optimizers
 from epochal.training.state import TrainingState
+from epochal.training.step_control import StepControl
 from epochal.training.target_checks import arm_target_checks
 
 if TYPE_CHECKING:
@@ -51,33 +55,41 @@ class FitSetup:
 
 def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, verbose: int | str,
             callbacks: Iterable[Callback] | None, validation_freq: int | Sequence[int],
-            batch_size: int | None) -> tuple[History, TrainingState]:
+            batch_size: int | None, validation_every: int | None = None, max_steps: int | None = None,
+            max_time: float | None = None) -> tuple[History, TrainingState]:
     """Train `setup.model` on `data` for epochs `initial_epoch .. epochs-1`; returns the History and the state.
 
     Compilation (`jit_compile`) happens here, before `on_train_begin`, on an example batch drawn without
     touching the random generators; the first epoch's own order is drawn inside the loop. The targets
-    are checked against the losses on the first step's outputs, before its backward.
+    are checked against the losses on the first step's outputs, before its backward. `max_time`
+    (seconds) counts from here; `validation_every` and `max_steps` are `epochal.training.step_control`'s.
     """
     model, pipeline, task = setup.model, setup.pipeline, setup.task
-    train, validation = data.train, data.validation
+    train, validations = data.train, data.validations
+    if validation_every is not None and not validations:
+        raise ValueError("`validation_every` needs validation data: pass `validation_data` or `validation_split`. "
+                         f"Received: validation_every={validation_every!r} without either")
+    control = StepControl(validation_every=validation_every, max_steps=max_steps, max_time=max_time,
+                          first_step=first_global_batch({"steps": train.steps, "initial_epoch": initial_epoch}))
     check_optimizers(model.module, model.optimizers)  # again: a rate may have changed since `compile`
     # Checked on the first step's outputs, before its backward: no forward of their own. In-memory
     # validation targets too; a validation stream's are checked as it is read.
-    checked = [(train, "")] + ([(validation, "validation data: ")] if getattr(validation, "y", None) is not None else [])
+    checked = [(train, "")] + [(validation, "validation data: " if name is None else f"{source_name(name)}: ")
+                               for name, validation in validations.items() if getattr(validation, "y", None) is not None]
     task.output_checks = [partial(arm_target_checks, task, adapter=adapter, where=where) for adapter, where in checked]
     user_callbacks = callback_list(callbacks)
     if initial_epoch < epochs:
         planned = None if train.steps is None else train.steps * (epochs - initial_epoch)
-        pipeline.prepare(train.example(), planned, validation is not None)
+        pipeline.prepare(train.example(), planned, bool(validations))
     history = History()
     progress = progress_callback(resolve_verbose(verbose) if is_main_process() else 0)
     listeners = CallbackList(([progress] if progress else []) + user_callbacks + [history])
     keys = list(pipeline.known_keys("train_step") or (task.log_keys() if not pipeline.steps.custom_train else []))
-    do_validation = validation is not None
     params = {
         "epochs": epochs, "steps": train.steps, "batch_size": batch_size, "samples": data.samples,
-        "initial_epoch": initial_epoch, "verbose": resolve_verbose(verbose), "do_validation": do_validation,
-        "metrics": keys + ([f"val_{key}" for key in keys] if do_validation else []),
+        "initial_epoch": initial_epoch, "verbose": resolve_verbose(verbose), "do_validation": bool(validations),
+        "metrics": keys + [log_prefix(name) + key for name in validations for key in keys],
+        "validation_every": validation_every, "max_steps": max_steps, "max_time": max_time,
         **setup.step_params,
     }
     listeners.set_model(model)
@@ -86,11 +98,13 @@ def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, 
     sync = setup.fit_sync(wants_batch_logs) if setup.fit_sync is not None else LOCAL
     fingerprint = run_fingerprint(model.module, model.optimizers, setup.compile_options,
                                   trajectory_arguments(params, validation_freq, data.whole), data.whole)
-    state = TrainingState(model, callbacks=user_callbacks + [history], backup=_backup_callback(user_callbacks),
-                          fingerprint=fingerprint, epochs=epochs, sync=sync, steps=pipeline, sharded=setup.sharded)
-    plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq,
+    counted: list[Callback] = [control] if validation_every is not None or max_steps is not None else []  # backed up
+    state = TrainingState(model, callbacks=user_callbacks + [history] + counted,
+                          backup=_backup_callback(user_callbacks), fingerprint=fingerprint, epochs=epochs, sync=sync,
+                          steps=pipeline, sharded=setup.sharded)
+    plan = FitPlan(train, validations, epochs, initial_epoch, validation_freq,
                    report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
-                   sync=sync, state=state)
+                   sync=sync, state=state, control=control)
     setup.attach(history, state)
     holding = state.backup.hold() if state.backup is not None else contextlib.nullcontext()
     try:
@@ -99,7 +113,18 @@ def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, 
             fit_loop(model, pipeline, task, plan, listeners)
     finally:
         task.output_checks = []  # a step that never computed the compiled loss leaves them for no one
+    if control.paused and is_main_process():
+        warnings.warn(_paused_message(state, max_time), stacklevel=4)
     return history, state
+
+
+def _paused_message(state: TrainingState, max_time: float | None) -> str:
+    where = f"after batch {state.batch} of epoch {state.epoch + 1}"
+    if state.backup is None:
+        return (f"fit: max_time={max_time:g}s ran out; training stopped {where}. No BackupAndRestore callback was "
+                "given, so there is nothing to resume from.")
+    return (f"fit: max_time={max_time:g}s ran out; training stopped {where} and a backup was written to "
+            f"{state.backup.backup_dir!r}: run the same fit again to continue exactly where it stopped.")
 
 
 def callback_list(callbacks: Iterable[Callback] | None) -> list[Callback]:

@@ -11,6 +11,7 @@ import torch
 
 from epochal.data import Adapter, is_dataset, make_dataset_fit_data, make_eval_data, make_fit_data
 from epochal.data.checks import check_data
+from epochal.data.validation_sets import source_name, split_sets
 from epochal.parallel.cluster import Cluster
 
 
@@ -19,9 +20,9 @@ class FitData:
     """What a fit trains and validates on in this process, and the whole data (for the run fingerprint)."""
 
     train: Adapter
-    validation: Adapter | None
+    validations: dict[str | None, Adapter]  # each validation set by name (None: the one set of a tuple or stream)
     samples: int | None  # training samples in memory (None for a stream)
-    whole: dict[str, Any]  # `train` and `validation` before sharding: arrays adapters or the streams given
+    whole: dict[str, Any]  # `train` and each validation set before sharding: arrays adapters or the streams given
 
 
 class Inputs:
@@ -35,33 +36,36 @@ class Inputs:
                    validation_batch_size: int, steps_per_epoch: int | None, validation_steps: int | None,
                    gather_batches: int, check_finite: bool = True) -> FitData:
         """Training and validation adapters for `fit` on arrays (checked whole), and the number of training samples."""
-        train, validation, samples = make_fit_data(
+        train, validations, samples = make_fit_data(
             x, y, sample_weight=sample_weight, class_weight=class_weight, batch_size=batch_size, shuffle=shuffle,
-            validation_split=validation_split, validation_data=self._local_dataset(validation_data, train=False),
+            validation_split=validation_split, validation_data=self._local_validation_data(validation_data),
             validation_batch_size=validation_batch_size, steps_per_epoch=steps_per_epoch,
             validation_steps=validation_steps, device=self.device, float_dtype=self.float_dtype,
             gather_batches=gather_batches,
         )
-        held_out = "validation_data: " if validation_data is not None else "the validation_split part of "
-        check_data([(train, ""), (validation, held_out)], check_finite=check_finite)
-        whole = {"train": train, "validation": validation_data if is_dataset(validation_data) else validation}
-        return FitData(self._local_arrays(train, train=True), self._in_step(self._local_arrays(validation, train=False)),
-                       samples, whole)
+        split = "the validation_split part of " if validation_data is None else None
+        check_data([(train, "")] + [(validation, split or f"{source_name(name)}: ")
+                                    for name, validation in validations.items()], check_finite=check_finite)
+        given = split_sets(validation_data)
+        whole = {"train": train} | {_whole_key(name): given[name] if is_dataset(given.get(name)) else validation
+                                    for name, validation in validations.items()}
+        return FitData(self._local_arrays(train, train=True), self._local_validations(validations), samples, whole)
 
     def fit_stream(self, dataset: Any, *, batches_per_epoch: int | None, validation_data: Any,
                    validation_batches: int | None, validation_batch_size: int,
                    class_weight: Mapping[int, float] | None, check_finite: bool = True) -> FitData:
         """Training and validation adapters for streaming data (`fit_dataset`, `fit(x=dataset)`); each streamed
         batch is checked on the host as it is read."""
-        train, validation = make_dataset_fit_data(
+        train, validations = make_dataset_fit_data(
             self._local_dataset(dataset, train=True), batches_per_epoch=batches_per_epoch,
-            validation_data=self._local_dataset(validation_data, train=False), validation_batches=validation_batches,
+            validation_data=self._local_validation_data(validation_data), validation_batches=validation_batches,
             validation_batch_size=validation_batch_size, class_weight=class_weight, device=self.device,
             float_dtype=self.float_dtype,
         )
-        check_data([(train, ""), (validation, "validation_data: ")], check_finite=check_finite)
-        return FitData(train, self._in_step(self._local_arrays(validation, train=False)), None,
-                       {"train": dataset, "validation": validation_data})
+        check_data([(train, "")] + [(validation, f"{source_name(name)}: ") for name, validation in validations.items()],
+                   check_finite=check_finite)
+        whole = {"train": dataset} | {_whole_key(name): data for name, data in split_sets(validation_data).items()}
+        return FitData(train, self._local_validations(validations), None, whole)
 
     def evaluation(self, x: Any, y: Any, sample_weight: Any, *, batch_size: int, steps: int | None,
                    targets: bool) -> tuple[Adapter, bool]:
@@ -84,8 +88,22 @@ class Inputs:
         """This rank's part of in-memory data under torch.distributed; `adapter` itself otherwise."""
         return adapter if self.cluster is None else self.cluster.shard_arrays(adapter, train=train)[0]
 
+    def _local_validations(self, validations: dict[str | None, Adapter]) -> dict[str | None, Adapter]:
+        return {name: self._in_step(self._local_arrays(validation, train=False)) for name, validation in validations.items()}
+
+    def _local_validation_data(self, validation_data: Any) -> Any:
+        """`validation_data` with each DataLoader in it (one, or a dict of named sets) reading this rank's part."""
+        if isinstance(validation_data, Mapping):
+            return {name: self._local_dataset(data, train=False) for name, data in validation_data.items()}
+        return self._local_dataset(validation_data, train=False)
+
     def _local_dataset(self, data: Any, *, train: bool) -> Any:
         """A DataLoader rebuilt to read this rank's part under torch.distributed; `data` otherwise."""
         if self.cluster is None or data is None or not is_dataset(data):
             return data
         return self.cluster.shard_dataset(data, train=train)[0]
+
+
+def _whole_key(name: str | None) -> str:
+    """A validation set's name in the run fingerprint: `validation`, or `validation['clean']` for a named set."""
+    return "validation" if name is None else f"validation[{name!r}]"

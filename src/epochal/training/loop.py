@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.optimizer_lr import learning_rates
-from epochal.data import Adapter, Batch, warn_empty_validation, warn_ran_dry
-from epochal.data.structure import Tree, concatenate, flatten
+from epochal.data import Adapter, Batch, warn_ran_dry
+from epochal.data.structure import Tree, flatten
 from epochal.logs import Logs
 from epochal.parallel.sync import LOCAL, LocalSync
 from epochal.step.pipeline import StepPipeline
@@ -22,6 +24,8 @@ from epochal.step.values import StepValues
 from epochal.task import Task
 from epochal.training.accumulator import MeanAccumulator
 from epochal.training.state import TrainingState
+from epochal.training.step_control import StepControl, metric_states_kept
+from epochal.training.validation import Validation
 
 if TYPE_CHECKING:
     from epochal.callbacks.callback import ModelView
@@ -109,41 +113,41 @@ def evaluate_pass(
     Test-batch logs are this process's own; the returned means are over every rank's samples.
     """
     callbacks.fire("on_test_begin", _NO_LOGS)
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            logs = run_pass(pipeline.test, batches, callbacks, TEST_HOOKS, task, sync=sync.totals_only(),
-                            source=source)
-    finally:
-        module.train(was_training)
+    with evaluating(module):
+        logs = run_pass(pipeline.test, batches, callbacks, TEST_HOOKS, task, sync=sync.totals_only(), source=source)
     callbacks.fire("on_test_end", Logs.from_dict(logs))
     return logs
 
 
-def predict_pass(
+def predict_batches(
     module: torch.nn.Module, step: Callable[[Batch], Tree], batches: Iterator[Batch], callbacks: CallbackList
-) -> Tree:
-    """The predict step's outputs for every batch, concatenated in order, on the host."""
+) -> Iterator[Tree]:
+    """The predict step's outputs batch by batch, as they are asked for; nothing is kept.
+
+    Eval mode and no_grad are set around each batch only, so the caller's code between batches runs in
+    its own modes. `on_predict_end` fires once the last batch has been taken.
+    """
     callbacks.fire("on_predict_begin", _NO_LOGS)
-    outputs: list[Tree] = []
+    for index, batch in enumerate(batches):
+        outputs: list[Tree] = []
+        with evaluating(module):
+            run_batches(step, iter((batch,)), callbacks, PREDICT_HOOKS, lambda out, _: outputs.append(out),
+                        lambda out: {"outputs": out}, start=index)
+        if batch.loss_scale != 0.0:  # not a placeholder keeping a rank in step (`parallel.sharding.Lockstep`)
+            yield outputs[0]
+    callbacks.fire("on_predict_end", _NO_LOGS)
+
+
+@contextlib.contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[None]:
+    """`module` in eval mode under no_grad, its own mode restored afterwards."""
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            run_batches(step, batches, callbacks, PREDICT_HOOKS,
-                        lambda out, batch: _keep(outputs, out, batch), lambda out: {"outputs": out})
+            yield
     finally:
         module.train(was_training)
-    callbacks.fire("on_predict_end", _NO_LOGS)
-    if not outputs:
-        raise ValueError("`x` is empty: it yielded no batch.")
-    return concatenate(outputs)
-
-
-def _keep(outputs: list[Tree], out: Tree, batch: Batch) -> None:
-    if batch.loss_scale != 0.0:  # not a placeholder keeping a rank in step (`parallel.sharding.Lockstep`)
-        outputs.append(out)
 
 
 def prefetch(batches: Iterator[Batch]) -> Iterator[Batch] | None:
@@ -157,16 +161,17 @@ class FitPlan:
     """Everything the epoch loop needs besides the model and the callbacks."""
 
     train: Adapter
-    validation: Adapter | None
+    validations: Mapping[str | None, Adapter]  # each validation set by name (None: the one unnamed set)
     epochs: int
     initial_epoch: int
     validation_freq: int | Sequence[int]
     report_learning_rate: bool
     sync: LocalSync | Any = LOCAL
     state: TrainingState | None = None  # position and backups; a bare one when None
+    control: StepControl = field(default_factory=StepControl)  # validation_every, max_steps, max_time
 
     def validates(self, epoch: int) -> bool:
-        if self.validation is None:
+        if not self.validations:
             return False
         if isinstance(self.validation_freq, int):
             return (epoch + 1) % self.validation_freq == 0
@@ -179,19 +184,20 @@ def fit_loop(model: ModelView, pipeline: StepPipeline, task: Task, plan: FitPlan
     `plan.state` follows the position; after `on_train_begin` it may restore a backup, and then the
     loop starts at the saved epoch and batch (see `epochal.training.state`). Each epoch's batches
     (and order) are drawn after `on_epoch_begin`'s predecessors, so a callback seeding the generator
-    in `on_train_begin` decides the first epoch's order too.
+    in `on_train_begin` decides the first epoch's order too. `plan.control` adds the validations every
+    N batches and the `max_steps`/`max_time` limits (`epochal.training.step_control`).
     """
     module = model.module
-    sync = plan.sync
+    sync, control = plan.sync, plan.control
     state = plan.state if plan.state is not None else TrainingState(model, epochs=plan.epochs, sync=sync)
-    # `state.after_batch` tracks the position (backups, signals) after every batch; under
-    # torch.distributed it agrees with the other ranks on stopping, so they all stop at the same batch.
-    should_stop = state.after_batch
-    warned_empty_validation = False
+    # The state tracks the position (backups, signals) after every batch; under torch.distributed it
+    # agrees with the other ranks on stopping, so they all stop at the same batch.
+    should_stop = partial(control.after_batch, model=model, state=state, sync=sync)
+    validation = Validation(plan.validations, lambda batches, source: evaluate_pass(
+        module, pipeline, task, batches, callbacks, sync, source), callbacks)
     callbacks.fire("on_train_begin", _NO_LOGS)
     model.stop_training = False
     resume = state.resume()
-    epoch_logs: dict[str, float] = {} if resume is None else resume.epoch_logs
     for epoch in range(plan.initial_epoch if resume is None else resume.epoch, plan.epochs):
         skip = resume.batch if resume is not None and epoch == resume.epoch else 0
         batches = prefetch(state.epoch_batches(plan.train, epoch, skip))
@@ -205,19 +211,18 @@ def fit_loop(model: ModelView, pipeline: StepPipeline, task: Task, plan: FitPlan
         callbacks.fire("on_epoch_begin", epoch, _NO_LOGS)
         module.train()
         accumulator = state.begin_epoch(epoch, task, resume if skip else None, sync)
-        epoch_logs = run_pass(pipeline.train, pipeline.group(batches), callbacks, TRAIN_HOOKS, task, should_stop,
-                              sync, accumulator, skip)
+        mid_epoch = partial(_validate_mid_epoch, validation, task, epoch)
+        epoch_logs = run_pass(pipeline.train, control.batches(pipeline.group(batches), mid_epoch, model), callbacks,
+                              TRAIN_HOOKS, task, should_stop, sync, accumulator, skip)
+        if control.paused:  # out of `max_time`: the epoch stays open, as the backup just written has it
+            break
+        control.end_pass()
         pipeline.flush()  # a partial gradient-accumulation group is applied before validation
         if plan.train.ran_dry:
             warn_ran_dry("x", plan.train.steps)
             model.stop_training = True
-        if plan.validation is not None and plan.validates(epoch):
-            val_logs = evaluate_pass(module, pipeline, task, plan.validation.epoch_batches(epoch), callbacks, sync,
-                                     "validation_data")
-            if not val_logs and not warned_empty_validation:  # a one-shot iterator, already used up
-                warned_empty_validation = True
-                warn_empty_validation(epoch)
-            epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
+        if plan.validates(epoch):
+            epoch_logs.update(validation.run(epoch, control.step))
         if plan.report_learning_rate:
             epoch_logs.update(learning_rates(model.optimizers))
         callbacks.fire("on_epoch_end", epoch, Logs.from_dict(epoch_logs))
@@ -225,8 +230,14 @@ def fit_loop(model: ModelView, pipeline: StepPipeline, task: Task, plan: FitPlan
         state.end_epoch(epoch, epoch_logs)
         if model.stop_training:
             break
-    callbacks.fire("on_train_end", Logs.from_dict(epoch_logs))
+    callbacks.fire("on_train_end", Logs.from_dict(state.epoch_logs))  # the last closed epoch's
     state.finish()
+
+
+def _validate_mid_epoch(validation: Validation, task: Task, epoch: int, step: int) -> None:
+    """A validation point inside a training epoch; the epoch's running metrics are left as they were."""
+    with metric_states_kept(task):
+        validation.run(epoch, step)
 
 
 def raised_inside_torch(error: BaseException) -> bool:

@@ -137,9 +137,10 @@ class TrainingState:
             _load_accumulator(self.accumulator, resume.accumulator, self.model.device)
         return self.accumulator
 
-    def after_batch(self, batches: int = 1) -> bool:
+    def after_batch(self, batches: int = 1, save: bool = False) -> bool:
         """A safe point after a call of the train step and its hooks, which ran `batches` batches (several
-        for an Execution, which has no safe point inside); returns whether training should stop.
+        for an Execution, which has no safe point inside); returns whether training should stop. `save`
+        writes a backup here even when `save_freq` does not ask for one (a pause: `max_time`).
 
         Ranks agree on a signal and on `stop_training` here (one all-reduce), since each may notice
         a signal at a different batch and a callback may ask one rank alone to stop.
@@ -148,7 +149,8 @@ class TrainingState:
         signalled, stop = self._sync.agree(self._signalled(), self.model.stop_training)
         if signalled:
             self._stop_for_signal()
-        if self.backup is not None and self.backup.batch_done(batches):
+        due = self.backup is not None and self.backup.batch_done(batches)
+        if due or (save and self.backup is not None):
             self.save()
         return stop
 
