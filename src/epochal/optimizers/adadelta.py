@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from epochal.optimizers.foreach import add_scaled_, moving_square_average_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked
 
 
@@ -35,11 +36,9 @@ class Adadelta(KerasOptimizer):
                numbers: Sequence[Number], flags: Sequence[Any], scalars: Sequence[Number]) -> None:
         lr, _, rho, epsilon = numbers
         squared_grads, squared_deltas = slots
-        torch._foreach_mul_(squared_grads, rho)
-        torch._foreach_add_(squared_grads, torch._foreach_mul(torch._foreach_mul(grads, grads), 1 - rho))
+        moving_square_average_(squared_grads, grads, rho)
         deltas = torch._foreach_div(torch._foreach_mul(torch._foreach_sqrt(torch._foreach_add(squared_deltas, epsilon)),
                                                        grads),
                                     torch._foreach_sqrt(torch._foreach_add(squared_grads, epsilon)))
-        torch._foreach_mul_(squared_deltas, rho)
-        torch._foreach_add_(squared_deltas, torch._foreach_mul(torch._foreach_mul(deltas, deltas), 1 - rho))
-        torch._foreach_sub_(params, torch._foreach_mul(deltas, lr))
+        moving_square_average_(squared_deltas, deltas, rho)
+        add_scaled_(params, deltas, -lr)

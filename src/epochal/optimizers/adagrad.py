@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from epochal.optimizers.foreach import add_ratio_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked
 
 
@@ -38,6 +39,5 @@ class Adagrad(KerasOptimizer):
                numbers: Sequence[Number], flags: Sequence[Any], scalars: Sequence[Number]) -> None:
         lr, _, epsilon = numbers
         (accumulators,) = slots
-        torch._foreach_add_(accumulators, torch._foreach_mul(grads, grads))
-        roots = torch._foreach_sqrt(torch._foreach_add(accumulators, epsilon))
-        torch._foreach_sub_(params, torch._foreach_div(torch._foreach_mul(grads, lr), roots))
+        torch._foreach_addcmul_(accumulators, grads, grads)
+        add_ratio_(params, grads, torch._foreach_sqrt(torch._foreach_add(accumulators, epsilon)), -lr)

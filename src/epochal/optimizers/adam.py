@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.optim.adam import adam as torch_adam
 
+from epochal.optimizers.foreach import add_ratio_, moving_average_, moving_square_average_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked, checked_flag
 
 
@@ -58,15 +59,13 @@ class Adam(KerasOptimizer):
         _, _, beta_1, beta_2, _ = numbers
         step_size, correction, epsilon = scalars
         momentums, velocities, *largest = slots
-        torch._foreach_mul_(momentums, beta_1)
-        torch._foreach_add_(momentums, torch._foreach_mul(grads, 1 - beta_1))
-        torch._foreach_mul_(velocities, beta_2)
-        torch._foreach_add_(velocities, torch._foreach_mul(torch._foreach_mul(grads, grads), 1 - beta_2))
+        moving_average_(momentums, grads, beta_1)
+        moving_square_average_(velocities, grads, beta_2)
         if largest:
             torch._foreach_maximum_(largest[0], velocities)
             velocities = largest[0]
         denominators = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(velocities), correction), epsilon)
-        torch._foreach_add_(params, torch._foreach_mul(torch._foreach_div(momentums, denominators), -step_size))
+        add_ratio_(params, momentums, denominators, -step_size)
 
     def _update_bucket(self, params: list[torch.Tensor], grads: list[torch.Tensor], slots: list[list[torch.Tensor]],
                        numbers: tuple[float, ...], flags: tuple[Any, ...], step: int) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from epochal.optimizers.foreach import add_ratio_, moving_average_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked
 
 
@@ -43,9 +44,7 @@ class Adamax(KerasOptimizer):
         _, _, beta_1, beta_2, epsilon = numbers
         (step_size,) = scalars
         momentums, norms = slots
-        torch._foreach_mul_(momentums, beta_1)
-        torch._foreach_add_(momentums, torch._foreach_mul(grads, 1 - beta_1))
+        moving_average_(momentums, grads, beta_1)
         torch._foreach_mul_(norms, beta_2)
         torch._foreach_maximum_(norms, torch._foreach_abs(grads))
-        steps = torch._foreach_div(torch._foreach_mul(momentums, step_size), torch._foreach_add(norms, epsilon))
-        torch._foreach_sub_(params, steps)
+        add_ratio_(params, momentums, torch._foreach_add(norms, epsilon), -step_size)

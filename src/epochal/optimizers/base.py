@@ -113,13 +113,16 @@ class KerasOptimizer(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
             if any(p.grad.is_sparse for p in params):  # type: ignore[union-attr]
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients.")
+            slots = [self.slots_of(p, group) for p in params]
             numbers, flags = self.numbers(group), self.flags(group)
-            for count, bucket in self._by_step_count(params, group):
-                grads = [p.grad for p in bucket]
-                slots = [list(column) for column in zip(*(self.slots_of(p, group) for p in bucket))]
-                self._update_bucket(bucket, grads, slots, numbers, flags, count + 1)  # type: ignore[arg-type]
+            for step, positions in self._by_next_step(params):
+                bucket = [params[i] for i in positions]
+                columns = [list(column) for column in zip(*(slots[i] for i in positions))]
+                self._update_bucket(bucket, [p.grad for p in bucket], columns, numbers, flags, step)  # type: ignore[misc]
         return loss
 
     def _update_bucket(self, params: list[torch.Tensor], grads: list[torch.Tensor], slots: list[list[torch.Tensor]],
@@ -128,15 +131,17 @@ class KerasOptimizer(torch.optim.Optimizer):
         self.apply_update(params, grads, slots, numbers, flags, self.step_scalars(numbers, step))
         self.count_steps(params, 1)
 
-    def _by_step_count(self, params: list[torch.Tensor],
-                       group: dict[str, Any]) -> Iterable[tuple[int, list[torch.Tensor]]]:
-        """`params` grouped by how many updates each has had (one group unless some missed gradients)."""
+    def _by_next_step(self, params: list[torch.Tensor]) -> Iterable[tuple[int, list[int]]]:
+        """The positions of `params` by the number of their next update (one group unless some missed
+        gradients: each parameter counts its own updates, as in torch)."""
         if not self.counts_steps:
-            return [(0, params)]
-        buckets: dict[int, list[torch.Tensor]] = {}
-        for parameter in params:
-            self.slots_of(parameter, group)
-            buckets.setdefault(int(self.state[parameter]["step"]), []).append(parameter)
+            return [(1, list(range(len(params))))]
+        steps = [int(self.state[p]["step"]) + 1 for p in params]
+        if min(steps) == max(steps):
+            return [(steps[0], list(range(len(params))))]
+        buckets: dict[int, list[int]] = {}
+        for position, step in enumerate(steps):
+            buckets.setdefault(step, []).append(position)
         return buckets.items()
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from epochal.optimizers.foreach import add_scaled_, moving_average_, moving_square_average_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked
 
 
@@ -44,14 +45,12 @@ class Lamb(KerasOptimizer):
         lr, _, beta_1, beta_2, epsilon = numbers
         first_correction, second_correction = scalars
         momentums, velocities = slots
-        torch._foreach_mul_(momentums, beta_1)
-        torch._foreach_add_(momentums, torch._foreach_mul(grads, 1 - beta_1))
-        torch._foreach_mul_(velocities, beta_2)
-        torch._foreach_add_(velocities, torch._foreach_mul(torch._foreach_mul(grads, grads), 1 - beta_2))
+        moving_average_(momentums, grads, beta_1)
+        moving_square_average_(velocities, grads, beta_2)
         denominators = torch._foreach_add(torch._foreach_sqrt(torch._foreach_mul(velocities, second_correction)),
                                           epsilon)
         steps = torch._foreach_div(torch._foreach_mul(momentums, first_correction), denominators)
         ratios = [torch.where((w > 0) & (s > 0), w / s, 1.0)
                   for w, s in zip(torch._foreach_norm(params), torch._foreach_norm(steps))]
         torch._foreach_mul_(steps, ratios)
-        torch._foreach_sub_(params, torch._foreach_mul(steps, lr))
+        add_scaled_(params, steps, -lr)

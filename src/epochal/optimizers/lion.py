@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from epochal.optimizers.foreach import add_scaled_, moving_average_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked
 
 
@@ -35,8 +36,8 @@ class Lion(KerasOptimizer):
                numbers: Sequence[Number], flags: Sequence[Any], scalars: Sequence[Number]) -> None:
         lr, _, beta_1, beta_2 = numbers
         (momentums,) = slots
-        directions = torch._foreach_add(torch._foreach_mul(momentums, beta_1), torch._foreach_mul(grads, 1 - beta_1))
+        directions = torch._foreach_mul(momentums, beta_1)
+        add_scaled_(directions, grads, 1 - beta_1)
         torch._foreach_sign_(directions)
-        torch._foreach_sub_(params, torch._foreach_mul(directions, lr))
-        torch._foreach_mul_(momentums, beta_2)
-        torch._foreach_add_(momentums, torch._foreach_mul(grads, 1 - beta_2))
+        add_scaled_(params, directions, -lr)
+        moving_average_(momentums, grads, beta_2)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from epochal.optimizers.foreach import add_ratio_, add_scaled_, moving_average_, moving_square_average_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked
 
 #: `prod(1 - 0.5 * 0.96^k for k in 1..t)` for t = 0, 1, ...: past 1,100 steps the factors are 1.0 in float64.
@@ -59,11 +60,9 @@ class Nadam(KerasOptimizer):
         _, _, beta_1, beta_2, epsilon = numbers
         momentum_weight, gradient_weight, correction = scalars
         momentums, velocities = slots
-        torch._foreach_mul_(momentums, beta_1)
-        torch._foreach_add_(momentums, torch._foreach_mul(grads, 1 - beta_1))
-        torch._foreach_mul_(velocities, beta_2)
-        torch._foreach_add_(velocities, torch._foreach_mul(torch._foreach_mul(grads, grads), 1 - beta_2))
-        numerators = torch._foreach_add(torch._foreach_mul(momentums, momentum_weight),
-                                        torch._foreach_mul(grads, gradient_weight))
+        moving_average_(momentums, grads, beta_1)
+        moving_square_average_(velocities, grads, beta_2)
+        numerators = torch._foreach_mul(momentums, momentum_weight)
+        add_scaled_(numerators, grads, gradient_weight)
         denominators = torch._foreach_add(torch._foreach_sqrt(torch._foreach_mul(velocities, correction)), epsilon)
-        torch._foreach_sub_(params, torch._foreach_div(numerators, denominators))
+        add_ratio_(params, numerators, denominators, -1.0)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from epochal.optimizers.foreach import add_ratio_, moving_average_, moving_square_average_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked, checked_flag
 
 
@@ -46,20 +47,17 @@ class RMSprop(KerasOptimizer):
         lr, _, rho, momentum, epsilon = numbers
         _, has_momentum, centered = flags
         squares, *rest = slots
-        torch._foreach_mul_(squares, rho)
-        torch._foreach_add_(squares, torch._foreach_mul(torch._foreach_mul(grads, grads), 1 - rho))
+        moving_square_average_(squares, grads, rho)
         denominators = torch._foreach_add(squares, epsilon)
         if centered:
             averages = rest[-1]
-            torch._foreach_mul_(averages, rho)
-            torch._foreach_add_(averages, torch._foreach_mul(grads, 1 - rho))
-            torch._foreach_sub_(denominators, torch._foreach_mul(averages, averages))
+            moving_average_(averages, grads, rho)
+            torch._foreach_addcmul_(denominators, averages, averages, value=-1)
         torch._foreach_sqrt_(denominators)
-        increments = torch._foreach_div(torch._foreach_mul(grads, lr), denominators)
         if not has_momentum:
-            torch._foreach_sub_(params, increments)
+            add_ratio_(params, grads, denominators, -lr)
             return
         velocities = rest[0]
         torch._foreach_mul_(velocities, momentum)
-        torch._foreach_add_(velocities, increments)
+        add_ratio_(velocities, grads, denominators, lr)
         torch._foreach_sub_(params, velocities)

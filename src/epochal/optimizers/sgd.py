@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from epochal.optimizers.foreach import add_scaled_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked, checked_flag
 
 
@@ -50,15 +51,14 @@ class SGD(KerasOptimizer):
                numbers: Sequence[Number], flags: Sequence[Any], scalars: Sequence[Number]) -> None:
         lr, _, momentum = numbers
         _, has_momentum, nesterov = flags
-        steps = torch._foreach_mul(grads, -lr)
         if not has_momentum:
-            torch._foreach_add_(params, steps)
+            add_scaled_(params, grads, -lr)
             return
         (velocities,) = slots
         torch._foreach_mul_(velocities, momentum)
-        torch._foreach_add_(velocities, steps)
+        add_scaled_(velocities, grads, -lr)
         if nesterov:
-            torch._foreach_add_(params, steps)
-            torch._foreach_add_(params, torch._foreach_mul(velocities, momentum))
+            add_scaled_(params, grads, -lr)
+            add_scaled_(params, velocities, momentum)
         else:
             torch._foreach_add_(params, velocities)
