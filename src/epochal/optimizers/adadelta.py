@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from epochal.optimizers.foreach import add_scaled_, moving_square_average_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked
+from epochal.optimizers.foreach import add_scaled_, moving_square_average_
 
 
 class Adadelta(KerasOptimizer):

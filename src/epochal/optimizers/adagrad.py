@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from epochal.optimizers.foreach import add_ratio_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked
+from epochal.optimizers.foreach import add_ratio_
 
 
 class Adagrad(KerasOptimizer):

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 from torch.optim.adam import adam as torch_adam
 
+from epochal.optimizers.base import Number, Params, checked_flag
 from epochal.optimizers.foreach import add_ratio_, moving_average_, moving_square_average_
-from epochal.optimizers.base import KerasOptimizer, Number, Params, checked, checked_flag
+from epochal.optimizers.moments import AdaptiveMoments
 
 
-class Adam(KerasOptimizer):
+class Adam(AdaptiveMoments):
     """Keras 3's Adam (`amsgrad=True`: AMSGrad), with Keras's epsilon placement and defaults.
 
     Args:
@@ -33,14 +34,10 @@ class Adam(KerasOptimizer):
         weight_decay: Keras's decoupled weight decay, `p -= lr * weight_decay * p`. Defaults to `None`.
     """
 
-    hyperparameters = ("beta_1", "beta_2", "epsilon")
-    counts_steps = True
-
     def __init__(self, params: Params, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7, amsgrad: bool = False, weight_decay: float | None = None) -> None:
-        super().__init__(params, learning_rate, weight_decay, beta_1=checked("beta_1", beta_1, 0.0, 1.0, open_high=True),
-                         beta_2=checked("beta_2", beta_2, 0.0, 1.0, open_high=True),
-                         epsilon=checked("epsilon", epsilon), amsgrad=checked_flag("amsgrad", amsgrad))
+        super().__init__(params, learning_rate, beta_1, beta_2, epsilon, weight_decay,
+                         amsgrad=checked_flag("amsgrad", amsgrad))
 
     def flags(self, group: dict[str, Any]) -> tuple[bool, ...]:
         return (*super().flags(group), bool(group["amsgrad"]))

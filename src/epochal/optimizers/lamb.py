@@ -7,11 +7,12 @@ from typing import Any
 
 import torch
 
+from epochal.optimizers.base import Number
 from epochal.optimizers.foreach import add_scaled_, moving_average_, moving_square_average_
-from epochal.optimizers.base import KerasOptimizer, Number, Params, checked
+from epochal.optimizers.moments import AdaptiveMoments
 
 
-class Lamb(KerasOptimizer):
+class Lamb(AdaptiveMoments):
     """Keras 3's Lamb: `s = m_hat / (sqrt(v_hat) + eps)`, `p -= lr * ||p|| / ||s|| * s` (ratio 1 when a norm is 0).
 
     Args:
@@ -22,18 +23,6 @@ class Lamb(KerasOptimizer):
         epsilon: Added to `sqrt(v_hat)`. Defaults to `1e-7`.
         weight_decay: Keras's decoupled weight decay, `p -= lr * weight_decay * p`. Defaults to `None`.
     """
-
-    hyperparameters = ("beta_1", "beta_2", "epsilon")
-    counts_steps = True
-
-    def __init__(self, params: Params, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7, weight_decay: float | None = None) -> None:
-        super().__init__(params, learning_rate, weight_decay, beta_1=checked("beta_1", beta_1, 0.0, 1.0, open_high=True),
-                         beta_2=checked("beta_2", beta_2, 0.0, 1.0, open_high=True),
-                         epsilon=checked("epsilon", epsilon))
-
-    def slot_names(self, group: dict[str, Any]) -> tuple[str, ...]:
-        return ("exp_avg", "exp_avg_sq")
 
     def step_scalars(self, numbers: Sequence[float], step: int) -> tuple[float, ...]:
         """The bias corrections `1 / (1 - b1^t)` and `1 / (1 - b2^t)`."""

@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
+from epochal.optimizers.base import Number
 from epochal.optimizers.foreach import add_ratio_, add_scaled_, moving_average_, moving_square_average_
-from epochal.optimizers.base import KerasOptimizer, Number, Params, checked
+from epochal.optimizers.moments import AdaptiveMoments
 
 #: `prod(1 - 0.5 * 0.96^k for k in 1..t)` for t = 0, 1, ...: past 1,100 steps the factors are 1.0 in float64.
 _SCHEDULE_PRODUCTS = tuple(itertools.accumulate((1 - 0.5 * 0.96 ** k for k in range(1, 1101)), operator.mul,
@@ -23,7 +24,7 @@ def _momentum(beta_1: float, step: int) -> tuple[float, float]:
     return beta_1 * (1 - 0.5 * 0.96 ** step), product
 
 
-class Nadam(KerasOptimizer):
+class Nadam(AdaptiveMoments):
     """Keras 3's Nadam, with Keras's momentum schedule (torch's NAdam decays it 250x slower) and epsilon
     added to `sqrt(v_hat)`.
 
@@ -35,18 +36,6 @@ class Nadam(KerasOptimizer):
         epsilon: Added to `sqrt(v_hat)`. Defaults to `1e-7`.
         weight_decay: Keras's decoupled weight decay, `p -= lr * weight_decay * p`. Defaults to `None`.
     """
-
-    hyperparameters = ("beta_1", "beta_2", "epsilon")
-    counts_steps = True
-
-    def __init__(self, params: Params, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7, weight_decay: float | None = None) -> None:
-        super().__init__(params, learning_rate, weight_decay, beta_1=checked("beta_1", beta_1, 0.0, 1.0, open_high=True),
-                         beta_2=checked("beta_2", beta_2, 0.0, 1.0, open_high=True),
-                         epsilon=checked("epsilon", epsilon))
-
-    def slot_names(self, group: dict[str, Any]) -> tuple[str, ...]:
-        return ("exp_avg", "exp_avg_sq")
 
     def step_scalars(self, numbers: Sequence[float], step: int) -> tuple[float, ...]:
         """The weights of `m` and `g` in `lr * m_hat` and `1 / (1 - b2^t)`, Keras's bias corrections."""

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from epochal.optimizers.foreach import add_ratio_, moving_average_, moving_square_average_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked, checked_flag
+from epochal.optimizers.foreach import add_ratio_, moving_average_, moving_square_average_
 
 
 class RMSprop(KerasOptimizer):

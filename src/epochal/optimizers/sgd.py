@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from epochal.optimizers.foreach import add_scaled_
 from epochal.optimizers.base import KerasOptimizer, Number, Params, checked, checked_flag
+from epochal.optimizers.foreach import add_scaled_
 
 
 class SGD(KerasOptimizer):
