@@ -154,6 +154,19 @@ def test_a_parameter_that_misses_a_gradient_keeps_its_own_step_count():
     assert second.tolist() == pytest.approx([0.9, 0.9], abs=1e-6)
 
 
+def test_torch_schedulers_that_cycle_beta_1_drive_the_adam_family():
+    """`beta_1` and `beta_2` live in torch's `betas` pair, which `OneCycleLR(cycle_momentum=True)` cycles."""
+    x, y, module = _mlp()
+    model = epochal.Model(module, device="cpu")
+    model.compile(optimizer="nadam", loss="mse")
+    one_cycle = torch.optim.lr_scheduler.OneCycleLR(model.optimizer, max_lr=0.05, total_steps=9)
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[LearningRateScheduler(one_cycle, per="batch")])
+    beta_1, beta_2 = model.optimizer.param_groups[0]["betas"]
+    assert 0.85 < beta_1 < 0.95 and beta_2 == 0.999  # cycled between OneCycleLR's momenta (Keras's default: 0.9)
+    assert beta_1 != pytest.approx(0.9, abs=1e-3)
+    assert model.history.history["loss"][-1] < model.history.history["loss"][0]
+
+
 @pytest.mark.parametrize("build, error, message", [
     (lambda p: epochal.optimizers.SGD(p, learning_rate=-0.1), ValueError,
      r"`learning_rate` must be a finite number >= 0. Received: learning_rate=-0.1"),

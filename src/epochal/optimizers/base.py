@@ -25,16 +25,18 @@ Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 class KerasOptimizer(torch.optim.Optimizer):
     """A Keras 3 optimizer as a `torch.optim.Optimizer`: Keras's defaults and update, torch's layout.
 
-    `param_groups` hold `lr` (the key torch's schedulers and epochal's callbacks set), `weight_decay`
-    and the family's settings under Keras's names; `state[p]` holds the family's slots (tensors shaped
+    `param_groups` hold `lr` (the key torch's schedulers and epochal's callbacks set), `weight_decay`,
+    `betas` (torch's key for Keras's `beta_1` and `beta_2`, so schedulers that cycle beta_1 work) and
+    the family's other settings under Keras's names; `state[p]` holds the family's slots (tensors shaped
     like `p`, under torch's names for the same moments — `exp_avg`, `exp_avg_sq`, `momentum_buffer`... —
     and Keras's where torch has none) and, when the update depends on it, `step`: a float32 count on
     the CPU, as torch's optimizers keep it. `weight_decay` is Keras's decoupled form, `p -= lr * wd * p`
     before the update; 0 turns it off.
 
     A family defines `hyperparameters` (the group keys its update reads as numbers, after `lr` and
-    `weight_decay`), `slot_names`, `flags` (settings that change the formula's structure), `update`,
-    and `step_scalars` when `counts_steps`. `compiles` says whether `jit_compile` may trace `update`.
+    `weight_decay`; a pair such as `betas` counts as two), `slot_names`, `flags` (settings that change
+    the formula's structure), `update`, and `step_scalars` when `counts_steps`. `compiles` says whether
+    `jit_compile` may trace `update`.
     """
 
     hyperparameters: ClassVar[tuple[str, ...]] = ()
@@ -49,7 +51,14 @@ class KerasOptimizer(torch.optim.Optimizer):
 
     def numbers(self, group: dict[str, Any]) -> tuple[float, ...]:
         """`lr`, `weight_decay` and the family's `hyperparameters` of `group`, as `update` reads them."""
-        return (group["lr"], group["weight_decay"], *(group[key] for key in self.hyperparameters))
+        values = [group["lr"], group["weight_decay"]]
+        for key in self.hyperparameters:
+            value = group[key]
+            if isinstance(value, (tuple, list)):
+                values.extend(value)
+            else:
+                values.append(value)
+        return tuple(values)
 
     def flags(self, group: dict[str, Any]) -> tuple[bool, ...]:
         """Whether weight decay applies, then the family's structural settings (a change recompiles)."""

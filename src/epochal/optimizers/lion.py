@@ -22,12 +22,12 @@ class Lion(KerasOptimizer):
         weight_decay: Keras's decoupled weight decay, `p -= lr * weight_decay * p`. Defaults to `None`.
     """
 
-    hyperparameters = ("beta_1", "beta_2")
+    hyperparameters = ("betas",)
 
     def __init__(self, params: Params, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.99,
                  weight_decay: float | None = None) -> None:
-        super().__init__(params, learning_rate, weight_decay, beta_1=checked("beta_1", beta_1, 0.0, 1.0, open_low=True),
-                         beta_2=checked("beta_2", beta_2, 0.0, 1.0))
+        super().__init__(params, learning_rate, weight_decay,
+                         betas=(checked("beta_1", beta_1, 0.0, 1.0, open_low=True), checked("beta_2", beta_2, 0.0, 1.0)))
 
     def slot_names(self, group: dict[str, Any]) -> tuple[str, ...]:
         return ("exp_avg",)
