@@ -136,7 +136,7 @@ class FunctionalOptimizer:
 
     def _step_counts(self) -> list[torch.Tensor]:
         """Each parameter's `step` tensor (creating the state as its optimizer would)."""
-        states = self.state()
+        states = self.state()  # creates what is missing, Keras's host step counts included
         if self.keras is not None:
             return [self.optimizer.state[p]["step"] for p in self.parameters]
         return [state[0] for state in states]
