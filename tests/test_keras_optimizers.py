@@ -62,7 +62,6 @@ def _optimizer(case):
 def _fit(case, x, y, module, **options):
     model = epochal.Model(module, device="cpu")
     model.compile(optimizer=_optimizer(case), loss="mse", **options)
-    torch.manual_seed(1)
     model.fit(x, y, epochs=OPTIMIZER_EPOCHS, batch_size=OPTIMIZER_BATCH, shuffle=False, verbose=0,
               callbacks=[LearningRateScheduler(optimizer_schedule)])
     return model
