@@ -1,6 +1,7 @@
 """`fit` is exactly a hand-written PyTorch loop: same batches, same updates, same final weights."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -53,13 +54,16 @@ def test_fit_reaches_the_same_weights_as_a_hand_written_loop(shuffle):
     assert history.history["loss"] == pytest.approx(expected_losses, rel=1e-5)
 
 
-def test_named_adam_matches_torch_adam_with_keras_learning_rate():
+def test_named_adam_is_torch_adam_with_keras_learning_rate_and_epsilon_placement():
+    """Keras's Adam adds its epsilon (1e-7) to sqrt(v) before the bias correction: that is torch's
+    Adam with `eps = 1e-7 / sqrt(1 - 0.999 ** t)` at step t."""
     x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
     module = make_mlp().eval()  # no dropout: the comparison is about the optimizer alone
     module[2].p = 0.0
     reference = copy.deepcopy(module)
     optimizer = torch.optim.Adam(reference.parameters(), lr=0.001)
-    for start in range(0, 40, 8):
+    for step, start in enumerate(range(0, 40, 8), start=1):
+        optimizer.param_groups[0]["eps"] = 1e-7 / math.sqrt(1 - 0.999 ** step)
         optimizer.zero_grad()
         F.cross_entropy(reference(x[start:start + 8]), y[start:start + 8]).backward()
         optimizer.step()

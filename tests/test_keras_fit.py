@@ -25,6 +25,13 @@ def test_class_weight_without_every_class_weighs_the_missing_ones_1():
     assert history.history["loss"] == [pytest.approx(1.4705509, abs=1e-6)]
 
 
+def test_class_weight_naming_a_huge_class_id_allocates_nothing_for_it():
+    """It was a dense table as long as the largest id: 4 TB here, a MemoryError (4 GB took the machine)."""
+    history = fixed_model().fit(torch.eye(40), LABELS, batch_size=16, shuffle=False, verbose=0,
+                                class_weight={0: 2.0, 10**12: 5.0})
+    assert history.history["loss"] == [pytest.approx(1.4705509, abs=1e-6)]  # as {0: 2.0} alone
+
+
 def test_validation_split_weighs_the_validation_loss_with_the_tail_of_sample_weight():
     model = fixed_model()
     history = model.fit(torch.eye(40), LABELS, batch_size=16, shuffle=False, verbose=0, sample_weight=WEIGHTS,

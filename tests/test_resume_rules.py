@@ -102,7 +102,7 @@ def test_a_finished_run_trains_further_when_epochs_grows(tmp_path):
     (dict(fit=dict(shuffle=False)), r"shuffle=True in the backup but False now"),
     (dict(fit=dict(epochs=1)), r"epochs=1 now, but the backup has trained past it \(to batch 2 of epoch 2\)"),
     (dict(model=dict(loss="mae")), r"compile option loss='mse' in the backup but 'mae' now"),
-    (dict(model=dict(optimizer="sgd")), r"optimizer: torch.optim.adam.Adam in the backup but torch.optim.sgd.SGD now"),
+    (dict(model=dict(optimizer="sgd")), r"optimizer: epochal.optimizers.adam.Adam in the backup but epochal.optimizers.sgd.SGD now"),
     (dict(data=5), r"train data `x`: other values \(same shape \(64, 3\) float32\)"),
     (dict(data_rows=48), r"train data: samples=64 in the backup but 48 now"),
 ])

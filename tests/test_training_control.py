@@ -95,11 +95,14 @@ def test_model_wraps_the_module_without_copying_it():
 
 
 @pytest.mark.parametrize("name, cls, lr", [
-    ("sgd", torch.optim.SGD, 0.01), ("Adam", torch.optim.Adam, 0.001), ("RMSPROP", torch.optim.RMSprop, 0.001),
-    ("adagrad", torch.optim.Adagrad, 0.01), ("adadelta", torch.optim.Adadelta, 1.0),
-    ("adamax", torch.optim.Adamax, 0.002), ("adamw", torch.optim.AdamW, 0.001),
+    ("sgd", epochal.optimizers.SGD, 0.01), ("Adam", epochal.optimizers.Adam, 0.001),
+    ("RMSPROP", epochal.optimizers.RMSprop, 0.001), ("adagrad", epochal.optimizers.Adagrad, 0.001),
+    ("adadelta", epochal.optimizers.Adadelta, 0.001), ("adamax", epochal.optimizers.Adamax, 0.001),
+    ("adamw", epochal.optimizers.AdamW, 0.001), ("Nadam", epochal.optimizers.Nadam, 0.001),
+    ("lion", epochal.optimizers.Lion, 0.001), ("adafactor", epochal.optimizers.Adafactor, 0.001),
+    ("ftrl", epochal.optimizers.Ftrl, 0.001), ("lamb", epochal.optimizers.Lamb, 0.001),
 ])
-def test_optimizer_names_use_keras_learning_rates_case_insensitively(name, cls, lr):
+def test_optimizer_names_are_keras_optimizers_with_keras_learning_rates_case_insensitively(name, cls, lr):
     model = compiled(optimizer=name)
     assert type(model.optimizer) is cls and model.optimizer.param_groups[0]["lr"] == lr
 

@@ -7,17 +7,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["History", "Model", "callbacks", "losses", "metrics", "predictions", "schedules", "tune", "__version__"]
+__all__ = ["History", "Model", "callbacks", "losses", "metrics", "optimizers", "predictions", "schedules", "tune",
+           "__version__"]
 
 # The public names load on first use (PEP 562), so what needs only a light submodule — `epochal --help`
 # above all — does not pay for importing torch.
 _LAZY = {"History": ("epochal.callbacks.history", "History"), "Model": ("epochal.model", "Model"),
          "callbacks": ("epochal.callbacks", None), "losses": ("epochal.losses", None),
-         "metrics": ("epochal.metrics", None), "predictions": ("epochal.predictions", None),
+         "metrics": ("epochal.metrics", None), "optimizers": ("epochal.optimizers", None),
+         "predictions": ("epochal.predictions", None),
          "schedules": ("epochal.schedules", None), "tune": ("epochal.tune", None)}
 
 if TYPE_CHECKING:
-    from epochal import callbacks, losses, metrics, predictions, schedules, tune
+    from epochal import callbacks, losses, metrics, optimizers, predictions, schedules, tune
     from epochal.callbacks.history import History
     from epochal.model import Model
 

@@ -139,9 +139,10 @@ class Model:
         """Choose the optimizer(s), loss(es) and metrics, and how each step runs; calling it again rebuilds.
 
         Args:
-            optimizer: A name (Keras's learning rates), an Optimizer, or a callable params -> Optimizer;
-                or a dict of named optimizers for a custom `train_step`, each an Optimizer built on
-                part of the module or a pair `(name or callable, submodule)`. Defaults to `"rmsprop"`.
+            optimizer: A Keras name (Keras 3's optimizer, `epochal.optimizers`), an Optimizer, or a
+                callable params -> Optimizer; or a dict of named optimizers for a custom `train_step`,
+                each an Optimizer built on part of the module or a pair `(name or callable, submodule)`.
+                Defaults to `"rmsprop"`.
             loss: A Keras loss name, a `epochal.losses.Loss`, a callable (y_true, y_pred) or a torch
                 loss module; a list or dict of them for several outputs. May be None when the model
                 overrides `compute_loss` or `train_step`. Defaults to `None`.

@@ -43,7 +43,7 @@ class TwoOptimizers(epochal.Model):
         return {"loss": loss, "head_loss": head}
 
 
-def _model(kind, options):
+def _model(kind, options, optimizer="adam"):
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     if kind == "two optimizers":
@@ -51,7 +51,7 @@ def _model(kind, options):
         model.compile(optimizer={"body": ("adam", module[0]), "head": ("sgd", module[2])}, loss=LOSS, **options)
     else:
         model = epochal.Model(module, device="cpu")
-        model.compile(optimizer="adam", loss=LOSS, metrics=["accuracy"], **options)
+        model.compile(optimizer=optimizer, loss=LOSS, metrics=["accuracy"], **options)
     return model
 
 
@@ -103,6 +103,19 @@ def test_resume_after_a_stop_is_bit_identical(tmp_path, kind, name, options, sto
     with pytest.raises(TrainingInterrupted):
         _fit(_model(kind, options), tmp_path / "run", stop_at)
     resumed = _model(kind, options)
+    _fit(resumed, tmp_path / "run")
+    _assert_identical(resumed, uninterrupted)
+
+
+@pytest.mark.parametrize("optimizer", ["nadam", "adafactor"])
+def test_resume_with_keras_optimizers_that_count_steps_is_bit_identical(tmp_path, optimizer):
+    """Their step counts (on the host) and slots — Nadam's moments, Adafactor's factored row and column
+    means beside 0-dim placeholders — come back, so the schedules continue at the right step."""
+    uninterrupted = _model("default step", {}, optimizer)
+    _fit(uninterrupted, tmp_path / "uninterrupted")
+    with pytest.raises(TrainingInterrupted):
+        _fit(_model("default step", {}, optimizer), tmp_path / "run", 7)
+    resumed = _model("default step", {}, optimizer)
     _fit(resumed, tmp_path / "run")
     _assert_identical(resumed, uninterrupted)
 

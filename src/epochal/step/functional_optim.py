@@ -12,7 +12,10 @@ about half the compiled step time of a small MLP). After training, `optimizer`'s
 
 Supported: `torch.optim.SGD` (momentum, nesterov, weight decay, maximize; dampening only once the
 momentum buffers exist), `torch.optim.Adam` and `torch.optim.AdamW` (weight decay, maximize; not
-amsgrad). Formulas follow torch's single-tensor implementations.
+amsgrad), whose formulas follow torch's single-tensor implementations; and Keras's optimizers
+(`epochal.optimizers`) but Ftrl, whose update is the same `apply_update` their eager `step()` runs, fed
+0-dim tensors for numbers and host-computed step scalars (their step counts stay on the host, counted
+by `advance`, so the graph touches only device tensors).
 """
 
 from __future__ import annotations
@@ -22,12 +25,18 @@ from typing import Any
 
 import torch
 
+from epochal.optimizers import KerasOptimizer
+
 _ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
 
 
 def unsupported_reason(optimizer: torch.optim.Optimizer) -> str | None:
     """Why `optimizer` has no tensor-math update here, or None when it has one."""
     kind = type(optimizer)
+    if any(p.is_sparse for group in optimizer.param_groups for p in group["params"]):
+        return "sparse parameters have no compiled update"
+    if isinstance(optimizer, KerasOptimizer):
+        return None if optimizer.compiles else f"its optimizer {kind.__name__} has no compiled update"
     if kind not in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW):
         return f"its optimizer {kind.__name__} has no compiled update (SGD, Adam and AdamW have)"
     for group in optimizer.param_groups:
@@ -39,8 +48,6 @@ def unsupported_reason(optimizer: torch.optim.Optimizer) -> str | None:
             missing = any("momentum_buffer" not in optimizer.state.get(p, {}) for p in group["params"])
             if missing:
                 return "SGD with dampening has no compiled first step"
-    if any(p.is_sparse for group in optimizer.param_groups for p in group["params"]):
-        return "sparse parameters have no compiled update"
     return None
 
 
@@ -49,7 +56,9 @@ class FunctionalOptimizer:
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
+        self.keras = optimizer if isinstance(optimizer, KerasOptimizer) else None
         self.adam = isinstance(optimizer, torch.optim.Adam)
+        self.counts_steps = self.adam or (self.keras is not None and self.keras.counts_steps)
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
         self.group_of = [i for i, group in enumerate(optimizer.param_groups) for _ in group["params"]]
         self._seen: list[tuple[Any, ...]] = []
@@ -65,11 +74,15 @@ class FunctionalOptimizer:
     # -- hyperparameters, outside the graph --------------------------------------------------
 
     def _numbers(self, group: dict[str, Any]) -> tuple[Any, ...]:
+        if self.keras is not None:
+            return self.keras.numbers(group)
         if self.adam:
             return group["lr"], *group["betas"], group["eps"], group["weight_decay"]
         return group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
 
     def _flags(self, group: dict[str, Any]) -> tuple[Any, ...]:
+        if self.keras is not None:
+            return self.keras.flags(group)
         decoupled = group.get("decoupled_weight_decay", False) or isinstance(self.optimizer, torch.optim.AdamW)
         if self.adam:
             return group["maximize"], group["weight_decay"] != 0, decoupled
@@ -90,24 +103,23 @@ class FunctionalOptimizer:
         return changed
 
     def step_table(self, steps: int) -> torch.Tensor | None:
-        """Adam's step sizes and bias corrections for the next `steps` steps of every parameter.
+        """The step-dependent numbers of the next `steps` steps of every parameter, None when none are.
 
-        Row `[p, i]` is `(lr / (1 - beta1 ** k), sqrt(1 - beta2 ** k))` for parameter `p`'s step
-        `k` = its current count + `i` + 1: torch's eager formulas, in float64, then float32. None for SGD.
+        Row `[p, i]` holds them for parameter `p`'s step `k` = its current count + `i` + 1, in float64,
+        then float32: for torch's Adam `(lr / (1 - beta1 ** k), sqrt(1 - beta2 ** k))`, torch's eager
+        formulas; for Keras's optimizers their `step_scalars`.
         """
-        if not self.adam:
+        if not self.counts_steps:
             return None
         if self._steps is None:
-            counts = [state[0] for state in self.state()]
+            counts = self._step_counts()
             device = counts[0].device
             self._steps = torch.stack([count.to(device) for count in counts]).tolist()
         rows: dict[tuple[int, float], int] = {}
         row_of = tuple(rows.setdefault((group, step), len(rows)) for group, step in zip(self.group_of, self._steps))
         values = []
         for group_index, step in rows:
-            lr, beta1, beta2 = (float(v) for v in self._seen[group_index][:3])
-            values.append([(lr / (1 - beta1 ** k), math.sqrt(1 - beta2 ** k)) for k in range(int(step) + 1,
-                                                                                         int(step) + 1 + steps)])
+            values.append([self._step_scalars(group_index, k) for k in range(int(step) + 1, int(step) + 1 + steps)])
         table = torch.tensor(values, dtype=torch.float32)
         if self._table_index is None or self._table_index[0] != row_of:
             self._table_index = (row_of, torch.tensor(row_of))
@@ -115,8 +127,26 @@ class FunctionalOptimizer:
         device = self.parameters[0].device
         return table if device.type == "cpu" else table.pin_memory().to(device, non_blocking=True)
 
+    def _step_scalars(self, group_index: int, step: int) -> tuple[float, ...]:
+        numbers = tuple(float(v) for v in self._seen[group_index])
+        if self.keras is not None:
+            return self.keras.step_scalars(numbers, step)
+        lr, beta1, beta2 = numbers[:3]
+        return lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step)
+
+    def _step_counts(self) -> list[torch.Tensor]:
+        """Each parameter's `step` tensor (creating the state as its optimizer would)."""
+        states = self.state()  # creates what is missing, Keras's host step counts included
+        if self.keras is not None:
+            return [self.optimizer.state[p]["step"] for p in self.parameters]
+        return [state[0] for state in states]
+
     def advance(self, steps: int) -> None:
-        """Count `steps` compiled updates of every parameter (what the graph did to the `step` tensors)."""
+        """Count `steps` compiled updates of every parameter (what the graph did to torch Adam's `step`
+        tensors; Keras's optimizers keep theirs on the host, out of the graph, so they are counted here)."""
+        if self.keras is not None:
+            self.keras.count_steps([p for position, p in enumerate(self.parameters)
+                                    if position not in self.without_grad], steps)
         if self._steps is not None:
             self._steps = [count + (0 if position in self.without_grad else steps)
                            for position, count in enumerate(self._steps)]
@@ -133,7 +163,9 @@ class FunctionalOptimizer:
         result = []
         for parameter, group_index in zip(self.parameters, self.group_of):
             state = self.optimizer.state[parameter]
-            if self.adam:
+            if self.keras is not None:
+                result.append(self.keras.slots_of(parameter, self.optimizer.param_groups[group_index]))
+            elif self.adam:
                 if not state:
                     group = self.optimizer.param_groups[group_index]
                     on_device = group.get("fused") or group.get("capturable")
@@ -166,6 +198,9 @@ class FunctionalOptimizer:
             grads = [p.grad for p in self.parameters]
             # Runs while the graph is traced: the parameters without a gradient are the same in every call.
             self.without_grad = {position for position, grad in enumerate(grads) if grad is None}
+            if self.keras is not None:
+                self._keras_update(grads, state, hyper, table)
+                return
             new_params, new_state = self.update(self.parameters, grads, state, hyper, table, self.index)
             for parameter, value in zip(self.parameters, new_params):
                 if value is not parameter:
@@ -174,6 +209,17 @@ class FunctionalOptimizer:
                 for target, value in zip(targets, values):
                     if value is not target:
                         target.copy_(value)
+
+    def _keras_update(self, grads: list[torch.Tensor | None], states: list[list[torch.Tensor]],
+                      hyper: list[torch.Tensor], table: torch.Tensor | None) -> None:
+        """A Keras optimizer's `apply_update`, its eager formula, per parameter, in place."""
+        assert self.keras is not None
+        for position, (param, grad, state, group_index) in enumerate(zip(self.parameters, grads, states,
+                                                                          self.group_of)):
+            if grad is not None:
+                scalars = () if table is None else table[position, self.index].unbind()
+                self.keras.apply_update([param], [grad], [[slot] for slot in state], hyper[group_index].unbind(),
+                                        self.structure[group_index], scalars)
 
     def update(self, params: list[torch.Tensor], grads: list[torch.Tensor | None], states: list[list[torch.Tensor]],
                hyper: list[torch.Tensor], table: torch.Tensor | None,
