@@ -275,12 +275,19 @@ class Model:
         validation_batch_size: int | None = None,
         validation_freq: int | Sequence[int] = 1,
         check_finite: bool = True,
+        resume_from: str | os.PathLike[str] | None = None,
     ) -> History:
         """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics).
 
         The data is checked whole before training (`epochal.data.checks`): NaN or infinite values are
         an error unless `check_finite=False`; negative or misshapen weights and targets the loss
         cannot read always are.
+
+        `resume_from` forks another run: a `BackupAndRestore` backup file, a backup folder (its newest)
+        or a full ModelCheckpoint file. The fork continues that run — its weights, optimizer state,
+        callbacks' state, History, random generators and position — with this call's and `compile`'s
+        settings wherever they differ from the parent's (learning rate, batch size, epochs, callbacks,
+        clipping); with none changed it repeats the parent bit for bit. See `epochal.training.fork`.
         """
         self._require_idle("fit")
         self._require_compiled("fit")
@@ -303,7 +310,7 @@ class Model:
                 validation_batches=validation_steps, verbose=verbose, callbacks=callbacks,
                 class_weight=class_weight, initial_epoch=initial_epoch,
                 validation_batch_size=validation_batch_size, validation_freq=validation_freq,
-                check_finite=check_finite,
+                check_finite=check_finite, resume_from=resume_from,
             )
         batch_size = _DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight)
@@ -320,7 +327,7 @@ class Model:
             check_finite=check_finite,
         )
         return self._fit(data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
-                         validation_freq=validation_freq, batch_size=batch_size)
+                         validation_freq=validation_freq, batch_size=batch_size, resume_from=resume_from)
 
     def fit_dataset(
         self,
@@ -338,11 +345,13 @@ class Model:
         validation_freq: int | Sequence[int] = 1,
         validation_split: float = 0.0,
         check_finite: bool = True,
+        resume_from: str | os.PathLike[str] | None = None,
     ) -> History:
         """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js).
 
         `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
-        Each batch is checked on the host before it reaches the step (`check_finite` as in `fit`).
+        Each batch is checked on the host before it reaches the step (`check_finite` as in `fit`);
+        `resume_from` forks another run, as in `fit`.
         """
         self._require_idle("fit_dataset")
         self._require_compiled("fit_dataset")
@@ -362,7 +371,7 @@ class Model:
             class_weight=class_weight, check_finite=check_finite,
         )
         return self._fit(data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
-                         validation_freq=validation_freq, batch_size=None)
+                         validation_freq=validation_freq, batch_size=None, resume_from=resume_from)
 
     def _check_loop_arguments(self, epochs: Any, initial_epoch: Any, verbose: Any, validation_freq: Any,
                               class_weight: Any) -> None:

@@ -25,7 +25,8 @@ class History(Callback):
 
     `epoch` lists the epoch indices that completed, `history` maps each log key to its per-epoch
     values in first-seen order, `params` holds the run's settings and `epoch_seconds` each epoch's
-    wall-clock time (training and validation), for reports.
+    wall-clock time (training and validation), for reports. `events` lists what happened to the run
+    itself, in order: where it was forked from (`fit(resume_from=...)`), each `Rollback`.
 
     Example:
         >>> h = History()
@@ -41,6 +42,7 @@ class History(Callback):
         self.history: dict[str, list[float]] = {}
         self._key_epochs: dict[str, list[int]] = {}
         self.epoch_seconds: list[float] = []
+        self.events: list[dict[str, Any]] = []
         self._epoch_started: float | None = None
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
@@ -48,6 +50,7 @@ class History(Callback):
         self.history = {}
         self._key_epochs = {}
         self.epoch_seconds = []
+        self.events = []
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self._epoch_started = time.perf_counter()
@@ -62,6 +65,13 @@ class History(Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
             self._key_epochs.setdefault(key, []).append(epoch)
+
+    def record_event(self, kind: str, epoch: int, batch: int, **details: Any) -> None:
+        """Note that `kind` (`"fork"`, `"rollback"`...) happened at `batch` batches into `epoch` (0-based).
+
+        `details` are plain values (numbers, strings, lists, dicts) kept with it in backups and files.
+        """
+        self.events.append({"kind": kind, "epoch": int(epoch), "batch": int(batch), **details})
 
     def epochs_of(self, key: str) -> list[int]:
         """The epoch of each value in `history[key]` (fewer than `epoch` when validation_freq > 1).
@@ -96,8 +106,8 @@ class History(Callback):
     def load(cls, path: str | os.PathLike[str]) -> History:
         """A History read from a `.csv` or `.json` file written by `to_csv`/`to_json` (or a Keras dict dump)."""
         history = cls()
-        history.epoch, history.history, history._key_epochs, history.params, history.epoch_seconds = (
-            history_io.read(path))
+        (history.epoch, history.history, history._key_epochs, history.params, history.epoch_seconds,
+         history.events) = history_io.read(path)
         return history
 
     def diagnose(self, monitor: str = "val_loss", **options: Any) -> Diagnosis:
@@ -147,6 +157,7 @@ class History(Callback):
             "history": {k: list(v) for k, v in self.history.items()},
             "key_epochs": {k: list(v) for k, v in self._key_epochs.items()},
             "epoch_seconds": list(self.epoch_seconds),
+            "events": [dict(event) for event in self.events],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -154,4 +165,5 @@ class History(Callback):
         self.history = {k: list(v) for k, v in state["history"].items()}
         self._key_epochs = {k: list(v) for k, v in state.get("key_epochs", {}).items()}
         self.epoch_seconds = [float(s) for s in state.get("epoch_seconds", [])]
+        self.events = [dict(event) for event in state.get("events", [])]
 

@@ -4,6 +4,7 @@ fingerprint, the syncs and the plan, then the epoch loop under a signal guard (a
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from epochal.parallel.sync import LOCAL
 from epochal.step.pipeline import StepPipeline
 from epochal.task import Task
 from epochal.training.fingerprint import run_fingerprint, trajectory_arguments
+from epochal.training.fork import Fork
 from epochal.training.inputs import FitData
 from epochal.training.loop import TRAIN_HOOKS, FitPlan, fit_loop
 from epochal.training.preemption import SignalGuard
@@ -50,12 +52,13 @@ class FitSetup:
 
 def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, verbose: int | str,
             callbacks: Iterable[Callback] | None, validation_freq: int | Sequence[int],
-            batch_size: int | None) -> tuple[History, TrainingState]:
+            batch_size: int | None, resume_from: str | os.PathLike[str] | None = None) -> tuple[History, TrainingState]:
     """Train `setup.model` on `data` for epochs `initial_epoch .. epochs-1`; returns the History and the state.
 
     Compilation (`jit_compile`) happens here, before `on_train_begin`, on an example batch drawn without
     touching the random generators; the first epoch's own order is drawn inside the loop. The targets
-    are checked against the losses on the first step's outputs, before its backward.
+    are checked against the losses on the first step's outputs, before its backward. With `resume_from`
+    the run is a fork of that backup (`epochal.training.fork`), read and verified here, before training.
     """
     model, pipeline, task = setup.model, setup.pipeline, setup.task
     train, validation = data.train, data.validation
@@ -65,10 +68,14 @@ def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, 
     checked = [(train, "")] + ([(validation, "validation data: ")] if getattr(validation, "y", None) is not None else [])
     task.output_checks = [partial(arm_target_checks, task, adapter=adapter, where=where) for adapter, where in checked]
     user_callbacks = callback_list(callbacks)
+    history = History()
+    fork = Fork(resume_from, history) if resume_from is not None else None
+    backup = _backup_callback(user_callbacks)
+    if fork is not None and backup is not None:
+        fork.refuse_writing_into(backup.backup_dir)
     if initial_epoch < epochs:
         planned = None if train.steps is None else train.steps * (epochs - initial_epoch)
         pipeline.prepare(train.example(), planned, validation is not None)
-    history = History()
     progress = progress_callback(resolve_verbose(verbose) if is_main_process() else 0)
     listeners = CallbackList(([progress] if progress else []) + user_callbacks + [history])
     keys = list(pipeline.known_keys("train_step") or (task.log_keys() if not pipeline.steps.custom_train else []))
@@ -85,8 +92,8 @@ def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, 
     sync = setup.fit_sync(wants_batch_logs) if setup.fit_sync is not None else LOCAL
     fingerprint = run_fingerprint(model.module, model.optimizers, setup.compile_options,
                                   trajectory_arguments(params, validation_freq, data.whole), data.whole)
-    state = TrainingState(model, callbacks=user_callbacks + [history], backup=_backup_callback(user_callbacks),
-                          fingerprint=fingerprint, epochs=epochs, sync=sync, steps=pipeline)
+    state = TrainingState(model, callbacks=user_callbacks + [history], backup=backup,
+                          fingerprint=fingerprint, epochs=epochs, sync=sync, steps=pipeline, fork=fork)
     plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq,
                    report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
                    sync=sync, state=state)

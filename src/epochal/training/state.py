@@ -30,7 +30,7 @@ import math
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -56,6 +56,12 @@ VERSION = 3  # 2: the RNG states and partial sums are per rank ("ranks"); 3: nam
 
 # -- the state ------------------------------------------------------------------------------------
 
+class ForkStart(Protocol):
+    """Where a fork starts (`epochal.training.fork.Fork`): it checks, restores and applies its changes."""
+
+    def begin(self, state: TrainingState) -> ResumePoint: ...
+
+
 @dataclass
 class ResumePoint:
     """Where a restored run continues: `batch` batches of `epoch` are already done."""
@@ -64,6 +70,7 @@ class ResumePoint:
     batch: int
     epoch_logs: dict[str, float]
     accumulator: dict[str, Any] = field(default_factory=dict)
+    callbacks_note: str | None = None  # how the callbacks differ from the backup's (`callback_states`)
 
 
 @dataclass
@@ -95,6 +102,7 @@ class TrainingState:
     resume_rng: dict[str, Any] | None = None  # the RNG states a mid-epoch resume continues with
     sync: Any = None  # how the ranks agree (`parallel.sync.LocalSync` or `GroupSync`); one process when None
     steps: Any = None  # the step pipeline: its state (loss scaler, gradients being accumulated) is each rank's
+    fork: ForkStart | None = None  # the run this one continues with other settings (`fit(resume_from=...)`)
 
     # -- what the loop calls ----------------------------------------------------------------------
 
@@ -207,28 +215,37 @@ class TrainingState:
                 "accumulator": _accumulator_state(self.accumulator) if self.batch else {}, "steps": steps}
 
     def resume(self) -> ResumePoint | None:
-        """Restore the newest backup, if any, into the model, optimizer, callbacks and RNGs."""
-        if self.backup is None:
-            return None
-        snapshot = self.backup.read()
-        self._check_same_backup(snapshot)
-        if snapshot is None or not self._resumable(snapshot):
-            return None
+        """Restore the newest backup, if any, into the model, optimizer, callbacks and RNGs; without one, the
+        run a fork starts from (`fork`): a fork that was interrupted continues from its own backups."""
+        snapshot = None
+        if self.backup is not None:
+            snapshot = self.backup.read()
+            self._check_same_backup(snapshot)
+        if snapshot is not None and self._resumable(snapshot):
+            return self.restore(snapshot, self.backup.backup_dir)  # type: ignore[union-attr]
+        return None if self.fork is None else self.fork.begin(self)
+
+    def restore(self, snapshot: Mapping[str, Any], where: str, *, forked: bool = False) -> ResumePoint:
+        """Load `snapshot` (a backup's contents, from `where`) into the run and move to its position.
+
+        `forked`: a fork continues a run that stopped early (EarlyStopping), as its new settings may not stop.
+        """
         position = snapshot["position"]
-        self.epoch, self.batch, self.stopped = position["epoch"], position["batch"], position["stopped"]
+        self.epoch, self.batch = position["epoch"], position["batch"]
+        self.stopped = position["stopped"] and not forked
         # A run that ran out of epochs trains further when `epochs` is now larger (resume_check).
         self.finished = position["finished"] and (self.stopped or self.epoch >= self.epochs)
         own = self._own_part(snapshot["ranks"])  # first: it may refuse, before anything is overwritten
         from epochal.saving import _load_module_state
 
         model = self.model
-        _load_module_state(model.module, snapshot["module"], self.backup.backup_dir)
+        _load_module_state(model.module, snapshot["module"], where)
         for name, optimizer in model.optimizers.items():
             optimizer.load_state_dict(snapshot["optimizers"][name])
         if self.steps is not None and own.get("steps") is not None:
             self.steps.load_state_dict(own["steps"])
         note = restore_callback_states(self.callbacks, snapshot["callbacks"])
-        if note:
+        if note and not forked:  # a fork records it in its History event instead
             warnings.warn(note, stacklevel=3)
         restore_rng(own["rng"])
         self.finished_cleanly = self.finished
@@ -237,7 +254,7 @@ class TrainingState:
         self.resume_rng = own["rng"]
         self.resume_data = snapshot.get("data")
         return ResumePoint(self.epoch if not self.finished else self.epochs, self.batch, self.epoch_logs,
-                           own["accumulator"])
+                           own["accumulator"], note)
 
     # -- helpers ----------------------------------------------------------------------------------
 
