@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -18,6 +18,7 @@ from epochal.callbacks.callback import Callback
 from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.history import History
 from epochal.callbacks.progress import progress_callback, resolve_verbose
+from epochal.callbacks.rollback import Rollback
 from epochal.data import Adapter
 from epochal.parallel.process import is_main_process
 from epochal.parallel.sync import LOCAL
@@ -28,12 +29,15 @@ from epochal.training.fork import Fork
 from epochal.training.inputs import FitData
 from epochal.training.loop import TRAIN_HOOKS, FitPlan, fit_loop
 from epochal.training.preemption import SignalGuard
+from epochal.training.rollback_points import RollbackPoints
 from epochal.training.setup_checks import check_optimizers
 from epochal.training.state import TrainingState
 from epochal.training.target_checks import arm_target_checks
 
 if TYPE_CHECKING:
     from epochal.callbacks.callback import ModelView
+
+_C = TypeVar("_C", bound=Callback)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, 
     user_callbacks = callback_list(callbacks)
     history = History()
     fork = Fork(resume_from, history) if resume_from is not None else None
-    backup = _backup_callback(user_callbacks)
+    backup = _one(user_callbacks, BackupAndRestore)
     if fork is not None and backup is not None:
         fork.refuse_writing_into(backup.backup_dir)
     if initial_epoch < epochs:
@@ -92,8 +96,11 @@ def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, 
     sync = setup.fit_sync(wants_batch_logs) if setup.fit_sync is not None else LOCAL
     fingerprint = run_fingerprint(model.module, model.optimizers, setup.compile_options,
                                   trajectory_arguments(params, validation_freq, data.whole), data.whole)
-    state = TrainingState(model, callbacks=user_callbacks + [history], backup=backup,
-                          fingerprint=fingerprint, epochs=epochs, sync=sync, steps=pipeline, fork=fork)
+    state = TrainingState(model, callbacks=user_callbacks + [history], backup=backup, fingerprint=fingerprint,
+                          epochs=epochs, epoch=initial_epoch, sync=sync, steps=pipeline, fork=fork)
+    rollback = _one(user_callbacks, Rollback)
+    if rollback is not None:
+        state.rollback = RollbackPoints(rollback, state, history)
     plan = FitPlan(train, validation, epochs, initial_epoch, validation_freq,
                    report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
                    sync=sync, state=state)
@@ -125,9 +132,9 @@ def callback_list(callbacks: Iterable[Callback] | None) -> list[Callback]:
     return result
 
 
-def _backup_callback(callbacks: list[Callback]) -> BackupAndRestore | None:
-    """The run's BackupAndRestore, which the loop calls at its safe points (at most one per run)."""
-    backups = [cb for cb in callbacks if isinstance(cb, BackupAndRestore)]
-    if len(backups) > 1:
-        raise ValueError(f"`callbacks` may hold at most one BackupAndRestore. Received: {len(backups)}")
-    return backups[0] if backups else None
+def _one(callbacks: list[Callback], kind: type[_C]) -> _C | None:
+    """The callback of class `kind`, which the training state drives at its safe points (at most one per run)."""
+    found = [cb for cb in callbacks if isinstance(cb, kind)]
+    if len(found) > 1:
+        raise ValueError(f"`callbacks` may hold at most one {kind.__name__}. Received: {len(found)}")
+    return found[0] if found else None

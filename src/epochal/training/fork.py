@@ -31,10 +31,12 @@ def describe_position(epoch: int, batch: int) -> str:
     """A backup's position in words, epochs counted from 1 as progress lines print them.
 
     Example:
-        >>> describe_position(3, 0), describe_position(3, 5)
-        ('after epoch 3', 'after batch 5 of epoch 4')
+        >>> describe_position(0, 0), describe_position(3, 0), describe_position(3, 5)
+        ('before the first epoch', 'after epoch 3', 'after batch 5 of epoch 4')
     """
-    return f"after epoch {epoch}" if not batch else f"after batch {batch} of epoch {epoch + 1}"
+    if not batch:
+        return f"after epoch {epoch}" if epoch else "before the first epoch"
+    return f"after batch {batch} of epoch {epoch + 1}"
 
 
 def find_backup(folder: str | os.PathLike[str], epoch: int, batch: int | None = None) -> str:

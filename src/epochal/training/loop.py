@@ -21,7 +21,7 @@ from epochal.step.pipeline import StepPipeline
 from epochal.step.values import StepValues
 from epochal.task import Task
 from epochal.training.accumulator import MeanAccumulator
-from epochal.training.state import TrainingState
+from epochal.training.state import Rewind, TrainingState
 
 if TYPE_CHECKING:
     from epochal.callbacks.callback import ModelView
@@ -42,12 +42,14 @@ def run_batches(
     should_stop: Callable[[int], bool] | None = None,
     start: int = 0,
     source: str = "x",
+    skipped: Callable[[int, int], bool] | None = None,
 ) -> None:
     """Run `step` on each batch, firing the batch hooks only if some callback listens to them.
 
     `start` is the index of the first batch (a resumed epoch continues its numbering). An error raised
     inside torch itself (a shape or dtype the module cannot take) becomes a ValueError naming the
     batch and the argument it came from, `source`; an error from the user's own code passes unchanged.
+    `skipped(first, count)` says which batches a `Rollback` drops: drawn and counted, never run.
     """
     begin, end = hooks
     fire_begin, fire_end = callbacks.wants(begin), callbacks.wants(end)
@@ -57,6 +59,8 @@ def run_batches(
         # of its first (begin) and last (end) batch, as Keras's.
         count = getattr(batch, "steps", 1)
         first, index = index + 1, index + count
+        if skipped is not None and skipped(first, count):
+            continue
         if fire_begin:
             callbacks.fire(begin, first, _NO_LOGS)
         try:
@@ -86,6 +90,7 @@ def run_pass(
     accumulator: MeanAccumulator | None = None,
     start: int = 0,
     source: str = "x",
+    skipped: Callable[[int, int], bool] | None = None,
 ) -> dict[str, float]:
     """One pass over `batches` (a training epoch, a validation or an evaluation) -> its mean logs.
 
@@ -96,7 +101,7 @@ def run_pass(
         task.reset_stateful()
         accumulator = MeanAccumulator(task.stateful, sync)
     run_batches(step, batches, callbacks, hooks, accumulator.add, accumulator.batch_logs, should_stop, start,
-                source)
+                source, skipped)
     return accumulator.result()
 
 
@@ -186,6 +191,8 @@ def fit_loop(model: ModelView, pipeline: StepPipeline, task: Task, plan: FitPlan
     callbacks.fire("on_train_begin", _NO_LOGS)
     model.stop_training = False
     resume = state.resume()
+    if resume is None or not resume.batch:
+        state.mark_good()  # where a Rollback returns to when the first batches go wrong
     epoch_logs: dict[str, float] = {} if resume is None else resume.epoch_logs
     for epoch in range(plan.initial_epoch if resume is None else resume.epoch, plan.epochs):
         skip = resume.batch if resume is not None and epoch == resume.epoch else 0
@@ -200,8 +207,21 @@ def fit_loop(model: ModelView, pipeline: StepPipeline, task: Task, plan: FitPlan
         callbacks.fire("on_epoch_begin", epoch, _NO_LOGS)
         module.train()
         accumulator = state.begin_epoch(epoch, task, resume if skip else None, sync)
-        epoch_logs = run_pass(pipeline.train, pipeline.group(batches), callbacks, TRAIN_HOOKS, task, should_stop,
-                              sync, accumulator, skip)
+        if skip:
+            state.mark_good()  # resumed inside this epoch: the good state holds the sums of its batches done
+        while True:
+            try:
+                epoch_logs = run_pass(pipeline.train, pipeline.group(batches), callbacks, TRAIN_HOOKS, task,
+                                      should_stop, sync, accumulator, skip, skipped=state.skipped)
+                state.end_pass()
+                break
+            except Rewind as rewind:  # a Rollback put back an earlier state of this epoch: run it again from there
+                skip = rewind.point.batch
+                accumulator = state.begin_epoch(epoch, task, rewind.point, sync)
+                if model.stop_training:  # out of retries: the epoch ends at the restored state
+                    epoch_logs = accumulator.result()
+                    break
+                batches = state.epoch_batches(plan.train, epoch, skip)
         pipeline.flush()  # a partial gradient-accumulation group is applied before validation
         if plan.train.ran_dry:
             warn_ran_dry("x", plan.train.steps)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -60,6 +60,31 @@ class ForkStart(Protocol):
     """Where a fork starts (`epochal.training.fork.Fork`): it checks, restores and applies its changes."""
 
     def begin(self, state: TrainingState) -> ResumePoint: ...
+
+
+class RollbackPoints(Protocol):
+    """A `Rollback` at the loop's safe points (`epochal.training.rollback_points.RollbackPoints`)."""
+
+    def good_point(self) -> None:
+        """The state is complete and its losses all read: remember it (it may be returned to)."""
+
+    def after_batch(self, force: bool) -> None:
+        """After a batch: read the losses when due (always when `force`); may raise `Rewind`."""
+
+    def before_validation(self) -> None:
+        """After an epoch's last batch: read the losses left; may raise `Rewind`."""
+
+    def skips(self, epoch: int, first: int, count: int) -> bool:
+        """Whether batches `first .. first+count-1` of `epoch` are dropped."""
+
+
+class Rewind(Exception):
+    """Raised at a safe point by a `Rollback` that restored an earlier state of the epoch: the loop runs the
+    epoch again from `point`."""
+
+    def __init__(self, point: ResumePoint) -> None:
+        super().__init__(f"rewound to batch {point.batch}")
+        self.point = point
 
 
 @dataclass
@@ -103,6 +128,7 @@ class TrainingState:
     sync: Any = None  # how the ranks agree (`parallel.sync.LocalSync` or `GroupSync`); one process when None
     steps: Any = None  # the step pipeline: its state (loss scaler, gradients being accumulated) is each rank's
     fork: ForkStart | None = None  # the run this one continues with other settings (`fit(resume_from=...)`)
+    rollback: RollbackPoints | None = None  # a `Rollback` callback's snapshots and rewinds
 
     # -- what the loop calls ----------------------------------------------------------------------
 
@@ -148,12 +174,39 @@ class TrainingState:
         a signal at a different batch and a callback may ask one rank alone to stop.
         """
         self.batch += batches
+        backup_due = self.backup is not None and self.backup.batch_done(batches)
         signalled, stop = self._sync.agree(self._signalled(), self.model.stop_training)
+        if self.rollback is not None:  # losses read before any backup, so a backup is always a good point
+            self.rollback.after_batch(force=backup_due or signalled)
         if signalled:
             self._stop_for_signal()
-        if self.backup is not None and self.backup.batch_done(batches):
+        if backup_due:
             self.save()
         return stop
+
+    def end_pass(self) -> None:
+        """After an epoch's last training batch, before its validation: a Rollback reads what is left."""
+        if self.rollback is not None:
+            self.rollback.before_validation()
+
+    def mark_good(self) -> None:
+        """At the start of training (after any resume): the state a Rollback may return to first."""
+        if self.rollback is not None:
+            self.rollback.good_point()
+
+    @property
+    def skipped(self) -> Callable[[int, int], bool] | None:
+        """`skipped(first, count)`: whether a Rollback drops those batches of this epoch (None without one).
+        A dropped batch counts in the position (it was drawn), so a resume draws past it again."""
+        if self.rollback is None:
+            return None
+        return self._drops
+
+    def _drops(self, first: int, count: int) -> bool:
+        if not self.rollback.skips(self.epoch, first, count):  # type: ignore[union-attr]
+            return False
+        self.batch += count
+        return True
 
     def end_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
         """A safe point after `on_epoch_end`: the next position is the start of the following epoch."""
@@ -161,6 +214,8 @@ class TrainingState:
         self.epoch_logs = dict(logs)
         self.stopped = bool(self.model.stop_training)
         self.finished = self.epoch >= self.epochs or self.stopped
+        if self.rollback is not None:
+            self.rollback.good_point()
         saved = self.backup is not None and self.save()
         self.finished_cleanly = self.finished and saved
         if self._sync.any(self._signalled()) and not self.finished:
@@ -189,15 +244,16 @@ class TrainingState:
         self.backup.saved()
         return True
 
-    def snapshot(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def snapshot(self, ranks: list[dict[str, Any]] | None = None, *, fingerprint: bool = True) -> dict[str, Any]:
         """Everything the rest of the run depends on, as tensors and plain values (no pickle needed).
 
-        `ranks` holds every rank's `_rank_state()`; by default this process's alone.
+        `ranks` holds every rank's `_rank_state()`; by default this process's alone. `fingerprint=False`
+        leaves out the run's fingerprint (an in-memory snapshot: its first use hashes the data).
         """
         model = self.model
         return {
             "format": FORMAT, "version": VERSION,
-            "fingerprint": self.fingerprint.value() if self.fingerprint is not None else {},
+            "fingerprint": self.fingerprint.value() if self.fingerprint is not None and fingerprint else {},
             "position": {"epoch": self.epoch, "batch": self.batch, "finished": self.finished, "stopped": self.stopped},
             "epoch_logs": dict(self.epoch_logs),
             "data": self.epoch_data if self.batch else _data_state(self.adapter),
@@ -206,6 +262,11 @@ class TrainingState:
             "ranks": ranks if ranks is not None else [self._rank_state()],
             "callbacks": callback_states(self.callbacks),
         }
+
+    def local_snapshot(self) -> dict[str, Any]:
+        """This process's whole state now, without the fingerprint: what a Rollback keeps in memory. Its
+        tensors may be the run's own, updated in place as training goes on: copy them to keep them."""
+        return self.snapshot([self._rank_state()] * self._sync.world_size, fingerprint=False)
 
     def _rank_state(self) -> dict[str, Any]:
         """What differs between ranks: the RNGs, the partial epoch's sums and the step's gradients still
