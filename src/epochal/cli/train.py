@@ -23,7 +23,10 @@ from epochal.cli.interpretation import interpret_test
 from epochal.cli.models import build_model
 from epochal.cli.options import config_from, data_for, training_options
 from epochal.cli.recorder import RunRecorder
+from epochal.cli.report import figures
 from epochal.cli.run_folder import load_run
+from epochal.cli.seed_groups import group_runs, metric_keys, seed_table
+from epochal.cli.table import records
 from epochal.callbacks.mlflow_logger import MLflowLogger, resolve_tracking_uri
 from epochal.files.temporary import remove_orphans
 from epochal.callbacks.history import History
@@ -76,6 +79,25 @@ def train(resume: str | None, verbose: str, seeds: int | None, **flags: Any) -> 
     train_in_folder(config, data, folder, verbose)
 
 
+def train_seeds(config: TrainConfig, count: int, verbose: str) -> None:
+    """`count` runs of `config` with seeds `seed, seed+1, ...`, each in `seed-N` of one new folder; then each
+    figure's mean and 95% confidence interval over them."""
+    if isinstance(count, bool) or count < 2:
+        raise CliError(f"--seeds must be at least 2: seed noise is measured over several runs. Received: {count}")
+    need("scipy")  # for the intervals at the end: before any run starts
+    group = run_folder.new_run_folder(config.out, config.name, Path(config.data).stem)
+    for offset in range(count):
+        seeded = dataclasses.replace(config, seed=config.seed + offset, out=str(group),
+                                     name=f"{run_folder.SEED_PREFIX}{config.seed + offset}")
+        click.echo(f"{'' if not offset else chr(10)}Seed {seeded.seed} ({offset + 1} of {count}) in {group}")
+        train_in_folder(seeded, data_for(seeded), None, verbose)
+    runs = run_folder.find_runs(group)
+    rows = [figures(run) for run in runs]
+    click.echo(f"\nOver {count} seeds: mean ± half-width of the 95% confidence interval (Student's t)")
+    click.echo(records(seed_table(group_runs(runs, rows, [group.name] * len(runs)), metric_keys(rows))))
+    click.echo(f"Runs saved in {group}/ (`epochal compare {group} OTHER` tells it from another configuration)")
+
+
 def train_in_folder(config: TrainConfig, data: Data, folder: Path | None, verbose: str) -> Path:
     """Train `config` on `data` in `folder` (resumed from its backups) or in a new run folder; returns it.
 
@@ -115,7 +137,7 @@ def backups(config: TrainConfig, folder: Path | None = None) -> BackupAndRestore
     if config.backup_freq is not None and config.backup_freq < 1:
         raise CliError(f"--backup-freq must be a positive number of batches. Received: {config.backup_freq}")
     return BackupAndRestore(folder if folder is not None else ".", save_freq=config.backup_freq or "epoch",
-                            keep=None if keep == "all" else max(keep, 2), delete_checkpoint=keep == 0)
+                            keep=max(keep, 2) if isinstance(keep, int) else None, delete_checkpoint=keep == 0)
 
 
 def _finish(folder: Path, config: TrainConfig, data: Data, model: Model, recorder: RunRecorder,
