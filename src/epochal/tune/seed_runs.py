@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -15,7 +15,12 @@ from epochal.training.rng import capture_rng, restore_rng
 
 if TYPE_CHECKING:
     from epochal.callbacks.history import History
-    from epochal.model import Model
+
+
+class Trainable(Protocol):
+    """What `seeds` uses of a compiled `epochal.Model`."""
+
+    def fit(self, x: Any = None, y: Any = None, **arguments: Any) -> History: ...
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class SeedRuns:
         return compare(names[0], self.values(key), names[1], other.values(key), key, alpha=alpha)
 
 
-def seeds(build: Callable[[int], Model], x: Any = None, y: Any = None, *, seeds: int | Sequence[int] = 5,
+def seeds(build: Callable[[int], Trainable], x: Any = None, y: Any = None, *, seeds: int | Sequence[int] = 5,
           monitor: str = "val_loss", **fit_arguments: Any) -> SeedRuns:
     """Train `build(seed)` on `(x, y)` once per seed: the same configuration, so the spread is seed noise.
 
