@@ -154,3 +154,23 @@ def test_bad_settings_are_refused_before_training():
         _fit([Rollback(restore_from="backup")], x, y)
     with pytest.raises(ValueError, match="at most one Rollback. Received: 2"):
         _fit([Rollback(), Rollback()], x, y)
+
+
+def test_each_rollback_is_in_the_history_file_and_the_report(tmp_path):
+    from epochal.analysis.html_report import render_report
+
+    x, y = _data()
+    _, history = _fit([Rollback(remedy="skip", check_every=4, verbose=0)], x, y, epochs=1)
+    history.to_json(tmp_path / "history.json")
+    loaded = epochal.History.load(tmp_path / "history.json")
+    assert [(e["kind"], e["batch"], e["back_to"]) for e in loaded.events] == [("rollback", 6, [0, 4])]
+    page = render_report(loaded)
+    assert "<h2>Events</h2>" in page and "loss nan (nan): rolled back to batch 4 of that epoch, rollback 1 of 3" in page
+
+
+def test_docstring_example():
+    import doctest
+
+    from epochal.callbacks import rollback
+
+    assert doctest.testmod(rollback).failed == 0

@@ -171,3 +171,11 @@ def test_a_missing_or_damaged_source_is_a_clear_error(parent, tmp_path):
     (tmp_path / "notes.pt").write_text("hello")
     with pytest.raises(ValueError, match="neither an epochal backup nor a checkpoint"):
         _fit(_model(), resume_from=tmp_path / "notes.pt")
+
+
+def test_docstring_example():
+    import doctest
+
+    from epochal.training import fork
+
+    assert doctest.testmod(fork).failed == 0
