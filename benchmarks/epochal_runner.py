@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
@@ -15,16 +15,22 @@ EpochSpan = tuple[float, float]
 
 
 class EpochTimer(epochal.callbacks.Callback):
-    """Records each epoch's wall-clock (begin, end); it overrides no batch hook, so it costs nothing per batch."""
+    """Records each epoch's (begin, end) by `clock` (wall-clock by default; `time.process_time` counts this
+    process's CPU time alone, which other busy processes disturb less); it overrides no batch hook, so it
+    costs nothing per batch."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__()
+        self.clock = clock
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self.spans: list[EpochSpan] = []
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._begin = time.perf_counter()
+        self._begin = self.clock()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self.spans.append((self._begin, time.perf_counter()))
+        self.spans.append((self._begin, self.clock()))
 
 
 def train(
@@ -54,3 +60,20 @@ def train(
         validation_data=(data.x_val, data.y_val), verbose=0, callbacks=[timer],
     )
     return timer.spans, {key: values[-1] for key, values in history.history.items()}
+
+
+def w2_samples_per_s(callbacks: list[epochal.callbacks.Callback], samples: int, epochs: int, seed: int,
+                     clock: Callable[[], float] = time.perf_counter) -> float:
+    """Steady-state training samples per second of `clock` (epoch 1 excluded) of W2's eager `fit` with `callbacks`
+    (no validation): what a callback costs per batch, when compared with none."""
+    from workloads import WORKLOADS, build_module, make_data
+
+    workload = WORKLOADS["W2"]
+    data = make_data(workload, samples, seed)
+    model = epochal.Model(build_module(workload, seed), device="cpu")
+    model.compile(optimizer="adam", loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    timer = EpochTimer(clock)
+    model.fit(data.x, data.y, epochs=epochs, batch_size=workload.batch_size, verbose=0, callbacks=[timer, *callbacks])
+    steady = timer.spans[-1][1] - timer.spans[1][0]
+    return len(data.x) * (epochs - 1) / steady

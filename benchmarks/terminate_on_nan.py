@@ -17,8 +17,7 @@ import statistics
 import time
 
 import torch
-from epochal_runner import EpochTimer
-from workloads import WORKLOADS, build_module, make_data
+from epochal_runner import w2_samples_per_s
 
 import epochal
 from epochal.logs import Logs
@@ -27,17 +26,9 @@ VARIANTS = {"none": None, "default": {}, "every_batch": {"check_every": 1}}
 
 
 def samples_per_s(variant: str, samples: int, epochs: int, seed: int) -> float:
-    workload = WORKLOADS["W2"]
-    data = make_data(workload, samples, seed)
-    model = epochal.Model(build_module(workload, seed), device="cpu")
-    model.compile(optimizer="adam", loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    timer = EpochTimer()
     options = VARIANTS[variant]
-    callbacks = [timer] + ([] if options is None else [epochal.callbacks.TerminateOnNaN(**options)])
-    model.fit(data.x, data.y, epochs=epochs, batch_size=workload.batch_size, verbose=0, callbacks=callbacks)
-    steady = timer.spans[-1][1] - timer.spans[1][0]
-    return len(data.x) * (epochs - 1) / steady
+    return w2_samples_per_s([] if options is None else [epochal.callbacks.TerminateOnNaN(**options)], samples,
+                            epochs, seed)
 
 
 def hook_microseconds(options: dict[str, int], batches: int = 200_000) -> float:

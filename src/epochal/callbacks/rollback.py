@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import bisect
 import math
-import statistics
 import warnings
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -71,7 +71,7 @@ class Rollback(Callback):
         retries: Rollbacks allowed in one `fit`; the next failed batch restores the last good state and
             stops training, with a warning. Defaults to `3`.
         check_every: Batches whose losses are read together (one host sync): a failure replays at most
-            this many batches (with `restore_from="backup"`, back to the newest backup). Defaults to `32`.
+            this many batches (with `restore_from="backup"`, back to the newest backup). Defaults to `100`.
         restore_from: `"memory"` (a copy of the state at each passing check: the model and optimizer
             state again in memory) or `"backup"` (no copy: the newest backup, written at the start if
             there is none; needs a `BackupAndRestore`). Defaults to `"memory"`.
@@ -88,7 +88,7 @@ class Rollback(Callback):
 
     def __init__(self, on: str | Sequence[str] = REASONS, *, remedy: str | Sequence[str] = REMEDIES,
                  factor: float = 0.5, spike_factor: float = 10.0, window: int = 50, retries: int = 3,
-                 check_every: int = 32, restore_from: str = "memory", verbose: int = 1) -> None:
+                 check_every: int = 100, restore_from: str = "memory", verbose: int = 1) -> None:
         super().__init__()
         self.on = _choices("on", on, REASONS)
         self.remedy = _choices("remedy", remedy, REMEDIES)
@@ -108,7 +108,7 @@ class Rollback(Callback):
     def _reset(self) -> None:
         self._epoch = 0
         self._pending: list[tuple[int, int, Mapping[str, float]]] = []  # (epoch, batch, logs on the device)
-        self._good: deque[float] = deque(maxlen=self.window)
+        self._good = _RecentLosses(self.window)
         self._count = 0
         self._skipped: set[tuple[int, int]] = set()
         self._lower_at: set[tuple[int, int]] = set()  # (epoch, batches done) where the rate is lowered
@@ -146,7 +146,7 @@ class Rollback(Callback):
         if not math.isfinite(loss):
             return FailedBatch(epoch, batch, loss, "nan") if "nan" in self.on else None
         if "spike" in self.on and len(self._good) >= min(_WARMUP, self.window):
-            threshold = self.spike_factor * statistics.median(self._good)
+            threshold = self.spike_factor * self._good.median()
             if loss > threshold:
                 return FailedBatch(epoch, batch, loss, "spike", threshold)
         return None
@@ -208,7 +208,7 @@ class Rollback(Callback):
         """The rollbacks so far and the recent good losses; the pending ones are always empty at a backup
         (they are read before it is written)."""
         return {"count": self._count, "skipped": _pairs(self._skipped), "lower_at": _pairs(self._lower_at),
-                "accepted": _pairs(self._accepted), "lowered": _pairs(self._lowered), "good": list(self._good)}
+                "accepted": _pairs(self._accepted), "lowered": _pairs(self._lowered), "good": self._good.values()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._pending = []
@@ -216,7 +216,7 @@ class Rollback(Callback):
         self._skipped, self._lower_at, self._accepted, self._lowered = (
             {(int(epoch), int(batch)) for epoch, batch in state[key]}
             for key in ("skipped", "lower_at", "accepted", "lowered"))
-        self._good = deque((float(loss) for loss in state["good"]), maxlen=self.window)
+        self._good = _RecentLosses(self.window, [float(loss) for loss in state["good"]])
 
 
 def _choices(name: str, value: str | Sequence[str], allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -224,6 +224,32 @@ def _choices(name: str, value: str | Sequence[str], allowed: tuple[str, ...]) ->
     if not chosen or any(item not in allowed for item in chosen):
         raise ValueError(f"`{name}` must be one or more of {', '.join(map(repr, allowed))}. Received: {name}={value!r}")
     return chosen
+
+
+class _RecentLosses:
+    """The last `size` good losses, kept sorted as well, so that their median costs no sort per batch."""
+
+    def __init__(self, size: int, losses: list[float] = ()) -> None:  # type: ignore[assignment]
+        self._recent: deque[float] = deque(maxlen=size)
+        self._sorted: list[float] = []
+        for loss in losses:
+            self.append(loss)
+
+    def append(self, loss: float) -> None:
+        if len(self._recent) == self._recent.maxlen:
+            del self._sorted[bisect.bisect_left(self._sorted, self._recent[0])]
+        self._recent.append(loss)
+        bisect.insort(self._sorted, loss)
+
+    def median(self) -> float:
+        middle = len(self._sorted) // 2
+        return self._sorted[middle] if len(self._sorted) % 2 else (self._sorted[middle - 1] + self._sorted[middle]) / 2
+
+    def values(self) -> list[float]:
+        return list(self._recent)
+
+    def __len__(self) -> int:
+        return len(self._recent)
 
 
 def _pairs(items: set[tuple[int, int]]) -> list[list[int]]:

@@ -91,5 +91,10 @@ def _copy(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _copy(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
+        if all(type(item) in _PLAIN for item in value):  # numbers (a generator's state): a shallow copy is whole
+            return type(value)(value)
         return type(value)(_copy(item) for item in value)
     return value
+
+
+_PLAIN = frozenset((int, float, bool, str, type(None)))
