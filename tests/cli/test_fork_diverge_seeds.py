@@ -124,3 +124,14 @@ def test_seeds_give_means_intervals_and_a_verdict_beyond_seed_noise(tmp_path, ep
     code, out = epochal_cli("train", *COMMON, "--seeds", "1", "--out", tmp_path)
     assert (code, out.splitlines()[-1]) == (1, "Error: --seeds must be at least 2: seed noise is measured over "
                                                "several runs. Received: 1")
+
+
+def test_train_with_rollback_recovers_from_a_spike_and_records_it(tmp_path, epochal_cli):
+    code, out = epochal_cli("train", "--lr", "0.2", "--rollback", "--epochs", "6", "--patience", "50", "--verbose",
+                            "2", "--out", tmp_path, "--name", "hot")
+    assert code == 0, out
+    assert "Rollback 1/3: epoch 6, batch 16: loss 23.48 above 21.5 (10 x the recent median); back to the state " \
+           "after epoch 5, skipping batch 16 and learning rate x0.5 from batch 16 on." in out
+    [event] = History.load(tmp_path / "hot" / "history.json").events
+    assert (event["kind"], event["epoch"], event["batch"], event["reason"]) == ("rollback", 5, 16, "spike")
+    assert tomllib.loads((tmp_path / "hot" / "config.toml").read_text())["rollback"] is True

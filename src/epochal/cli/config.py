@@ -36,6 +36,7 @@ class TrainConfig:
     out: str = "runs"
     name: str | None = None
     mlflow: str | None = None
+    rollback: bool = False
     keep_backups: int | str = "all"
     backup_freq: int | None = None
     fork_of: str | None = None  # the backup a fork starts from (`epochal fork`); own backups come first

@@ -14,6 +14,7 @@ from epochal.cli.config import resolve
 from epochal.cli.models import build_model
 from epochal.cli.options import data_for
 from epochal.cli.run_folder import Run, load_run
+from epochal.cli.train import run_callbacks
 from epochal.replay import diverge as replay_runs
 from epochal.replay.stored import compare_backups
 from epochal.training.fork import describe_position
@@ -67,6 +68,7 @@ def _replay(run: Run, start: str | None) -> Callable[[Callback], Any]:
         model = build_model(config, data)
         return model.fit(data.x_train, data.y_train, epochs=config.epochs, batch_size=config.batch_size,
                          validation_split=config.validation_split, verbose=0, resume_from=start or config.fork_of,
-                         callbacks=[EarlyStopping(patience=config.patience, restore_best_weights=True), probe])
+                         callbacks=[EarlyStopping(patience=config.patience, restore_best_weights=True),
+                                    *run_callbacks(config), probe])
 
     return train

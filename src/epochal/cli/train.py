@@ -11,7 +11,9 @@ from typing import Any
 import click
 
 from epochal.callbacks.backup_and_restore import BackupAndRestore
+from epochal.callbacks.callback import Callback
 from epochal.callbacks.early_stopping import EarlyStopping
+from epochal.callbacks.rollback import Rollback
 from epochal.callbacks.progress import format_logs
 from epochal.cli import run_folder
 from epochal.cli.analysis import write_analysis, write_html_report
@@ -50,6 +52,9 @@ _DEFAULT_STORE = "default"  # what `--mlflow` alone stands for until resolved
                                      "finishes. Defaults to all.")
 @click.option("--backup-freq", type=int, help="Also back up every N batches: points inside an epoch that "
                                               "`epochal fork --at EPOCH:BATCH` can start from. Defaults to none.")
+@click.option("--rollback", is_flag=True, default=None,
+              help="When a batch's loss becomes NaN or spikes, go back to the last good state, skip that batch, "
+                   "halve the learning rate and carry on (Rollback, 3 retries).")
 @click.option("--seeds", type=int, help="Train the same settings with this many seeds (--seed, --seed+1, ...), one "
                                         "run folder each in a folder named after the run; `epochal compare` then "
                                         "reports means and 95% confidence intervals.")
@@ -116,7 +121,8 @@ def train_in_folder(config: TrainConfig, data: Data, folder: Path | None, verbos
     try:
         model.fit(data.x_train, data.y_train, epochs=config.epochs, batch_size=config.batch_size,
                   validation_split=config.validation_split,
-                  callbacks=[stopper, recorder, *trackers, backups(config, folder / run_folder.BACKUPS)],
+                  callbacks=[stopper, *run_callbacks(config), recorder, *trackers,
+                             backups(config, folder / run_folder.BACKUPS)],
                   verbose=int(verbose) if verbose != "auto" else "auto", resume_from=config.fork_of)
     except KeyboardInterrupt:  # SIGINT or SIGTERM: BackupAndRestore has written a backup after the batch
         run_folder.write_json(folder / run_folder.SUMMARY, {"status": "interrupted", "seconds": recorder.seconds})
@@ -127,6 +133,11 @@ def train_in_folder(config: TrainConfig, data: Data, folder: Path | None, verbos
         raise
     _finish(folder, config, data, model, recorder, stopper)
     return folder
+
+
+def run_callbacks(config: TrainConfig) -> list[Callback]:
+    """The callbacks besides EarlyStopping that shape how the run trains (replays need them too)."""
+    return [Rollback()] if config.rollback else []
 
 
 def backups(config: TrainConfig, folder: Path | None = None) -> BackupAndRestore:
