@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 from workloads import Data, Unsupported
 
@@ -77,3 +80,30 @@ def w2_samples_per_s(callbacks: list[epochal.callbacks.Callback], samples: int, 
     model.fit(data.x, data.y, epochs=epochs, batch_size=workload.batch_size, verbose=0, callbacks=[timer, *callbacks])
     steady = timer.spans[-1][1] - timer.spans[1][0]
     return len(data.x) * (epochs - 1) / steady
+
+
+def callback_variants(variants: Mapping[str, Callable[[], list[epochal.callbacks.Callback]]],
+                      description: str) -> tuple[argparse.Namespace, dict[str, list[float]]]:
+    """Parse `--repeats --samples --epochs --seed`, time W2 once per variant per repeat (alternated, so that
+    machine noise hits them alike; variant `none` first) and print the table: median and best samples/s and
+    their ratio to `none`. Returns the arguments and each variant's runs."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=20_000, help="training samples")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    results: dict[str, list[float]] = {name: [] for name in variants}
+    load = open("/proc/loadavg").read().split()[0]
+    for _ in range(args.repeats):
+        for name, make in variants.items():
+            results[name].append(w2_samples_per_s(make(), args.samples, args.epochs, args.seed))
+    print(f"W2 eager, {args.samples} samples, {args.repeats} repeats, torch threads {torch.get_num_threads()}, "
+          f"load average {load} before / {open('/proc/loadavg').read().split()[0]} after, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print("| variant | median samples/s | vs none | best samples/s | vs none | each run |\n|---|---|---|---|---|---|")
+    for name, values in results.items():
+        median, best = statistics.median(values), max(values)
+        print(f"| {name} | {median:,.0f} | {median / statistics.median(results['none']):.3f} | {best:,.0f} | "
+              f"{best / max(results['none']):.3f} | {', '.join(f'{v:,.0f}' for v in values)} |")
+    return args, results

@@ -12,12 +12,11 @@ a batch (the checks that pass, reading the losses and copying the state, include
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
-from epochal_runner import w2_samples_per_s
+from epochal_runner import callback_variants
 from workloads import WORKLOADS, build_module
 
 import epochal
@@ -56,26 +55,8 @@ def parts_microseconds(check_every: int, batches: int = 20_000) -> tuple[float, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--samples", type=int, default=20_000, help="training samples")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    results: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    load = open("/proc/loadavg").read().split()[0]
-    for _ in range(args.repeats):
-        for name, options in VARIANTS.items():
-            callbacks = [] if options is None else [epochal.callbacks.Rollback(**options)]
-            results[name].append(w2_samples_per_s(callbacks, args.samples, args.epochs, args.seed))
-    print(f"W2 eager, {args.samples} samples, {args.repeats} repeats, torch threads {torch.get_num_threads()}, "
-          f"load average {load} before / {open('/proc/loadavg').read().split()[0]} after, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
-    print("| variant | median samples/s | vs none | best samples/s | vs none | each run |\n|---|---|---|---|---|---|")
-    for name, values in results.items():
-        median, best = statistics.median(values), max(values)
-        print(f"| {name} | {median:,.0f} | {median / statistics.median(results['none']):.3f} | {best:,.0f} | "
-              f"{best / max(results['none']):.3f} | {', '.join(f'{v:,.0f}' for v in values)} |")
+    args, results = callback_variants({name: (lambda options=options: [] if options is None else [
+        epochal.callbacks.Rollback(**options)]) for name, options in VARIANTS.items()}, __doc__.splitlines()[0])
     batch_us = 32 / max(results["none"]) * 1e6
     for check_every in (100, 32):
         parts = [parts_microseconds(check_every) for _ in range(args.repeats)]

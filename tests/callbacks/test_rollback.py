@@ -3,8 +3,6 @@ the batch gives what training without it gives; lowering the rate, the budget, s
 whether the run was interrupted and resumed or not."""
 
 import collections
-import os
-import signal
 
 import pytest
 import torch
@@ -116,23 +114,13 @@ def test_a_spike_above_the_recent_median_is_rolled_back():
     assert _same(model, reference)
 
 
-class _SigtermAt(Callback):
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.count = at, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.count += 1
-        if self.count == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
 @pytest.mark.parametrize("stop_at", [3, 9, 22], ids=["before the failure", "after it", "in the next epoch"])
-def test_a_run_interrupted_and_resumed_rolls_back_exactly_as_one_never_interrupted(tmp_path, stop_at):
+def test_a_run_interrupted_and_resumed_rolls_back_exactly_as_one_never_interrupted(tmp_path, stop_at,
+                                                                                     sigterm_after):
     x, y = _data()
 
     def callbacks(folder, at):
-        return [Rollback(check_every=4, verbose=0), BackupAndRestore(folder, save_freq=5), _SigtermAt(at)]
+        return [Rollback(check_every=4, verbose=0), BackupAndRestore(folder, save_freq=5), sigterm_after(at)]
 
     whole, expected = _fit(callbacks(tmp_path / "whole", None), x, y)
     with pytest.raises(TrainingInterrupted):

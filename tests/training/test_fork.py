@@ -4,13 +4,12 @@ data order, random state), so with nothing changed it repeats the parent bit for
 and the parent's files are only read."""
 
 import os
-import signal
 
 import pytest
 import torch
 
 import epochal
-from epochal.callbacks import BackupAndRestore, Callback, EarlyStopping, ModelCheckpoint
+from epochal.callbacks import BackupAndRestore, EarlyStopping, ModelCheckpoint
 from epochal.training.fork import find_backup
 from epochal.training.preemption import TrainingInterrupted
 
@@ -99,20 +98,10 @@ def test_an_unchanged_setting_continues_as_the_parent_left_it(tmp_path):
     assert fork.optimizer.param_groups[0]["lr"] == 5e-4, "the rate the parent's callback set carries on"
 
 
-def test_a_fork_stopped_by_a_signal_continues_from_its_own_backups(parent, tmp_path):
+def test_a_fork_stopped_by_a_signal_continues_from_its_own_backups(parent, tmp_path, sigterm_after):
     _, folder = parent
     source = find_backup(folder, 1)
-
-    class SigtermAt(Callback):
-        def __init__(self, at):
-            super().__init__()
-            self.at, self.count = at, 0
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.count += 1
-            if self.count == self.at:
-                os.kill(os.getpid(), signal.SIGTERM)
-
+    SigtermAt = sigterm_after
     whole = _model(lr=3e-3)
     _fit(whole, resume_from=source, callbacks=[BackupAndRestore(tmp_path / "whole"), SigtermAt(None)])
     with pytest.raises(TrainingInterrupted):
