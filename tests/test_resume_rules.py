@@ -12,7 +12,7 @@ from epochal.callbacks import BackupAndRestore, Callback, CSVLogger, EarlyStoppi
 from epochal.training.callback_states import callback_states, restore_callback_states
 from epochal.training.preemption import TrainingInterrupted
 
-from conftest import SigtermAfter
+from interruptions import SigtermAfter
 
 
 def _data(seed=3, n=64):

@@ -13,7 +13,7 @@ import epochal.step.compiled
 from epochal.callbacks import BackupAndRestore
 from epochal.training.preemption import TrainingInterrupted
 
-from conftest import SigtermAfter
+from interruptions import SigtermAfter
 
 LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
 # SIGTERM after the `at`-th training batch (never when None): the batch ends, a backup is written. Every run

@@ -184,9 +184,6 @@ def fit_loop(model: ModelView, pipeline: StepPipeline, task: Task, plan: FitPlan
     module = model.module
     sync = plan.sync
     state = plan.state if plan.state is not None else TrainingState(model, epochs=plan.epochs, sync=sync)
-    # `state.after_batch` tracks the position (backups, signals) after every batch; under
-    # torch.distributed it agrees with the other ranks on stopping, so they all stop at the same batch.
-    should_stop = state.after_batch
     warned_empty_validation = False
     callbacks.fire("on_train_begin", _NO_LOGS)
     model.stop_training = False
@@ -209,19 +206,7 @@ def fit_loop(model: ModelView, pipeline: StepPipeline, task: Task, plan: FitPlan
         accumulator = state.begin_epoch(epoch, task, resume if skip else None, sync)
         if skip:
             state.mark_good()  # resumed inside this epoch: the good state holds the sums of its batches done
-        while True:
-            try:
-                epoch_logs = run_pass(pipeline.train, pipeline.group(batches), callbacks, TRAIN_HOOKS, task,
-                                      should_stop, sync, accumulator, skip, skipped=state.skipped)
-                state.end_pass()
-                break
-            except Rewind as rewind:  # a Rollback put back an earlier state of this epoch: run it again from there
-                skip = rewind.point.batch
-                accumulator = state.begin_epoch(epoch, task, rewind.point, sync)
-                if model.stop_training:  # out of retries: the epoch ends at the restored state
-                    epoch_logs = accumulator.result()
-                    break
-                batches = state.epoch_batches(plan.train, epoch, skip)
+        epoch_logs = _train_pass(model, pipeline, task, plan, callbacks, state, epoch, batches, accumulator, skip)
         pipeline.flush()  # a partial gradient-accumulation group is applied before validation
         if plan.train.ran_dry:
             warn_ran_dry("x", plan.train.steps)
@@ -242,6 +227,27 @@ def fit_loop(model: ModelView, pipeline: StepPipeline, task: Task, plan: FitPlan
             break
     callbacks.fire("on_train_end", Logs.from_dict(epoch_logs))
     state.finish()
+
+
+def _train_pass(model: ModelView, pipeline: StepPipeline, task: Task, plan: FitPlan, callbacks: CallbackList,
+                state: TrainingState, epoch: int, batches: Iterator[Batch], accumulator: MeanAccumulator,
+                skip: int) -> dict[str, float]:
+    """The training batches of `epoch` (from batch `skip`) -> its mean logs; run again from an earlier batch
+    when a Rollback restores an earlier state of the epoch (`Rewind`)."""
+    while True:
+        try:
+            # `state.after_batch` tracks the position (backups, signals) after every batch; under
+            # torch.distributed it agrees with the other ranks on stopping, so they all stop at the same batch.
+            logs = run_pass(pipeline.train, pipeline.group(batches), callbacks, TRAIN_HOOKS, task, state.after_batch,
+                            plan.sync, accumulator, skip, skipped=state.skipped)
+            state.end_pass()
+            return logs
+        except Rewind as rewind:
+            skip = rewind.point.batch
+            accumulator = state.begin_epoch(epoch, task, rewind.point, plan.sync)
+            if model.stop_training:  # out of retries: the epoch ends at the restored state
+                return accumulator.result()
+            batches = state.epoch_batches(plan.train, epoch, skip)
 
 
 def raised_inside_torch(error: BaseException) -> bool:
