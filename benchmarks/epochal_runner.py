@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 from workloads import Data, Unsupported
 
@@ -15,16 +18,22 @@ EpochSpan = tuple[float, float]
 
 
 class EpochTimer(epochal.callbacks.Callback):
-    """Records each epoch's wall-clock (begin, end); it overrides no batch hook, so it costs nothing per batch."""
+    """Records each epoch's (begin, end) by `clock` (wall-clock by default; `time.process_time` counts this
+    process's CPU time alone, which other busy processes disturb less); it overrides no batch hook, so it
+    costs nothing per batch."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__()
+        self.clock = clock
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self.spans: list[EpochSpan] = []
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._begin = time.perf_counter()
+        self._begin = self.clock()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self.spans.append((self._begin, time.perf_counter()))
+        self.spans.append((self._begin, self.clock()))
 
 
 def train(
@@ -54,3 +63,47 @@ def train(
         validation_data=(data.x_val, data.y_val), verbose=0, callbacks=[timer],
     )
     return timer.spans, {key: values[-1] for key, values in history.history.items()}
+
+
+def w2_samples_per_s(callbacks: list[epochal.callbacks.Callback], samples: int, epochs: int, seed: int,
+                     clock: Callable[[], float] = time.perf_counter) -> float:
+    """Steady-state training samples per second of `clock` (epoch 1 excluded) of W2's eager `fit` with `callbacks`
+    (no validation): what a callback costs per batch, when compared with none."""
+    from workloads import WORKLOADS, build_module, make_data
+
+    workload = WORKLOADS["W2"]
+    data = make_data(workload, samples, seed)
+    model = epochal.Model(build_module(workload, seed), device="cpu")
+    model.compile(optimizer="adam", loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    timer = EpochTimer(clock)
+    model.fit(data.x, data.y, epochs=epochs, batch_size=workload.batch_size, verbose=0, callbacks=[timer, *callbacks])
+    steady = timer.spans[-1][1] - timer.spans[1][0]
+    return len(data.x) * (epochs - 1) / steady
+
+
+def callback_variants(variants: Mapping[str, Callable[[], list[epochal.callbacks.Callback]]],
+                      description: str) -> tuple[argparse.Namespace, dict[str, list[float]]]:
+    """Parse `--repeats --samples --epochs --seed`, time W2 once per variant per repeat (alternated, so that
+    machine noise hits them alike; variant `none` first) and print the table: median and best samples/s and
+    their ratio to `none`. Returns the arguments and each variant's runs."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=20_000, help="training samples")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    results: dict[str, list[float]] = {name: [] for name in variants}
+    load = open("/proc/loadavg").read().split()[0]
+    for _ in range(args.repeats):
+        for name, make in variants.items():
+            results[name].append(w2_samples_per_s(make(), args.samples, args.epochs, args.seed))
+    print(f"W2 eager, {args.samples} samples, {args.repeats} repeats, torch threads {torch.get_num_threads()}, "
+          f"load average {load} before / {open('/proc/loadavg').read().split()[0]} after, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print("| variant | median samples/s | vs none | best samples/s | vs none | each run |\n|---|---|---|---|---|---|")
+    for name, values in results.items():
+        median, best = statistics.median(values), max(values)
+        print(f"| {name} | {median:,.0f} | {median / statistics.median(results['none']):.3f} | {best:,.0f} | "
+              f"{best / max(results['none']):.3f} | {', '.join(f'{v:,.0f}' for v in values)} |")
+    return args, results

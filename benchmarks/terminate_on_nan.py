@@ -6,38 +6,22 @@ Variants, alternated within each repeat so that machine noise hits them alike (m
 `none` (no batch callback), `default` (`TerminateOnNaN()`: losses read together every 32 batches
 and at each epoch's end) and `every_batch` (`TerminateOnNaN(check_every=1)`: one read per batch,
 Keras's placement of the stop and the cost the callback had before). Steady-state training samples/s
-(epoch 1 excluded), as `measure.py` counts them. Then the hook alone: microseconds per batch of
+(epoch 1 excluded), as `measure.py` counts them: median and best run. Then the hook alone: microseconds per batch of
 `on_train_batch_end` on the loop's lazy logs, which the noise of whole runs hides on a CPU.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
-from epochal_runner import EpochTimer
-from workloads import WORKLOADS, build_module, make_data
+from epochal_runner import callback_variants
 
 import epochal
 from epochal.logs import Logs
 
 VARIANTS = {"none": None, "default": {}, "every_batch": {"check_every": 1}}
-
-
-def samples_per_s(variant: str, samples: int, epochs: int, seed: int) -> float:
-    workload = WORKLOADS["W2"]
-    data = make_data(workload, samples, seed)
-    model = epochal.Model(build_module(workload, seed), device="cpu")
-    model.compile(optimizer="adam", loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    timer = EpochTimer()
-    options = VARIANTS[variant]
-    callbacks = [timer] + ([] if options is None else [epochal.callbacks.TerminateOnNaN(**options)])
-    model.fit(data.x, data.y, epochs=epochs, batch_size=workload.batch_size, verbose=0, callbacks=callbacks)
-    steady = timer.spans[-1][1] - timer.spans[1][0]
-    return len(data.x) * (epochs - 1) / steady
 
 
 def hook_microseconds(options: dict[str, int], batches: int = 200_000) -> float:
@@ -54,24 +38,8 @@ def hook_microseconds(options: dict[str, int], batches: int = 200_000) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--samples", type=int, default=20_000, help="training + validation samples")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    results: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    load = open("/proc/loadavg").read().split()[0]
-    for _ in range(args.repeats):
-        for name in VARIANTS:
-            results[name].append(samples_per_s(name, args.samples, args.epochs, args.seed))
-    print(f"W2 eager, {args.samples} samples, {args.repeats} repeats, torch threads {torch.get_num_threads()}, "
-          f"load average {load} before / {open('/proc/loadavg').read().split()[0]} after, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
-    baseline = statistics.median(results["none"])
-    for name, values in results.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median:,.0f} | {median / baseline:.3f} | {', '.join(f'{v:,.0f}' for v in values)} |")
+    args, _ = callback_variants({name: (lambda options=options: [] if options is None else [
+        epochal.callbacks.TerminateOnNaN(**options)]) for name, options in VARIANTS.items()}, __doc__.splitlines()[0])
     for name, options in VARIANTS.items():
         if options is not None:
             costs = [hook_microseconds(options) for _ in range(args.repeats)]

@@ -4,6 +4,13 @@ import shutil
 
 import pytest
 import torch
+from interruptions import SigtermAfter
+
+
+@pytest.fixture(scope="session")
+def sigterm_after():
+    """`sigterm_after(n)`: a callback that interrupts `fit` with SIGTERM after its n-th batch (see SigtermAfter)."""
+    return SigtermAfter
 
 
 @pytest.fixture(autouse=True)

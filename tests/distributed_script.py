@@ -267,9 +267,28 @@ def steps(out: str) -> dict[str, Any]:
             "predictions": predictions.load(), "expected": model.predict(data(11, 2)[0], batch_size=4, verbose=0)}
 
 
+def rollback_fork(out: str) -> dict[str, Any]:
+    """A Rollback skipping a NaN batch (in one rank's share of it), its backups kept; then a fork of the epoch-1
+    backup with nothing changed, which must end where the run did."""
+    from epochal.callbacks import Rollback
+
+    x, y = data(37, 1)
+    x[20] = float("nan")
+    folder = os.path.join(out, "rollback")
+    results = {}
+    for name, start in (("run", None), ("fork", os.path.join(folder, "backup-00000001.pt"))):
+        model = mlp_model(dropout=0.25)
+        torch.manual_seed(100 + parallel.rank())
+        callbacks = [Rollback(remedy="skip", check_every=2, verbose=0)] + (
+            [BackupAndRestore(folder, keep=None, delete_checkpoint=False)] if start is None else [])
+        history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, check_finite=False, callbacks=callbacks,
+                            resume_from=start)
+        results[name] = {"state": model.module.state_dict(), "history": history.history, "events": history.events}
+    return results
+
+
 SCENARIOS = {"fit": fit, "options": options, "averaging": averaging, "stop": stop, "files": files, "die": die,
-             "steps": steps,
-             "resume": resume,
+             "steps": steps, "resume": resume, "rollback_fork": rollback_fork,
              "resume_interrupted": lambda out: resume(out, interrupt=True)}
 
 

@@ -31,7 +31,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One 2-process launch on one "node" and one across two "nodes" (meeting by c10d rendezvous), side by side."""
     one, two = tmp_path_factory.mktemp("one_node"), tmp_path_factory.mktemp("two_nodes")
     port = free_port()
-    processes = [torchrun("fit,stop,files,resume,options,averaging,steps", one)] + [
+    processes = [torchrun("fit,stop,files,resume,options,averaging,steps,rollback_fork", one)] + [
         torchrun("fit", two, nodes=2, port=port, procs=1, rendezvous=True) for _ in range(2)]
     outputs = [finish(process) for process in processes]
     return {"one": ranks(one), "two": ranks(two), "one_dir": one, "output": outputs[0]}
@@ -128,6 +128,21 @@ def test_only_rank_0_writes_files_and_prints(launched):
     assert rank1["final_exists_after_save"]  # save_weights returns on every rank once the file exists
     epoch_lines = [line for line in launched["output"].splitlines() if "Epoch 1/2" in line]
     assert epoch_lines and all(line.startswith("[default0]") for line in epoch_lines)
+
+
+def test_a_rollback_and_a_fork_work_alike_on_every_rank(launched):
+    """The ranks agree on the failed batch (its logs are the global batch's) and roll back together; a fork of
+    the run's backup with nothing changed ends, on each rank, exactly where the run did."""
+    rank0, rank1 = (result["rollback_fork"] for result in launched["one"])
+    for ran in (rank0, rank1):
+        assert [(e["kind"], e["reason"]) for e in ran["run"]["events"]] == [("rollback", "nan")] * 3
+        assert ran["fork"]["history"] == ran["run"]["history"]
+        assert [e["kind"] for e in ran["fork"]["events"]] == ["rollback", "fork", "rollback", "rollback"]
+        for name, value in ran["run"]["state"].items():
+            assert torch.equal(ran["fork"]["state"][name], value) and torch.isfinite(value).all()
+    assert repr(rank0["run"]["events"]) == repr(rank1["run"]["events"])  # their losses are NaN: != themselves
+    for name, value in rank0["run"]["state"].items():
+        assert torch.equal(rank1["run"]["state"][name], value)
 
 
 def test_weight_averaging_leaves_every_rank_with_the_same_weights(launched):

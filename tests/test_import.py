@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 HEAVY = ("pandas", "matplotlib", "tensorboard", "sklearn", "torchmetrics", "mlflow", "playwright", "torchinfo",
-         "IPython", "nbclient")
+         "IPython", "nbclient", "scipy")
 
 
 def test_import_epochal_does_not_import_heavy_optional_dependencies_and_pandas_works_when_given():

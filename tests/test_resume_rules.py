@@ -3,7 +3,6 @@ differs and touching no file; what does not change the trajectory (callbacks, a 
 and the result is bit-identical to a run never interrupted."""
 
 import os
-import signal
 
 import pytest
 import torch
@@ -12,6 +11,8 @@ import epochal
 from epochal.callbacks import BackupAndRestore, Callback, CSVLogger, EarlyStopping
 from epochal.training.callback_states import callback_states, restore_callback_states
 from epochal.training.preemption import TrainingInterrupted
+
+from interruptions import SigtermAfter
 
 
 def _data(seed=3, n=64):
@@ -28,17 +29,7 @@ def _model(optimizer="adam", loss="mse"):
     return model
 
 
-class _SigtermAt(Callback):
-    """Sends this process SIGTERM after the `at`-th training batch: fit backs up and stops."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.count = at, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.count += 1
-        if self.count == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
+_SigtermAt = SigtermAfter  # SIGTERM after the `at`-th training batch: fit backs up and stops
 
 
 def _interrupted(folder, at=6, epochs=3, **fit):
@@ -78,7 +69,7 @@ def test_resume_with_a_larger_epochs_trains_further_exactly(tmp_path):
     expected = reference.fit(x, y, epochs=5, batch_size=16, verbose=0)
     _interrupted(tmp_path / "backup", at=6, epochs=3)
     resumed = _model()
-    with pytest.warns(UserWarning, match=r"no longer given, their saved state unused: _SigtermAt"):
+    with pytest.warns(UserWarning, match=r"no longer given, their saved state unused: SigtermAfter"):
         history = resumed.fit(x, y, epochs=5, batch_size=16, verbose=0,
                               callbacks=[BackupAndRestore(tmp_path / "backup")])
     assert _same_weights(resumed, reference)

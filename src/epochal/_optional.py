@@ -1,5 +1,5 @@
-"""Optional dependencies (pandas, matplotlib, scikit-learn, torchmetrics, torchinfo, mlflow, onnx), imported only
-when a feature needs them."""
+"""Optional dependencies (pandas, matplotlib, scikit-learn, torchmetrics, torchinfo, mlflow, onnx, scipy), imported
+only when a feature needs them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import ModuleType
 
 #: The pip extra that installs each optional module.
 EXTRAS = {"pandas": "pandas", "matplotlib": "plot", "sklearn": "data", "torchmetrics": "metrics",
-          "torchinfo": "summary", "mlflow": "mlflow", "onnxscript": "onnx", "onnxruntime": "onnx"}
+          "torchinfo": "summary", "mlflow": "mlflow", "onnxscript": "onnx", "onnxruntime": "onnx", "scipy": "stats"}
 
 
 def require(module: str) -> ModuleType:

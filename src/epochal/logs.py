@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -68,3 +68,16 @@ class Logs(Mapping[str, float]):
         return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def read_values(logs: Sequence[Mapping[str, float]], key: str) -> list[float]:
+    """`key`'s value in each of `logs` (several batches' logs), read from the device in one transfer.
+
+    Example:
+        >>> read_values([Logs(("loss",), torch.tensor([0.5])), {"loss": 2.0}], "loss")
+        [0.5, 2.0]
+    """
+    values = [logs_.peek(key) if isinstance(logs_, Logs) else logs_[key] for logs_ in logs]
+    on_device = [value for value in values if isinstance(value, torch.Tensor)]
+    read = iter(torch.stack(on_device).float().tolist() if on_device else [])
+    return [next(read) if isinstance(value, torch.Tensor) else float(value) for value in values]  # type: ignore[arg-type]

@@ -314,6 +314,7 @@ class Model:
         validation_every: int | None = None,
         max_steps: int | None = None,
         max_time: float | datetime.timedelta | None = None,
+        resume_from: str | os.PathLike[str] | None = None,
     ) -> History:
         """Train for epochs `initial_epoch .. epochs-1` and return the History (Keras semantics).
 
@@ -328,6 +329,12 @@ class Model:
         stops after that many batches, closing the epoch; `max_time` (seconds or a `timedelta`) stops at
         a batch boundary once the budget is spent, leaving the epoch open with a backup written (with
         `BackupAndRestore`) so the same `fit` run again continues exactly.
+
+        `resume_from` forks another run: a `BackupAndRestore` backup file, a backup folder (its newest)
+        or a full ModelCheckpoint file. The fork continues that run — its weights, optimizer state,
+        callbacks' state, History, random generators and position — with this call's and `compile`'s
+        settings wherever they differ from the parent's (learning rate, batch size, epochs, callbacks,
+        clipping); with none changed it repeats the parent bit for bit. See `epochal.training.fork`.
         """
         self._require_idle("fit")
         self._require_compiled("fit")
@@ -351,6 +358,7 @@ class Model:
                 class_weight=class_weight, initial_epoch=initial_epoch,
                 validation_batch_size=validation_batch_size, validation_freq=validation_freq,
                 check_finite=check_finite, validation_every=validation_every, max_steps=max_steps, max_time=max_time,
+                resume_from=resume_from,
             )
         batch_size = _DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         limits = self._check_loop_arguments(epochs, initial_epoch, verbose, validation_freq, class_weight,
@@ -368,7 +376,7 @@ class Model:
             check_finite=check_finite,
         )
         return self._fit(data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
-                         validation_freq=validation_freq, batch_size=batch_size, **limits)
+                         validation_freq=validation_freq, batch_size=batch_size, resume_from=resume_from, **limits)
 
     def fit_dataset(
         self,
@@ -389,12 +397,14 @@ class Model:
         validation_every: int | None = None,
         max_steps: int | None = None,
         max_time: float | datetime.timedelta | None = None,
+        resume_from: str | os.PathLike[str] | None = None,
     ) -> History:
         """Train on streaming data: a DataLoader, re-iterable or iterator of `(x, y[, w])` batches (TF.js).
 
         `validation_split` is accepted only to refuse it with a clear error (SPEC): a stream has no tail.
         Each batch is checked on the host before it reaches the step (`check_finite` as in `fit`);
-        `validation_data` (named sets too), `validation_every`, `max_steps` and `max_time` are as in `fit`.
+        `validation_data` (named sets too), `validation_every`, `max_steps`, `max_time` and `resume_from`
+        are as in `fit`.
         """
         self._require_idle("fit_dataset")
         self._require_compiled("fit_dataset")
@@ -415,7 +425,7 @@ class Model:
             class_weight=class_weight, check_finite=check_finite,
         )
         return self._fit(data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
-                         validation_freq=validation_freq, batch_size=None, **limits)
+                         validation_freq=validation_freq, batch_size=None, resume_from=resume_from, **limits)
 
     def _check_loop_arguments(self, epochs: Any, initial_epoch: Any, verbose: Any, validation_freq: Any,
                               class_weight: Any, validation_every: Any, max_steps: Any,

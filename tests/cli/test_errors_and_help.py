@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 COMMANDS = [[], ["train"], ["report"], ["compare"], ["runs"], ["tune"], ["tune", "batch-size"], ["tune", "lr"],
-            ["export"]]
+            ["export"], ["fork"], ["diverge"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "epochal")

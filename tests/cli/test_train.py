@@ -22,7 +22,8 @@ def test_train_with_no_arguments_trains_digits_and_reports_the_test(tmp_path, ep
     [run] = (tmp_path / "runs").iterdir()
     assert {p.name for p in run.iterdir()} == {
         "config.toml", "history.csv", "history.json", "summary.json", "best.safetensors",
-        "learning_curve.png", "diagnosis.txt", "diagnosis.json", "report.html"}
+        "learning_curve.png", "diagnosis.txt", "diagnosis.json", "report.html", "backup"}
+    assert len(list((run / "backup").glob("backup-*.pt"))) == summary_epochs(run), "one backup per epoch, to fork from"
     assert is_png(run / "learning_curve.png")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["test"]["accuracy"] > 0.9
@@ -30,6 +31,10 @@ def test_train_with_no_arguments_trains_digits_and_reports_the_test(tmp_path, ep
     assert summary["best_epoch"] == printed, "summary.json counts epochs from 1, as the printed text does"
     assert History.load(run / "history.csv").epoch == list(range(summary["epochs"]))
     assert tomllib.loads((run / "config.toml").read_text())["hidden"] == [128, 64]
+
+
+def summary_epochs(run):
+    return json.loads((run / "summary.json").read_text())["epochs"]
 
 
 def test_csv_regression_with_config_file_and_overriding_flags(tmp_path, epochal_cli):

@@ -4,31 +4,21 @@ SIGTERM) and resumed by a fresh process-like Model ends with exactly the uninter
 optimizer states and History. Stops fall mid-epoch and mid-accumulation-group."""
 
 import os
-import signal
 
 import pytest
 import torch
 
 import epochal
 import epochal.step.compiled
-from epochal.callbacks import BackupAndRestore, Callback
+from epochal.callbacks import BackupAndRestore
 from epochal.training.preemption import TrainingInterrupted
 
+from interruptions import SigtermAfter
+
 LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-class StopAfter(Callback):
-    """Sends this process SIGTERM after the `at`-th training batch (never when None): the batch ends, a
-    backup is written. Every run has one, so the resumed run's callbacks are the interrupted one's."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.count = at, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.count += 1
-        if self.count == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
+# SIGTERM after the `at`-th training batch (never when None): the batch ends, a backup is written. Every run
+# has one, so the resumed run's callbacks are the interrupted one's.
+StopAfter = SigtermAfter
 
 
 class TwoOptimizers(epochal.Model):

@@ -27,23 +27,27 @@ def write_csv(history: Curves, path: str | os.PathLike[str]) -> None:
 
 
 def write_json(history: Curves, path: str | os.PathLike[str]) -> None:
-    """`{"epoch", "history", "params", "key_epochs", "epoch_seconds"}`; `key_epochs` only lists keys logged on
-    fewer epochs, `epoch_seconds` appears when the epochs were timed."""
+    """`{"epoch", "history", "params", "key_epochs", "epoch_seconds", "events"}`; `key_epochs` only lists keys
+    logged on fewer epochs, `epoch_seconds` appears when the epochs were timed, `events` when there were any."""
     sparse = {k: history.epochs_of(k) for k in history.history if len(history.history[k]) != len(history.epoch)}
     record: dict[str, Any] = {"epoch": list(history.epoch), "history": history.history, "params": history.params}
     if sparse:
         record["key_epochs"] = sparse
     if history.epoch_seconds:
         record["epoch_seconds"] = history.epoch_seconds
+    events = getattr(history, "events", [])
+    if events:
+        record["events"] = events
     with atomic_write(path, text=True) as handle:
         json.dump(record, handle, indent=1, default=str)
 
 
-Record = tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any], list[float]]
+Record = tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any], list[float],
+               list[dict[str, Any]]]
 
 
 def read(path: str | os.PathLike[str]) -> Record:
-    """`(epoch, history, key_epochs, params, epoch_seconds)` from a file `write_csv` or `write_json` made.
+    """`(epoch, history, key_epochs, params, epoch_seconds, events)` from a file `write_csv` or `write_json` made.
 
     A JSON file holding just a Keras-style `{"loss": [...], ...}` dict (what `json.dump(h.history)`
     writes) also loads; its epochs are numbered from 0.
@@ -77,7 +81,7 @@ def _read_csv(path: Path) -> Record:
             if cell != "":
                 history[key].append(float(cell))
                 key_epochs[key].append(epoch)
-    return epochs, history, key_epochs, {}, []
+    return epochs, history, key_epochs, {}, [], []
 
 
 def _read_json(path: Path) -> Record:
@@ -90,7 +94,8 @@ def _read_json(path: Path) -> Record:
     epochs = [int(e) for e in record.get("epoch", range(max(map(len, history.values()), default=0)))]
     key_epochs = {key: [int(e) for e in values] for key, values in record.get("key_epochs", {}).items()}
     seconds = [float(s) for s in record.get("epoch_seconds", [])]
-    return epochs, history, key_epochs, dict(record.get("params", {})), seconds
+    events = [dict(event) for event in record.get("events", [])]
+    return epochs, history, key_epochs, dict(record.get("params", {})), seconds, events
 
 
 def _cell(value: float | None) -> str:

@@ -83,9 +83,16 @@ def render_report(history: Curves, *, diagnosis: Diagnosis | None = None,
     if params:
         body.append("<h2>Hyperparameters</h2>" + table(["name", "value"], sorted(params.items()), "params"))
     body.append(_timings(history))
+    body.append(events_html(getattr(history, "events", [])))
     if interpretation is not None:
         body.append(interpretation_html(interpretation))
-    body.append('<p class="note">Made by epochal. This file needs no network: everything it shows is in it.</p>')
+    return html_page(title, body)
+
+
+def html_page(title: str, body: list[str]) -> str:
+    """A self-contained page of `body` (HTML fragments, the first the heading): the report's style, hover
+    script and Content-Security-Policy."""
+    body = body + ['<p class="note">Made by epochal. This file needs no network: everything it shows is in it.</p>']
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta http-equiv="Content-Security-Policy" content="{_POLICY}">'
@@ -98,6 +105,29 @@ def write_report(path: str | os.PathLike[str], history: Curves, **options: Any) 
     page = render_report(history, **options)
     with atomic_write(path, text=True) as handle:
         handle.write(page)
+
+
+def events_html(events: list[dict[str, Any]]) -> str:
+    """What happened to the run itself — where it was forked from, each rollback — as a table ("" for none)."""
+    if not events:
+        return ""
+    rows = [[str(event["epoch"] + 1), str(event["batch"]), str(event["kind"]), event_text(event)] for event in events]
+    return ("<h2>Events</h2><p class=\"note\">Epoch counted from 1; batch: batches of it done before the event.</p>"
+            + table(["epoch", "batch", "event", "what"], rows, "params"))
+
+
+def event_text(event: dict[str, Any]) -> str:
+    """One event of `History.events` in words."""
+    if event["kind"] == "fork":
+        changes = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in event.get("changes", {}).items())
+        return f"forked from {event.get('source')}" + (f" with {changes}" if changes else " with nothing changed")
+    if event["kind"] == "rollback":
+        what = f"loss {event.get('loss'):.4g} ({event.get('reason')})"
+        if event.get("exhausted"):
+            return f"{what}: out of retries ({event.get('retries')}), stopped at the last good state"
+        return (f"{what}: rolled back to batch {event['back_to'][1]} of that epoch, rollback {event.get('rollback')} "
+                f"of {event.get('retries')}, remedy: {', '.join(event.get('remedy', []))}")
+    return ", ".join(f"{key}={value}" for key, value in event.items() if key not in ("kind", "epoch", "batch"))
 
 
 def _headline(history: Curves, diagnosis: Diagnosis | None) -> str:

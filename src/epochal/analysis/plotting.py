@@ -51,7 +51,8 @@ def plot_history(history: Curves, keys: Sequence[str] | None = None, ax: Axes | 
 
 
 def plot_histories(histories: Mapping[str, Curves], keys: Sequence[str] | None = None) -> Figure:
-    """Overlay several runs: one panel per metric, one colour per run, validation solid, train dashed."""
+    """Overlay several runs: one panel per metric, one colour per run, validation solid, train dashed; a
+    dotted line in a run's colour where it was forked from another (`History.events`)."""
     metrics = metric_names(next(iter(histories.values())), keys)
     axes = _axes(None, len(metrics))
     for axis, metric in zip(axes, metrics):
@@ -61,10 +62,18 @@ def plot_histories(histories: Mapping[str, Curves], keys: Sequence[str] | None =
                 if key in history.history:
                     epochs = [e + 1 for e in history.epochs_of(key)]
                     axis.plot(epochs, history.history[key], style, color=colour, label=label)
+            for start in fork_starts(history):
+                axis.axvline(start, color=colour, linestyle=":", label=f"{name} forked")
         _epoch_axis(axis)
         axis.set_title(metric)
         axis.legend(fontsize="small")
     return _figure(axes[0])
+
+
+def fork_starts(history: Curves) -> list[float]:
+    """Where each fork in `history.events` starts on the 1-based epoch axis: between the last epoch it shares
+    with its parent and its first own one."""
+    return [event["epoch"] + 0.5 for event in getattr(history, "events", []) if event["kind"] == "fork"]
 
 
 def new_axes(panels: int, *, width: float = 4.5, height: float = 3.4) -> list[Axes]:

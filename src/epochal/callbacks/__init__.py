@@ -14,6 +14,7 @@ from epochal.callbacks.mlflow_logger import MLflowLogger
 from epochal.callbacks.model_checkpoint import ModelCheckpoint
 from epochal.callbacks.progress import EpochLogger, ProgbarLogger
 from epochal.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+from epochal.callbacks.rollback import Rollback
 from epochal.callbacks.swa import SWA
 from epochal.callbacks.tensorboard import TensorBoard
 from epochal.callbacks.terminate_on_nan import NonFiniteLossError, TerminateOnNaN
@@ -37,6 +38,7 @@ __all__ = [
     "NonFiniteLossError",
     "ProgbarLogger",
     "ReduceLROnPlateau",
+    "Rollback",
     "SWA",
     "TensorBoard",
     "TerminateOnNaN",

@@ -65,6 +65,9 @@ class BackupAndRestore(Callback):
         on_mismatch: What a backup of another run (another fingerprint) does: `"raise"` refuses it
             with a `ValueError` naming the differences; `"restart"` warns, trains this run afresh and
             replaces the old backups as it writes its own. Defaults to `"raise"`.
+        keep: How many of the newest backups to keep; `None` keeps every one, so that the run can be
+            forked later from any of them (`fit(..., resume_from=...)`, `epochal fork`; pair it with
+            `delete_checkpoint=False`). Defaults to `2`.
 
     Example:
         >>> import tempfile, torch, epochal
@@ -78,7 +81,7 @@ class BackupAndRestore(Callback):
     """
 
     def __init__(self, backup_dir: str | os.PathLike[str], save_freq: str | int = "epoch",
-                 delete_checkpoint: bool = True, on_mismatch: str = "raise") -> None:
+                 delete_checkpoint: bool = True, on_mismatch: str = "raise", keep: int | None = _KEEP) -> None:
         super().__init__()
         if not isinstance(backup_dir, (str, os.PathLike)):
             raise TypeError(f"`backup_dir` must be a path. Received: backup_dir={backup_dir!r}")
@@ -88,7 +91,10 @@ class BackupAndRestore(Callback):
             raise TypeError(f"`delete_checkpoint` must be a bool. Received: delete_checkpoint={delete_checkpoint!r}")
         if on_mismatch not in ("raise", "restart"):
             raise ValueError(f"`on_mismatch` must be 'raise' or 'restart'. Received: on_mismatch={on_mismatch!r}")
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise ValueError(f"`keep` must be a positive integer or None (keep all). Received: keep={keep!r}")
         self.backup_dir = os.fspath(backup_dir)
+        self.keep = keep
         self.save_freq = save_freq
         self.delete_checkpoint = delete_checkpoint
         self.on_mismatch = on_mismatch
@@ -164,7 +170,8 @@ class BackupAndRestore(Callback):
                     "sha256": hashlib.sha256(data).hexdigest(), **dict(position)}
         with atomic_write(stem + ".json", text=True) as handle:  # the commit
             handle.write(json.dumps(manifest, indent=1))
-        self._prune(keep=_KEEP)
+        if self.keep is not None:
+            self._prune(keep=self.keep)
 
     def read(self) -> dict[str, Any] | None:
         """The newest intact backup, falling back to older ones with a warning; None when there is none."""
@@ -186,6 +193,30 @@ class BackupAndRestore(Callback):
                 "folder to start training afresh."
             )
         return None
+
+    def backups(self) -> list[dict[str, Any]]:
+        """The manifest of every committed backup, oldest first: its `sequence`, `file` and position
+        (`epoch`, `batch`: `batch` batches of the 0-based `epoch` done; `finished`, `stopped`)."""
+        manifests = []
+        for sequence in sorted(self._committed()):
+            path = os.path.join(self.backup_dir, f"backup-{sequence:08d}.json")
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    manifests.append(json.load(handle))
+            except (OSError, ValueError) as error:
+                raise ValueError(f"The backup manifest {path} cannot be read ({error}).") from None
+        return manifests
+
+    def read_backup(self, sequence: int) -> dict[str, Any]:
+        """Backup `sequence`, checked against its manifest's checksum; a ValueError naming the file when it
+        is missing or damaged. Reads only: the folder is neither locked nor changed."""
+        stem = os.path.join(self.backup_dir, f"backup-{sequence:08d}")
+        try:
+            return self._load(stem)
+        except PickledPayloadError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"The backup {stem}.pt cannot be used: {error}.") from None
 
     def skip_non_finite(self, epoch: int, batch: int) -> None:
         if not self._warned_non_finite:

@@ -25,7 +25,8 @@ class History(Callback):
 
     `epoch` lists the epoch indices that completed, `history` maps each log key to its per-epoch
     values in first-seen order, `params` holds the run's settings and `epoch_seconds` each epoch's
-    wall-clock time (training and validation), for reports.
+    wall-clock time (training and validation), for reports. `events` lists what happened to the run
+    itself, in order: where it was forked from (`fit(resume_from=...)`), each `Rollback`.
 
     Every validation of the run is also recorded by step, the x axis of a step-based run
     (`fit(validation_every=N)`): `validation_steps[i]` is the number of training batches done (the
@@ -47,6 +48,7 @@ class History(Callback):
         self.history: dict[str, list[float]] = {}
         self._key_epochs: dict[str, list[int]] = {}
         self.epoch_seconds: list[float] = []
+        self.events: list[dict[str, Any]] = []
         self._epoch_started: float | None = None
         self.validation_steps: list[int] = []
         self.validation_history: dict[str, list[float]] = {}
@@ -58,6 +60,7 @@ class History(Callback):
         self.epoch_seconds = []
         self.validation_steps = []
         self.validation_history = {}
+        self.events = []
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self._epoch_started = time.perf_counter()
@@ -77,6 +80,12 @@ class History(Callback):
         self.validation_steps.append(step)
         for key, value in (logs or {}).items():
             self.validation_history.setdefault(key, []).append(float(value))
+    def record_event(self, kind: str, epoch: int, batch: int, **details: Any) -> None:
+        """Note that `kind` (`"fork"`, `"rollback"`...) happened at `batch` batches into `epoch` (0-based).
+
+        `details` are plain values (numbers, strings, lists, dicts) kept with it in backups and files.
+        """
+        self.events.append({"kind": kind, "epoch": int(epoch), "batch": int(batch), **details})
 
     def epochs_of(self, key: str) -> list[int]:
         """The epoch of each value in `history[key]` (fewer than `epoch` when validation_freq > 1).
@@ -111,8 +120,8 @@ class History(Callback):
     def load(cls, path: str | os.PathLike[str]) -> History:
         """A History read from a `.csv` or `.json` file written by `to_csv`/`to_json` (or a Keras dict dump)."""
         history = cls()
-        history.epoch, history.history, history._key_epochs, history.params, history.epoch_seconds = (
-            history_io.read(path))
+        (history.epoch, history.history, history._key_epochs, history.params, history.epoch_seconds,
+         history.events) = history_io.read(path)
         return history
 
     def diagnose(self, monitor: str = "val_loss", **options: Any) -> Diagnosis:
@@ -164,6 +173,7 @@ class History(Callback):
             "epoch_seconds": list(self.epoch_seconds),
             "validation_steps": list(self.validation_steps),
             "validation_history": {k: list(v) for k, v in self.validation_history.items()},
+            "events": [dict(event) for event in self.events],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -173,4 +183,5 @@ class History(Callback):
         self.epoch_seconds = [float(s) for s in state.get("epoch_seconds", [])]
         self.validation_steps = [int(s) for s in state.get("validation_steps", [])]
         self.validation_history = {k: list(v) for k, v in state.get("validation_history", {}).items()}
+        self.events = [dict(event) for event in state.get("events", [])]
 

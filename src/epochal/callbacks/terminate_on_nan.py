@@ -6,10 +6,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from epochal.callbacks.callback import Callback
-from epochal.logs import Logs
+from epochal.logs import Logs, read_values
 from epochal.parallel.process import is_main_process
 
 
@@ -85,11 +83,7 @@ class TerminateOnNaN(Callback):
     def _check(self) -> None:
         """Read every pending loss in one transfer; stop at the first that is not finite."""
         pending, self._pending, self._unchecked = self._pending, [], 0
-        losses = [logs.peek("loss") for _, _, logs in pending]
-        on_device = [loss for loss in losses if isinstance(loss, torch.Tensor)]
-        read = iter(torch.stack(on_device).float().tolist() if on_device else [])
-        for (epoch, batch, _), loss in zip(pending, losses):
-            value = next(read) if isinstance(loss, torch.Tensor) else float(loss)  # type: ignore[arg-type]
+        for (epoch, batch, _), value in zip(pending, read_values([logs for _, _, logs in pending], "loss")):
             if not math.isfinite(value):
                 self._terminate(epoch, batch, value)
                 return

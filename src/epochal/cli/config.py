@@ -36,6 +36,10 @@ class TrainConfig:
     out: str = "runs"
     name: str | None = None
     mlflow: str | None = None
+    rollback: bool = False
+    keep_backups: int | str = "all"
+    backup_freq: int | None = None
+    fork_of: str | None = None  # the backup a fork starts from (`epochal fork`); own backups come first
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -65,6 +69,8 @@ def resolve(*layers: dict[str, Any]) -> TrainConfig:
             settings[key] = [item.strip() for item in settings[key].split(",") if item.strip()]
     if "hidden" in settings:
         settings["hidden"] = [_as_int("hidden", h) for h in settings["hidden"]]
+    if isinstance(settings.get("keep_backups"), str) and settings["keep_backups"].strip().isdigit():
+        settings["keep_backups"] = int(settings["keep_backups"])
     return TrainConfig(**settings)
 
 

@@ -20,10 +20,14 @@ _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, Per
 
 #: name -> (module, attribute, the first line of its help); tests/cli check each line against the command.
 COMMANDS = {
+    "diverge": ("epochal.cli.diverge", "diverge",
+                "Replay the runs in folders RUN_A and RUN_B from their common start; name the first batch where they part."),
     "export": ("epochal.cli.export", "export",
                "Export the best weights of the run in folder RUN, after checking the program on the held-out test rows."),
     "compare": ("epochal.cli.report", "compare",
                 "Overlay the learning curves of RUNS in one PNG and tabulate their best validation figures."),
+    "fork": ("epochal.cli.fork", "fork",
+             "Continue the run in folder RUN from one of its backups with settings changed, in a new run folder."),
     "report": ("epochal.cli.report", "report",
                "Print the diagnosis of the run in folder RUN and what its best weights get wrong; rewrite its curves."),
     "runs": ("epochal.cli.runs", "runs",

@@ -16,7 +16,7 @@ class RunRecorder(Callback):
     """After each epoch, the history so far as CSV and JSON, and the training time spent.
 
     It keeps its own History (and `state_dict()`), so a run resumed by BackupAndRestore carries on
-    the files and the clock where they were.
+    the files and the clock where they were; the run's events (fork, rollbacks) are the model History's.
 
     Args:
         folder: The run folder.
@@ -39,6 +39,8 @@ class RunRecorder(Callback):
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self.history.on_epoch_end(epoch, logs)
+        # What happened to the run itself (a fork, a rollback) is recorded in the model's History.
+        self.history.events = list(getattr(getattr(self.model, "history", None), "events", []))
         self.seconds = time.perf_counter() - self._started
         run_folder.write_history(self.folder, self.history)
 

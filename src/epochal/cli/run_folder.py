@@ -25,6 +25,7 @@ CURVES = "learning_curve.png"
 DIAGNOSIS_TXT = "diagnosis.txt"
 DIAGNOSIS_JSON = "diagnosis.json"
 REPORT = "report.html"
+SEED_PREFIX = "seed-"  # a run inside a folder of seeds (`train --seeds`)
 
 
 @dataclass
@@ -38,6 +39,9 @@ class Run:
 
     @property
     def name(self) -> str:
+        """The folder's name; inside a folder of seeds (`train --seeds`), `group/seed-N`."""
+        if self.path.name.startswith(SEED_PREFIX):
+            return f"{self.path.parent.name}/{self.path.name}"
         return self.path.name
 
 
@@ -88,8 +92,14 @@ def load_run(path: str | Path) -> Run:
 
 
 def find_runs(folder: str | Path) -> list[Run]:
-    """Every run folder directly inside `folder`, oldest name first."""
+    """Every run folder inside `folder`, oldest name first, and those in its folders of seeds (`train --seeds`)."""
     root = Path(folder)
     if not root.is_dir():
         raise CliError(f"No such folder: {root}. Runs are written under runs/ (train --out).")
-    return [load_run(path) for path in sorted(root.iterdir()) if (path / HISTORY_JSON).is_file()]
+    found = []
+    for path in sorted(root.iterdir()):
+        if (path / HISTORY_JSON).is_file():
+            found.append(load_run(path))
+        elif path.is_dir():
+            found += [load_run(inner) for inner in sorted(path.iterdir()) if (inner / HISTORY_JSON).is_file()]
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import click
 
 from epochal.callbacks.backup_and_restore import BackupAndRestore
+from epochal.callbacks.callback import Callback
 from epochal.callbacks.early_stopping import EarlyStopping
+from epochal.callbacks.rollback import Rollback
 from epochal.callbacks.progress import format_logs
 from epochal.cli import run_folder
 from epochal.cli.analysis import write_analysis, write_html_report
@@ -22,7 +25,10 @@ from epochal.cli.interpretation import interpret_test
 from epochal.cli.models import build_model
 from epochal.cli.options import config_from, data_for, training_options
 from epochal.cli.recorder import RunRecorder
+from epochal.cli.report import figures
 from epochal.cli.run_folder import load_run
+from epochal.cli.seed_groups import group_runs, metric_keys, seed_table
+from epochal.cli.table import records
 from epochal.callbacks.mlflow_logger import MLflowLogger, resolve_tracking_uri
 from epochal.files.temporary import remove_orphans
 from epochal.callbacks.history import History
@@ -41,12 +47,23 @@ _DEFAULT_STORE = "default"  # what `--mlflow` alone stands for until resolved
 @click.option("--mlflow", is_flag=False, flag_value=_DEFAULT_STORE, default=None, metavar="[URI]",
               help="Also log the run to MLflow at this tracking URI; alone, MLFLOW_TRACKING_URI or "
                    "sqlite:///mlflow.db (open it with `mlflow ui`). Needs `pip install 'epochal[mlflow]'`.")
-def train(resume: str | None, verbose: str, **flags: Any) -> None:
+@click.option("--keep-backups", help="Backups kept in the run folder: all (one per epoch, so `epochal fork` can "
+                                     "start from any), a number of the newest, or 0 to delete them when the run "
+                                     "finishes. Defaults to all.")
+@click.option("--backup-freq", type=int, help="Also back up every N batches: points inside an epoch that "
+                                              "`epochal fork --at EPOCH:BATCH` can start from. Defaults to none.")
+@click.option("--rollback", is_flag=True, default=None,
+              help="When a batch's loss becomes NaN or spikes, go back to the last good state, skip that batch, "
+                   "halve the learning rate and carry on (Rollback, 3 retries).")
+@click.option("--seeds", type=int, help="Train the same settings with this many seeds (--seed, --seed+1, ...), one "
+                                        "run folder each in a folder named after the run; `epochal compare` then "
+                                        "reports means and 95% confidence intervals.")
+def train(resume: str | None, verbose: str, seeds: int | None, **flags: Any) -> None:
     """Train a model (default: an MLP on scikit-learn's digits) with early stopping, then test it.
 
     The run folder keeps the resolved config, the history (CSV and JSON), the best weights, the
-    learning curves, the diagnosis and report.html, and a backup after every epoch (BackupAndRestore) until the
-    run finishes, for --resume. Run with no arguments to see it work.
+    learning curves, the diagnosis and report.html, and a backup after every epoch (BackupAndRestore):
+    for --resume while it trains, and for `epochal fork` after. Run with no arguments to see it work.
     """
     folder = _resumable(Path(resume)) if resume else None
     config = config_from(flags, base=load_toml(folder / run_folder.CONFIG) if folder else None)
@@ -54,32 +71,84 @@ def train(resume: str | None, verbose: str, **flags: Any) -> None:
         config.mlflow = resolve_tracking_uri(None)  # kept in config.toml, so --resume logs to the same store
     if config.mlflow:
         need("mlflow")  # before a run folder exists, so a missing extra leaves nothing behind
+    backups(config)  # checked before a run folder exists
+    if seeds is not None:
+        if folder is not None:
+            raise CliError("--seeds starts new runs; resume each seed's run folder on its own with --resume.")
+        train_seeds(config, seeds, verbose)
+        return
     data = data_for(config)
-    model = build_model(config, data)
     if folder:
         click.echo(f"Resuming {folder}")
         remove_orphans(folder)  # temporary files of a write the interruption cut short
-    else:
+    train_in_folder(config, data, folder, verbose)
+
+
+def train_seeds(config: TrainConfig, count: int, verbose: str) -> None:
+    """`count` runs of `config` with seeds `seed, seed+1, ...`, each in `seed-N` of one new folder; then each
+    figure's mean and 95% confidence interval over them."""
+    if isinstance(count, bool) or count < 2:
+        raise CliError(f"--seeds must be at least 2: seed noise is measured over several runs. Received: {count}")
+    need("scipy")  # for the intervals at the end: before any run starts
+    group = run_folder.new_run_folder(config.out, config.name, Path(config.data).stem)
+    for offset in range(count):
+        seeded = dataclasses.replace(config, seed=config.seed + offset, out=str(group),
+                                     name=f"{run_folder.SEED_PREFIX}{config.seed + offset}")
+        click.echo(f"{'' if not offset else chr(10)}Seed {seeded.seed} ({offset + 1} of {count}) in {group}")
+        train_in_folder(seeded, data_for(seeded), None, verbose)
+    runs = run_folder.find_runs(group)
+    rows = [figures(run) for run in runs]
+    click.echo(f"\nOver {count} seeds: mean ± half-width of the 95% confidence interval (Student's t)")
+    click.echo(records(seed_table(group_runs(runs, rows, [group.name] * len(runs)), metric_keys(rows))))
+    click.echo(f"Runs saved in {group}/ (`epochal compare {group} OTHER` tells it from another configuration)")
+
+
+def train_in_folder(config: TrainConfig, data: Data, folder: Path | None, verbose: str) -> Path:
+    """Train `config` on `data` in `folder` (resumed from its backups) or in a new run folder; returns it.
+
+    A fork's config names the backup it starts from (`fork_of`); the run's own backups come first.
+    """
+    model = build_model(config, data)
+    fresh = folder is None
+    if folder is None:
         folder = run_folder.new_run_folder(config.out, config.name, data.name)
         run_folder.write_text(folder / run_folder.CONFIG, to_toml(config))
     click.echo(_describe(config, data, model))
     recorder = RunRecorder(folder)
     stopper = EarlyStopping(patience=config.patience, restore_best_weights=True)
-    backup = BackupAndRestore(folder / run_folder.BACKUPS)
     trackers = [MLflowLogger(config.mlflow, run_name=folder.name, params={"cli": dataclasses.asdict(config)})] \
         if config.mlflow else []
     try:
         model.fit(data.x_train, data.y_train, epochs=config.epochs, batch_size=config.batch_size,
-                  validation_split=config.validation_split, callbacks=[stopper, recorder, *trackers, backup],
-                  verbose=int(verbose) if verbose != "auto" else "auto")
+                  validation_split=config.validation_split,
+                  callbacks=[stopper, *run_callbacks(config), recorder, *trackers,
+                             backups(config, folder / run_folder.BACKUPS)],
+                  verbose=int(verbose) if verbose != "auto" else "auto", resume_from=config.fork_of)
     except KeyboardInterrupt:  # SIGINT or SIGTERM: BackupAndRestore has written a backup after the batch
         run_folder.write_json(folder / run_folder.SUMMARY, {"status": "interrupted", "seconds": recorder.seconds})
         raise CliError(f"Interrupted. Continue with: epochal train --resume {folder}") from None
     except (ValueError, TypeError):
-        if not resume and not (folder / run_folder.HISTORY_JSON).exists():
+        if fresh and not (folder / run_folder.HISTORY_JSON).exists():
             shutil.rmtree(folder)  # a bad setting caught before the first epoch leaves no empty run behind
         raise
     _finish(folder, config, data, model, recorder, stopper)
+    return folder
+
+
+def run_callbacks(config: TrainConfig) -> list[Callback]:
+    """The callbacks besides EarlyStopping that shape how the run trains (replays need them too)."""
+    return [Rollback()] if config.rollback else []
+
+
+def backups(config: TrainConfig, folder: Path | None = None) -> BackupAndRestore:
+    """The run's BackupAndRestore, as `keep_backups` and `backup_freq` ask (in `folder`, else only checked)."""
+    keep = config.keep_backups
+    if keep != "all" and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+        raise CliError(f"--keep-backups must be all or a whole number >= 0. Received: {keep!r}")
+    if config.backup_freq is not None and config.backup_freq < 1:
+        raise CliError(f"--backup-freq must be a positive number of batches. Received: {config.backup_freq}")
+    return BackupAndRestore(folder if folder is not None else ".", save_freq=config.backup_freq or "epoch",
+                            keep=max(keep, 2) if isinstance(keep, int) else None, delete_checkpoint=keep == 0)
 
 
 def _finish(folder: Path, config: TrainConfig, data: Data, model: Model, recorder: RunRecorder,
@@ -123,8 +192,11 @@ def _resumable(folder: Path) -> Path:
     """`folder`, if it holds a run that can be resumed; else an error saying why not."""
     if not (folder / run_folder.CONFIG).is_file():
         raise CliError(f"{folder} has no {run_folder.CONFIG}: --resume takes a folder that `epochal train` made.")
-    if not (folder / run_folder.BACKUPS).is_dir():
-        raise CliError(f"{folder} has no backup to resume from: the run finished, or stopped before its first epoch.")
+    summary = folder / run_folder.SUMMARY
+    finished = summary.is_file() and json.loads(summary.read_text()).get("status") == "finished"
+    if finished or not (folder / run_folder.BACKUPS).is_dir():
+        raise CliError(f"{folder} has no backup to resume from: the run finished, or stopped before its first epoch. "
+                       f"`epochal fork {folder} --at EPOCH --set ...` continues a run with other settings.")
     return folder
 
 

@@ -4,12 +4,13 @@ fingerprint, the syncs and the plan, then the epoch loop under a signal guard (a
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -19,6 +20,7 @@ from epochal.callbacks.callback_list import CallbackList
 from epochal.callbacks.history import History
 from epochal.callbacks.progress import progress_callback, resolve_verbose
 from epochal.callbacks.run_position import first_global_batch
+from epochal.callbacks.rollback import Rollback
 from epochal.data import Adapter
 from epochal.data.validation_sets import log_prefix, source_name
 from epochal.parallel.process import is_main_process
@@ -26,9 +28,11 @@ from epochal.parallel.sync import LOCAL
 from epochal.step.pipeline import StepPipeline
 from epochal.task import Task
 from epochal.training.fingerprint import run_fingerprint, trajectory_arguments
+from epochal.training.fork import Fork
 from epochal.training.inputs import FitData
 from epochal.training.loop import TRAIN_HOOKS, FitPlan, fit_loop
 from epochal.training.preemption import SignalGuard
+from epochal.training.rollback_points import RollbackPoints
 from epochal.training.setup_checks import check_optimizers
 from epochal.training.state import TrainingState
 from epochal.training.step_control import StepControl
@@ -36,6 +40,8 @@ from epochal.training.target_checks import arm_target_checks
 
 if TYPE_CHECKING:
     from epochal.callbacks.callback import ModelView
+
+_C = TypeVar("_C", bound=Callback)
 
 
 @dataclass(frozen=True)
@@ -56,13 +62,16 @@ class FitSetup:
 def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, verbose: int | str,
             callbacks: Iterable[Callback] | None, validation_freq: int | Sequence[int],
             batch_size: int | None, validation_every: int | None = None, max_steps: int | None = None,
-            max_time: float | None = None) -> tuple[History, TrainingState]:
+            max_time: float | None = None, resume_from: str | os.PathLike[str] | None = None,
+            ) -> tuple[History, TrainingState]:
     """Train `setup.model` on `data` for epochs `initial_epoch .. epochs-1`; returns the History and the state.
 
     Compilation (`jit_compile`) happens here, before `on_train_begin`, on an example batch drawn without
     touching the random generators; the first epoch's own order is drawn inside the loop. The targets
     are checked against the losses on the first step's outputs, before its backward. `max_time`
     (seconds) counts from here; `validation_every` and `max_steps` are `epochal.training.step_control`'s.
+    With `resume_from` the run is a fork of that backup (`epochal.training.fork`), read and verified
+    here, before training.
     """
     model, pipeline, task = setup.model, setup.pipeline, setup.task
     train, validations = data.train, data.validations
@@ -78,10 +87,16 @@ def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, 
                                for name, validation in validations.items() if getattr(validation, "y", None) is not None]
     task.output_checks = [partial(arm_target_checks, task, adapter=adapter, where=where) for adapter, where in checked]
     user_callbacks = callback_list(callbacks)
+    history = History()
+    fork = Fork(resume_from, history) if resume_from is not None else None
+    backup, rollback = _one(user_callbacks, BackupAndRestore), _one(user_callbacks, Rollback)
+    if setup.sharded:
+        _refuse_under_fsdp(resume_from, rollback)
+    if fork is not None and backup is not None:
+        fork.refuse_writing_into(backup.backup_dir)
     if initial_epoch < epochs:
         planned = None if train.steps is None else train.steps * (epochs - initial_epoch)
         pipeline.prepare(train.example(), planned, bool(validations))
-    history = History()
     progress = progress_callback(resolve_verbose(verbose) if is_main_process() else 0)
     listeners = CallbackList(([progress] if progress else []) + user_callbacks + [history])
     keys = list(pipeline.known_keys("train_step") or (task.log_keys() if not pipeline.steps.custom_train else []))
@@ -99,9 +114,11 @@ def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, 
     fingerprint = run_fingerprint(model.module, model.optimizers, setup.compile_options,
                                   trajectory_arguments(params, validation_freq, data.whole), data.whole)
     counted: list[Callback] = [control] if validation_every is not None or max_steps is not None else []  # backed up
-    state = TrainingState(model, callbacks=user_callbacks + [history] + counted,
-                          backup=_backup_callback(user_callbacks), fingerprint=fingerprint, epochs=epochs, sync=sync,
-                          steps=pipeline, sharded=setup.sharded)
+    state = TrainingState(model, callbacks=user_callbacks + [history] + counted, backup=backup,
+                          fingerprint=fingerprint, epochs=epochs, epoch=initial_epoch, sync=sync, steps=pipeline,
+                          sharded=setup.sharded, fork=fork)
+    if rollback is not None:
+        state.rollback = RollbackPoints(rollback, state, history)
     plan = FitPlan(train, validations, epochs, initial_epoch, validation_freq,
                    report_learning_rate=any(getattr(cb, "reports_learning_rate", False) for cb in user_callbacks),
                    sync=sync, state=state, control=control)
@@ -144,9 +161,20 @@ def callback_list(callbacks: Iterable[Callback] | None) -> list[Callback]:
     return result
 
 
-def _backup_callback(callbacks: list[Callback]) -> BackupAndRestore | None:
-    """The run's BackupAndRestore, which the loop calls at its safe points (at most one per run)."""
-    backups = [cb for cb in callbacks if isinstance(cb, BackupAndRestore)]
-    if len(backups) > 1:
-        raise ValueError(f"`callbacks` may hold at most one BackupAndRestore. Received: {len(backups)}")
-    return backups[0] if backups else None
+def _refuse_under_fsdp(resume_from: Any, rollback: Rollback | None) -> None:
+    """Forks and rollbacks restore whole weights and optimizer states, which an FSDP run keeps only as shards."""
+    if resume_from is not None:
+        raise ValueError("`resume_from` (forking a run) is not supported with distributed=\"fsdp\" yet: its "
+                         f"weights are sharded. Received: resume_from={str(resume_from)!r}; resume the run itself "
+                         "with BackupAndRestore, or fork it under DDP")
+    if rollback is not None:
+        raise ValueError("The Rollback callback is not supported with distributed=\"fsdp\" yet: it keeps whole "
+                         f"weights in memory. Received: callbacks=[..., {rollback!r}, ...]")
+
+
+def _one(callbacks: list[Callback], kind: type[_C]) -> _C | None:
+    """The callback of class `kind`, which the training state drives at its safe points (at most one per run)."""
+    found = [cb for cb in callbacks if isinstance(cb, kind)]
+    if len(found) > 1:
+        raise ValueError(f"`callbacks` may hold at most one {kind.__name__}. Received: {len(found)}")
+    return found[0] if found else None

@@ -23,7 +23,7 @@ from epochal.step.pipeline import StepPipeline
 from epochal.step.values import StepValues
 from epochal.task import Task
 from epochal.training.accumulator import MeanAccumulator
-from epochal.training.state import TrainingState
+from epochal.training.state import Rewind, TrainingState
 from epochal.training.step_control import StepControl, metric_states_kept
 from epochal.training.validation import Validation
 
@@ -46,12 +46,14 @@ def run_batches(
     should_stop: Callable[[int], bool] | None = None,
     start: int = 0,
     source: str = "x",
+    skipped: Callable[[int, int], bool] | None = None,
 ) -> None:
     """Run `step` on each batch, firing the batch hooks only if some callback listens to them.
 
     `start` is the index of the first batch (a resumed epoch continues its numbering). An error raised
     inside torch itself (a shape or dtype the module cannot take) becomes a ValueError naming the
     batch and the argument it came from, `source`; an error from the user's own code passes unchanged.
+    `skipped(first, count)` says which batches a `Rollback` drops: drawn and counted, never run.
     """
     begin, end = hooks
     fire_begin, fire_end = callbacks.wants(begin), callbacks.wants(end)
@@ -61,6 +63,8 @@ def run_batches(
         # of its first (begin) and last (end) batch, as Keras's.
         count = getattr(batch, "steps", 1)
         first, index = index + 1, index + count
+        if skipped is not None and skipped(first, count):
+            continue
         if fire_begin:
             callbacks.fire(begin, first, _NO_LOGS)
         try:
@@ -90,6 +94,7 @@ def run_pass(
     accumulator: MeanAccumulator | None = None,
     start: int = 0,
     source: str = "x",
+    skipped: Callable[[int, int], bool] | None = None,
 ) -> dict[str, float]:
     """One pass over `batches` (a training epoch, a validation or an evaluation) -> its mean logs.
 
@@ -100,7 +105,7 @@ def run_pass(
         task.reset_stateful()
         accumulator = MeanAccumulator(task.stateful, sync)
     run_batches(step, batches, callbacks, hooks, accumulator.add, accumulator.batch_logs, should_stop, start,
-                source)
+                source, skipped)
     return accumulator.result()
 
 
@@ -198,6 +203,8 @@ def fit_loop(model: ModelView, pipeline: StepPipeline, task: Task, plan: FitPlan
     callbacks.fire("on_train_begin", _NO_LOGS)
     model.stop_training = False
     resume = state.resume()
+    if resume is None or not resume.batch:
+        state.mark_good()  # where a Rollback returns to when the first batches go wrong
     for epoch in range(plan.initial_epoch if resume is None else resume.epoch, plan.epochs):
         skip = resume.batch if resume is not None and epoch == resume.epoch else 0
         batches = prefetch(state.epoch_batches(plan.train, epoch, skip))
@@ -211,9 +218,15 @@ def fit_loop(model: ModelView, pipeline: StepPipeline, task: Task, plan: FitPlan
         callbacks.fire("on_epoch_begin", epoch, _NO_LOGS)
         module.train()
         accumulator = state.begin_epoch(epoch, task, resume if skip else None, sync)
+        if skip:
+            state.mark_good()  # resumed inside this epoch: the good state holds the sums of its batches done
         mid_epoch = partial(_validate_mid_epoch, validation, task, epoch)
-        epoch_logs = run_pass(pipeline.train, control.batches(pipeline.group(batches), mid_epoch, model), callbacks,
-                              TRAIN_HOOKS, task, should_stop, sync, accumulator, skip)
+
+        def run(batches: Iterator[Batch], skip: int, accumulator: MeanAccumulator) -> dict[str, float]:
+            return run_pass(pipeline.train, control.batches(pipeline.group(batches), mid_epoch, model), callbacks,
+                            TRAIN_HOOKS, task, should_stop, sync, accumulator, skip, skipped=state.skipped)
+
+        epoch_logs = _train_pass(run, model, task, plan, state, epoch, batches, accumulator, skip)
         if control.paused:  # out of `max_time`: the epoch stays open, as the backup just written has it
             break
         control.end_pass()
@@ -238,6 +251,24 @@ def _validate_mid_epoch(validation: Validation, task: Task, epoch: int, step: in
     """A validation point inside a training epoch; the epoch's running metrics are left as they were."""
     with metric_states_kept(task):
         validation.run(epoch, step)
+
+
+def _train_pass(run: Callable[[Iterator[Batch], int, MeanAccumulator], dict[str, float]], model: ModelView,
+                task: Task, plan: FitPlan, state: TrainingState, epoch: int, batches: Iterator[Batch],
+                accumulator: MeanAccumulator, skip: int) -> dict[str, float]:
+    """The training batches of `epoch` (from batch `skip`) -> its mean logs; run again from an earlier batch
+    when a Rollback restores an earlier state of the epoch (`Rewind`)."""
+    while True:
+        try:
+            logs = run(batches, skip, accumulator)
+            state.end_pass()
+            return logs
+        except Rewind as rewind:
+            skip = rewind.point.batch
+            accumulator = state.begin_epoch(epoch, task, rewind.point, plan.sync)
+            if model.stop_training:  # out of retries: the epoch ends at the restored state
+                return accumulator.result()
+            batches = state.epoch_batches(plan.train, epoch, skip)
 
 
 def raised_inside_torch(error: BaseException) -> bool:

@@ -11,6 +11,13 @@ experiment — and **forgiven** when nothing that shapes the trajectory differs:
 - forgiven: a larger `epochs` (train further; a smaller one the backup has not passed), the
   callbacks (added, removed or reconfigured: each gets its saved state where it matches, see
   `epochal.training.callback_states`), `verbose`.
+
+A **fork** (`fit(..., resume_from=...)`) continues another run on purpose with settings changed, so it
+is let through here too, by `fork_differences`: it may change every `fit` argument (`batch_size`,
+`steps_per_epoch` and `shuffle` only where the parent's epoch and pass over the data ended), the
+optimizers' settings (learning rate, momentum, weight decay...; not their class or parameters) and the
+compile options in `FORK_COMPILE`. The module, the data, the optimizers' kinds and the other compile
+options (loss, metrics, precision, accumulation: their state is in the backup) cannot change.
 """
 
 from __future__ import annotations
@@ -20,6 +27,10 @@ from typing import Any
 
 #: `fit` arguments that never make a resumed run differ from an uninterrupted one (`epochs`: see above).
 FORGIVEN = ("epochs",)
+#: Compile options a fork may change: none of them has state in a backup.
+FORK_COMPILE = ("loss_weights", "jit_compile", "steps_per_execution", "cuda_graphs", "clipnorm", "clipvalue",
+                "global_clipnorm")
+_BATCHING = ("batch_size", "steps", "shuffle")  # how the data is cut: a fork changes it only between passes
 _SHOWN = 6  # differences named in a message, at most
 _ABSENT = object()
 
@@ -44,6 +55,52 @@ def differences(saved: Mapping[str, Any], now: Mapping[str, Any], position: Mapp
     found += _settings(saved.get("compile", {}), now.get("compile", {}), "compile option ")
     found += _data(saved.get("data", {}), now.get("data", {}))
     return found
+
+
+def fork_differences(saved: Mapping[str, Any], now: Mapping[str, Any], position: Mapping[str, Any],
+                     inside_pass: bool) -> tuple[list[str], dict[str, list[Any]]]:
+    """What a fork may not change (in words; empty when it may start) and what it changes (`name: [old, new]`).
+
+    Args:
+        saved: The parent's fingerprint, stored in the backup.
+        now: The fork's fingerprint.
+        position: Where the backup is: `{"epoch", "batch"}`, `batch` batches of `epoch` done.
+        inside_pass: Whether the parent stopped inside a pass over its data (mid-epoch, or between
+            epochs with `steps_per_epoch` cutting a pass).
+    """
+    fit_before, fit_after = saved.get("fit", {}), now.get("fit", {})
+    changes = {key: [fit_before.get(key), fit_after.get(key)] for key in _keys(fit_before, fit_after)
+               if fit_before.get(key, _ABSENT) != fit_after.get(key, _ABSENT)}
+    refused = [f"{key}={_short(old)} in the parent but {_short(new)} now, inside a pass over the data (fork at the "
+               "end of an epoch to change it)" for key, (old, new) in changes.items() if inside_pass and key in _BATCHING]
+    epochs, epoch = fit_after.get("epochs"), position["epoch"] + (position["batch"] > 0)
+    if isinstance(epochs, int) and epochs <= epoch:
+        refused.append(f"epochs={epochs} now, but the fork starts after {epoch} epoch(s): give a larger `epochs`")
+    refused += _module(saved.get("module", {}), now.get("module", {}))
+    refused += _data(saved.get("data", {}), now.get("data", {}))
+    before, after = saved.get("optimizers", {}), now.get("optimizers", {})
+    refused += _optimizers(_structure(before), _structure(after))
+    if not refused:
+        changes |= _group_changes(before, after)
+    compile_before, compile_after = saved.get("compile", {}), now.get("compile", {})
+    for key in _keys(compile_before, compile_after):
+        old, new = compile_before.get(key, _ABSENT), compile_after.get(key, _ABSENT)
+        if old != new and key in FORK_COMPILE:
+            changes[key] = [old, new]
+        elif old != new:
+            refused.append(f"compile option {key}={_short(old)} in the parent but {_short(new)} now")
+    return [item.replace("in the backup", "in the parent") for item in refused], changes
+
+
+def fork_message(source: str, refused: list[str]) -> str:
+    """The refusal of a fork: what cannot change, and what may."""
+    shown = "; ".join(refused[:_SHOWN]) + (f"; and {len(refused) - _SHOWN} more" if len(refused) > _SHOWN else "")
+    return (
+        f"Cannot fork {source!r} with these settings: {shown}. A fork may change the `fit` arguments, the "
+        "optimizers' settings (learning rate, momentum, weight decay...), clipping and the callbacks; not the "
+        "model's architecture, the data, the kind of optimizer, the loss or the metrics. Nothing was loaded "
+        "or changed."
+    )
 
 
 def mismatch_message(backup_dir: str, found: list[str]) -> str:
@@ -87,6 +144,29 @@ def _optimizers(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str
             for group, (a, b) in enumerate(zip(old["groups"], new["groups"])):
                 found += _settings(a, b, f"{label} param group {group}: ")
     return found
+
+
+def _structure(optimizers: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimizers without their settings: class, and how many parameters each group holds."""
+    return {name: {"class": record["class"], "groups": [{"params": group["params"]} for group in record["groups"]]}
+            for name, record in optimizers.items()}
+
+
+def changed_settings(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, int, str]]:
+    """`(optimizer, group, key)` of each param-group setting that differs between two fingerprints'
+    `optimizers` of the same structure (what a fork sets anew after loading the parent's state)."""
+    return [(name, group, key) for name, old in before.items()
+            for group, (a, b) in enumerate(zip(old["groups"], after[name]["groups"]))
+            for key in _keys(a, b) if a.get(key, _ABSENT) != b.get(key, _ABSENT)]
+
+
+def _group_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """`{"lr": [old, new]}` for each optimizer setting that differs (named by optimizer and group when several)."""
+    changes = {}
+    for name, group, key in changed_settings(before, after):
+        where = ([name] if len(before) > 1 else []) + ([f"group {group}"] if len(before[name]["groups"]) > 1 else [])
+        changes[" ".join(where + [key])] = [before[name]["groups"][group].get(key), after[name]["groups"][group].get(key)]
+    return changes
 
 
 def _data(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -60,6 +60,37 @@ VERSION = 3  # 2: the RNG states and partial sums are per rank ("ranks"); 3: nam
 
 # -- the state ------------------------------------------------------------------------------------
 
+class ForkStart(Protocol):
+    """Where a fork starts (`epochal.training.fork.Fork`): it checks, restores and applies its changes."""
+
+    def begin(self, state: TrainingState) -> ResumePoint: ...
+
+
+class RollbackPoints(Protocol):
+    """A `Rollback` at the loop's safe points (`epochal.training.rollback_points.RollbackPoints`)."""
+
+    def good_point(self) -> None:
+        """The state is complete and its losses all read: remember it (it may be returned to)."""
+
+    def after_batch(self, force: bool) -> None:
+        """After a batch: read the losses when due (always when `force`); may raise `Rewind`."""
+
+    def before_validation(self) -> None:
+        """After an epoch's last batch: read the losses left; may raise `Rewind`."""
+
+    def skips(self, epoch: int, first: int, count: int) -> bool:
+        """Whether batches `first .. first+count-1` of `epoch` are dropped."""
+
+
+class Rewind(Exception):
+    """Raised at a safe point by a `Rollback` that restored an earlier state of the epoch: the loop runs the
+    epoch again from `point`."""
+
+    def __init__(self, point: ResumePoint) -> None:
+        super().__init__(f"rewound to batch {point.batch}")
+        self.point = point
+
+
 @dataclass
 class ResumePoint:
     """Where a restored run continues: `batch` batches of `epoch` are already done."""
@@ -68,6 +99,7 @@ class ResumePoint:
     batch: int
     epoch_logs: dict[str, float]
     accumulator: dict[str, Any] = field(default_factory=dict)
+    callbacks_note: str | None = None  # how the callbacks differ from the backup's (`callback_states`)
 
 
 @dataclass
@@ -100,6 +132,8 @@ class TrainingState:
     sync: Any = None  # how the ranks agree (`parallel.sync.LocalSync` or `GroupSync`); one process when None
     steps: Any = None  # the step pipeline: its state (loss scaler, gradients being accumulated) is each rank's
     sharded: bool = False  # the module is sharded over the ranks (FSDP): weights and optimizers go in shards
+    fork: ForkStart | None = None  # the run this one continues with other settings (`fit(resume_from=...)`)
+    rollback: RollbackPoints | None = None  # a `Rollback` callback's snapshots and rewinds
 
     # -- what the loop calls ----------------------------------------------------------------------
 
@@ -146,13 +180,39 @@ class TrainingState:
         a signal at a different batch and a callback may ask one rank alone to stop.
         """
         self.batch += batches
+        backup_due = self.backup is not None and self.backup.batch_done(batches)
         signalled, stop = self._sync.agree(self._signalled(), self.model.stop_training)
+        if self.rollback is not None:  # losses read before any backup, so a backup is always a good point
+            self.rollback.after_batch(force=backup_due or signalled or save)
         if signalled:
             self._stop_for_signal()
-        due = self.backup is not None and self.backup.batch_done(batches)
-        if due or (save and self.backup is not None):
+        if backup_due or (save and self.backup is not None):
             self.save()
         return stop
+
+    def end_pass(self) -> None:
+        """After an epoch's last training batch, before its validation: a Rollback reads what is left."""
+        if self.rollback is not None:
+            self.rollback.before_validation()
+
+    def mark_good(self) -> None:
+        """At the start of training (after any resume): the state a Rollback may return to first."""
+        if self.rollback is not None:
+            self.rollback.good_point()
+
+    @property
+    def skipped(self) -> Callable[[int, int], bool] | None:
+        """`skipped(first, count)`: whether a Rollback drops those batches of this epoch (None without one).
+        A dropped batch counts in the position (it was drawn), so a resume draws past it again."""
+        if self.rollback is None:
+            return None
+        return self._drops
+
+    def _drops(self, first: int, count: int) -> bool:
+        if not self.rollback.skips(self.epoch, first, count):  # type: ignore[union-attr]
+            return False
+        self.batch += count
+        return True
 
     def end_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
         """A safe point after `on_epoch_end`: the next position is the start of the following epoch."""
@@ -160,6 +220,8 @@ class TrainingState:
         self.epoch_logs = dict(logs)
         self.stopped = bool(self.model.stop_training)
         self.finished = self.epoch >= self.epochs or self.stopped
+        if self.rollback is not None:
+            self.rollback.good_point()
         saved = self.backup is not None and self.save()
         self.finished_cleanly = self.finished and saved
         if self._sync.any(self._signalled()) and not self.finished:
@@ -192,15 +254,16 @@ class TrainingState:
         backup.saved()
         return True
 
-    def snapshot(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def snapshot(self, ranks: list[dict[str, Any]] | None = None, *, fingerprint: bool = True) -> dict[str, Any]:
         """Everything the rest of the run depends on, as tensors and plain values (no pickle needed).
 
-        `ranks` holds every rank's `_rank_state()`; by default this process's alone.
+        `ranks` holds every rank's `_rank_state()`; by default this process's alone. `fingerprint=False`
+        leaves out the run's fingerprint (an in-memory snapshot: its first use hashes the data).
         """
         model = self.model
         return {
             "format": FORMAT, "version": VERSION,
-            "fingerprint": self.fingerprint.value() if self.fingerprint is not None else {},
+            "fingerprint": self.fingerprint.value() if self.fingerprint is not None and fingerprint else {},
             "position": {"epoch": self.epoch, "batch": self.batch, "finished": self.finished, "stopped": self.stopped},
             "epoch_logs": dict(self.epoch_logs),
             "data": self.epoch_data if self.batch else _data_state(self.adapter),
@@ -212,6 +275,11 @@ class TrainingState:
             "callbacks": callback_states(self.callbacks),  # this rank's (rank 0's in a backup), as before "ranks" had them
         }
 
+    def local_snapshot(self) -> dict[str, Any]:
+        """This process's whole state now, without the fingerprint: what a Rollback keeps in memory. Its
+        tensors may be the run's own, updated in place as training goes on: copy them to keep them."""
+        return self.snapshot([self._rank_state()] * self._sync.world_size, fingerprint=False)
+
     def _rank_state(self) -> dict[str, Any]:
         """What differs between ranks: the RNGs, the partial epoch's sums and the step's gradients still
         being accumulated, not yet synced (on the CPU, to be gathered)."""
@@ -221,31 +289,40 @@ class TrainingState:
                 "callbacks": callback_states(self.callbacks)}
 
     def resume(self) -> ResumePoint | None:
-        """Restore the newest backup, if any, into the model, optimizer, callbacks and RNGs."""
-        if self.backup is None:
-            return None
-        snapshot = self.backup.read()
-        self._check_same_backup(snapshot)
-        if snapshot is None or not self._resumable(snapshot):
-            return None
+        """Restore the newest backup, if any, into the model, optimizer, callbacks and RNGs; without one, the
+        run a fork starts from (`fork`): a fork that was interrupted continues from its own backups."""
+        snapshot = None
+        if self.backup is not None:
+            snapshot = self.backup.read()
+            self._check_same_backup(snapshot)
+        if snapshot is not None and self._resumable(snapshot):
+            return self.restore(snapshot, self.backup.backup_dir)  # type: ignore[union-attr]
+        return None if self.fork is None else self.fork.begin(self)
+
+    def restore(self, snapshot: Mapping[str, Any], where: str, *, forked: bool = False) -> ResumePoint:
+        """Load `snapshot` (a backup's contents, from `where`) into the run and move to its position.
+
+        `forked`: a fork continues a run that stopped early (EarlyStopping), as its new settings may not stop.
+        """
         position = snapshot["position"]
-        self.epoch, self.batch, self.stopped = position["epoch"], position["batch"], position["stopped"]
+        self.epoch, self.batch = position["epoch"], position["batch"]
+        self.stopped = position["stopped"] and not forked
         # A run that ran out of epochs trains further when `epochs` is now larger (resume_check).
         self.finished = position["finished"] and (self.stopped or self.epoch >= self.epochs)
         own = self._own_part(snapshot["ranks"])  # first: it may refuse, before anything is overwritten
         model = self.model
-        if self.sharded:
-            self.backup.read_shards(model.module, model.optimizers)
+        if self.sharded:  # a fork and a Rollback are refused under FSDP (run_fit): the shards are the backup's
+            self.backup.read_shards(model.module, model.optimizers)  # type: ignore[union-attr]
         else:
             from epochal.saving import _load_module_state
 
-            _load_module_state(model.module, snapshot["module"], self.backup.backup_dir)
+            _load_module_state(model.module, snapshot["module"], where)
             for name, optimizer in model.optimizers.items():
                 optimizer.load_state_dict(snapshot["optimizers"][name])
         if self.steps is not None and own.get("steps") is not None:
             self.steps.load_state_dict(own["steps"])
         note = restore_callback_states(self.callbacks, own.get("callbacks", snapshot["callbacks"]))
-        if note:
+        if note and not forked:  # a fork records it in its History event instead
             warnings.warn(note, stacklevel=3)
         restore_rng(own["rng"])
         self.finished_cleanly = self.finished
@@ -254,7 +331,7 @@ class TrainingState:
         self.resume_rng = own["rng"]
         self.resume_data = snapshot.get("data")
         return ResumePoint(self.epoch if not self.finished else self.epochs, self.batch, self.epoch_logs,
-                           own["accumulator"])
+                           own["accumulator"], note)
 
     # -- helpers ----------------------------------------------------------------------------------
 

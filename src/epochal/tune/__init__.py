@@ -1,6 +1,8 @@
-"""Measured choices on the user's data: the learning-rate range test and the batch size."""
+"""Measured choices on the user's data: the learning-rate range test, the batch size, and seeds as an axis."""
 
 from epochal.tune.batch_size_search import BatchSizeResult, BatchSizeTrial, batch_size
 from epochal.tune.lr_finder import LRFinderResult, find_lr
+from epochal.tune.seed_runs import SeedRun, SeedRuns, seeds
 
-__all__ = ["BatchSizeResult", "BatchSizeTrial", "LRFinderResult", "batch_size", "find_lr"]
+__all__ = ["BatchSizeResult", "BatchSizeTrial", "LRFinderResult", "SeedRun", "SeedRuns", "batch_size", "find_lr",
+           "seeds"]
