@@ -401,7 +401,9 @@ class Model:
         batches = _first_drawn(adapter)
         callbacks_ = self._side_callbacks(callbacks, adapter)
         sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
-        logs = evaluate_pass(self.module, self._require_pipeline("evaluate"), task, batches, callbacks_, sync)
+        pipeline = self._require_pipeline("evaluate")
+        pipeline.prepare_inference(adapter.steps)
+        logs = evaluate_pass(self.module, pipeline, task, batches, callbacks_, sync)
         if resolve_verbose(verbose) > 0 and is_main_process():
             print(format_logs(logs), flush=True)
         return logs
@@ -420,6 +422,8 @@ class Model:
         """
         adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
         batches = _first_drawn(adapter)
+        if self._pipeline is not None:
+            self._pipeline.prepare_inference(adapter.steps)
         step = self._pipeline.predict if self._pipeline is not None else self._predict_batch
         outputs = predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
         return self._cluster.gather(outputs) if self._cluster is not None and sharded else outputs

@@ -109,6 +109,10 @@ class StepPipeline:
 
     def predict(self, batch: Batch) -> Tree:
         """The predict step's outputs for one batch (the module's own precision; eval mode, no_grad)."""
+        outputs = self.compiled.predict(batch)
+        return outputs if outputs is not None else self.predict_one(batch)
+
+    def predict_one(self, batch: Batch) -> Tree:
         return self.steps.predict((batch.x, None, None))
 
     def _guarded_train(self, batch: Batch) -> StepValues:
@@ -146,6 +150,10 @@ class StepPipeline:
         """Before a fit: guard a user's first train step, and compile when `jit_compile` asks for it."""
         self._guard_next = self.steps.custom_train
         self.compiled.prepare(example, planned_batches, validates)
+
+    def prepare_inference(self, planned_batches: int | None) -> None:
+        """Before `evaluate` or `predict`: whether `jit_compile` compiles their steps (see `compiled`)."""
+        self.compiled.prepare_inference(planned_batches)
 
     def group(self, batches: Iterator[Batch]) -> Iterator[Batch | Execution]:
         return group_batches(batches, self.options.steps_per_execution)
