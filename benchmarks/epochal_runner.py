@@ -28,10 +28,11 @@ class EpochTimer(epochal.callbacks.Callback):
 
 
 def train(
-    module: nn.Module, data: Data, *, batch_size: int, epochs: int, jit_compile: bool,
+    module: nn.Module, data: Data, *, batch_size: int, epochs: int, jit_compile: bool, optimizer: str = "adam",
     cuda_graphs: bool = False, device: str = "cpu",
 ) -> tuple[list[EpochSpan], dict[str, float]]:
-    """Train `module` on `device` through `epochal.Model.fit`, with validation after each epoch.
+    """Train `module` on `device` through `epochal.Model.fit`, with validation after each epoch; a
+    streamed workload passes its DataLoaders to `fit` as they are.
 
     Returns the wall-clock (begin, end) of every epoch and the last epoch's logs.
     Raises `Unsupported` when `compile` does not accept the options the variant needs.
@@ -43,14 +44,16 @@ def train(
     if cuda_graphs:
         options["cuda_graphs"] = True
     try:
-        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], **options)
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], **options)
     except TypeError as error:
         if not any(name in str(error) for name in options):
             raise
         raise Unsupported(str(error)) from error
     timer = EpochTimer()
-    history = model.fit(
-        data.x, data.y, epochs=epochs, batch_size=batch_size,
-        validation_data=(data.x_val, data.y_val), verbose=0, callbacks=[timer],
-    )
+    if data.loaders is not None:
+        history = model.fit(data.loaders.train, epochs=epochs, validation_data=data.loaders.validation, verbose=0,
+                            callbacks=[timer])
+    else:
+        history = model.fit(data.x, data.y, epochs=epochs, batch_size=batch_size,
+                            validation_data=(data.x_val, data.y_val), verbose=0, callbacks=[timer])
     return timer.spans, {key: values[-1] for key, values in history.history.items()}
