@@ -42,6 +42,7 @@ import torch
 
 from epochal.data.batch import Batch
 from epochal.data.structure import Tree
+from epochal.step import onednn
 from epochal.step.cuda_graphs import GraphedStep
 from epochal.step.executions import Execution, row, shapes, stack
 from epochal.step.functional_optim import FunctionalOptimizer, unsupported_reason
@@ -350,7 +351,8 @@ def _compile(function: Any, device: torch.device) -> Callable[..., Any]:
 
 
 def _cpu_inductor(graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
-    """TorchInductor with `_INDUCTOR_OPTIONS`, lowering the `_CPU_LOWERED` ops itself.
+    """TorchInductor with `_INDUCTOR_OPTIONS`, lowering the `_CPU_LOWERED` ops itself and running large
+    float32 matrix products in oneDNN (`onednn`).
 
     torch's compile caches do not key a graph on the decomposition table: a graph an older epochal
     cached is reused as it is (the same values, the older kernels) until that cache is cleared."""
@@ -359,6 +361,7 @@ def _cpu_inductor(graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor
 
     lowered = {getattr(torch.ops.aten, name).default for name in _CPU_LOWERED}
     table = {op: rule for op, rule in select_decomp_table().items() if op not in lowered}
+    table.update(onednn.decompositions())
     return compile_fx(graph, example_inputs, config_patches=_INDUCTOR_OPTIONS, decompositions=table)
 
 
