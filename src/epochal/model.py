@@ -421,9 +421,10 @@ class Model:
         Under torch.distributed each rank predicts its block of samples and every rank returns all of them.
         """
         adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
-        batches = _first_drawn(adapter)
-        if self._pipeline is not None:
+        batches: Iterator[Any] = _first_drawn(adapter)
+        if self._pipeline is not None:  # compiled: `steps_per_execution` batches per call, as Keras's predict
             self._pipeline.prepare_inference(adapter.steps)
+            batches = self._pipeline.group(batches)
         step = self._pipeline.predict if self._pipeline is not None else self._predict_batch
         outputs = predict_pass(self.module, step, batches, self._side_callbacks(callbacks, adapter))
         return self._cluster.gather(outputs) if self._cluster is not None and sharded else outputs

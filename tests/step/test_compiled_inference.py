@@ -96,3 +96,16 @@ def test_a_predict_step_that_is_not_one_row_per_sample_runs_eagerly_after_one_wa
     with pytest.warns(UserWarning, match="not one row per sample, so a short batch cannot be padded"):
         got = compiled.predict(x, batch_size=8, verbose=0)
     torch.testing.assert_close(got, eager.predict(x, batch_size=8, verbose=0))
+
+
+def test_predict_runs_steps_per_execution_batches_per_call_and_pads_the_rest(traced):
+    eager, compiled = pair(TwoHeads(), loss={"logits": LOSS, "score": "mse"}, steps_per_execution=4)
+    x = torch.randn(70, 5)  # 8 full batches of 8 (two calls of 4), then 6 rows padded into the one-batch graph
+    ends = []
+    record = epochal.callbacks.LambdaCallback(on_predict_batch_end=lambda batch, logs: ends.append(batch))
+    got = compiled.predict(x, batch_size=8, verbose=0, callbacks=[record])
+    expected = eager.predict(x, batch_size=8, verbose=0)
+    assert traced() == 2  # the 4-batch graph and the one-batch graph
+    assert ends == [3, 7, 8]  # one event per call, with its last batch's index (Keras)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)

@@ -310,7 +310,7 @@ class CompiledSteps:
         """`batch`'s test values from a compiled graph, or None when it runs eagerly (see `inference`)."""
         return self.inference.test(batch)
 
-    def predict(self, batch: Batch) -> Tree | None:
+    def predict(self, batch: Batch | Execution) -> Tree | None:
         """`batch`'s predict outputs from a compiled graph, or None when it runs eagerly (see `inference`)."""
         return self.inference.predict(batch)
 

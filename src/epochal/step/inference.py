@@ -6,8 +6,9 @@
   returns its batch's mean loss and metrics, which padded rows would enter.
 - Predict: batch sizes are bucketed. A batch smaller than a compiled graph's batch is padded up to it
   with copies of its last row, and only its own rows of the outputs are kept, so the short last batch
-  runs the full batches' graph instead of compiling another. Up to `MAX_GRAPHS` buckets; other
-  shapes run eagerly. Padding assumes what batching a prediction already assumes: in eval mode a
+  runs the full batches' graph instead of compiling another. With `steps_per_execution=N`, `N` full
+  batches run in one call of a graph that applies the predict step to each (as Keras's predict), and
+  the batches left over run the one-batch graph. Up to `MAX_GRAPHS` graphs; other shapes run eagerly. Padding assumes what batching a prediction already assumes: in eval mode a
   sample's outputs do not depend on the other samples of its batch (true of linear, convolution,
   normalisation in eval mode, attention within a sample).
 
@@ -23,8 +24,8 @@ from typing import Any, Protocol
 import torch
 
 from epochal.data.batch import Batch
-from epochal.data.structure import Tree, flatten, map_structure
-from epochal.step.executions import shapes
+from epochal.data.structure import Tree, flatten, join_rows, map_structure
+from epochal.step.executions import Execution, row, shapes
 from epochal.step.values import StepValues
 
 #: Test shapes and predict buckets (batch size and the shapes of a sample) one model compiles, each at most.
@@ -60,7 +61,9 @@ class InferenceGraphs:
         self._test: Callable[..., torch.Tensor] | None = None
         self._test_signatures: set[tuple[object, ...]] = set()
         self._chosen: tuple[object, ...] | None = None  # the first real test batch's shape in this pass
-        self._predict: dict[tuple[object, ...], Callable[..., Tree]] = {}  # bucket's x shapes -> graph
+        self._buckets: dict[tuple[tuple[object, ...], int], Callable[..., Tree]] = {}  # (sample shapes, rows) -> graph
+        self._executions: dict[tuple[object, ...], Callable[..., Tree]] = {}  # stacked batches' shapes -> graph
+        self._full_rows = 0  # the batch size of the last Execution predicted
         self._predict_failed = False
 
     # -- test -----------------------------------------------------------------------------------
@@ -113,18 +116,22 @@ class InferenceGraphs:
 
     # -- predict --------------------------------------------------------------------------------
 
-    def predict(self, batch: Batch) -> Tree | None:
-        """The predict step's outputs for `batch` from the graph of the smallest bucket that holds it."""
+    def predict(self, batch: Batch | Execution) -> Tree | None:
+        """The predict step's outputs for `batch` — an Execution's batches joined — from the graph of the
+        smallest bucket that holds it."""
         if self._predict_failed:
             return None
-        size = batch.size
-        bucket = self._bucket(batch.x, size)
-        if bucket is None:
+        if isinstance(batch, Execution):
+            graph, rows = self._execution_graph(batch), 0
+            size = rows
+        else:
+            size = batch.size
+            graph, rows = self._bucket(batch.x, size)
+        if graph is None:
             return None
-        key, rows = bucket
         x = batch.x if rows == size else map_structure(lambda t: _padded(t, rows), batch.x)
         try:
-            outputs = self._predict[key](x)
+            outputs = graph(x)
         except Exception as error:  # noqa: BLE001 - reported, then eager
             self._predict_failed = True
             self.failed(error)
@@ -138,24 +145,34 @@ class InferenceGraphs:
             return None
         return map_structure(lambda t: t[:size], outputs)
 
-    def _bucket(self, x: Tree, size: int) -> tuple[tuple[object, ...], int] | None:
-        """(graph key, its batch size) for a batch of `size` rows shaped as `x`; compiles a new bucket if allowed."""
+    def _bucket(self, x: Tree, size: int) -> tuple[Callable[..., Tree] | None, int]:
+        """The graph for a batch of `size` rows shaped as `x` and its batch size: the smallest bucket that
+        holds them, else a new one if compiling is allowed (None if not)."""
         sample = _sample_shapes(x)
-        fitting = [(rows, key) for key, (rows, other) in ((key, _split(key)) for key in self._predict)
-                   if other == sample and rows >= size]
+        fitting = [rows for shape, rows in self._buckets if shape == sample and rows >= size]
         if fitting:
-            rows, key = min(fitting, key=lambda entry: entry[0])
-            return key, rows
-        if not self.may_compile or len(self._predict) >= MAX_GRAPHS:
-            return None
-        key = (size, sample)
+            return self._buckets[sample, min(fitting)], min(fitting)
+        if not self._room():
+            return None, size
+        size = max(size, self._full_rows)  # a short batch after executions: a graph the leftover full batches fit too
         pipeline = self.pipeline
 
         def predict_call(x: Tree) -> Tree:
             return pipeline.predict_one(Batch(x))
 
-        self._predict[key] = self._compile(predict_call)
-        return key, size
+        graph = self._buckets[sample, size] = self._compile(predict_call)
+        return graph, size
+
+    def _execution_graph(self, execution: Execution) -> Callable[..., Tree] | None:
+        self._full_rows = execution.size // execution.steps
+        signature = shapes(execution)
+        if signature not in self._executions and self._room():
+            self._executions[signature] = self._compile(_unrolled_predict(self.pipeline, execution.steps))
+        return self._executions.get(signature)
+
+    def _room(self) -> bool:
+        """Whether a new predict graph may be compiled: compiling is asked for and fewer than `MAX_GRAPHS` exist."""
+        return self.may_compile and len(self._buckets) + len(self._executions) < MAX_GRAPHS
 
     def failed(self, error: Exception) -> None:
         self._fall_back(compile_failure(error))
@@ -167,14 +184,18 @@ def compile_failure(error: BaseException) -> str:
     return f"torch.compile failed: {type(error).__name__}: {text.splitlines()[0] if text else '(no message)'}"
 
 
+def _unrolled_predict(pipeline: InferenceCalls, steps: int) -> Callable[[Tree], Tree]:
+    """The predict step on each of `steps` stacked batches, in one graph; their outputs joined."""
+
+    def predict_calls(x: Tree) -> Tree:
+        return join_rows([pipeline.predict_one(Batch(row(x, i))) for i in range(steps)])
+
+    return predict_calls
+
+
 def _sample_shapes(x: Tree) -> tuple[object, ...]:
     """The structure, per-sample shapes and dtypes of `x` (all but the batch axis)."""
     return tuple((tuple(t.shape[1:]), t.dtype) for t in flatten(x))
-
-
-def _split(key: tuple[object, ...]) -> tuple[int, tuple[object, ...]]:
-    rows, sample = key
-    return rows, sample  # type: ignore[return-value]
 
 
 def _padded(tensor: torch.Tensor, rows: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from epochal.data.batch import Batch
-from epochal.data.structure import Tree
+from epochal.data.structure import Tree, join_rows
 from epochal.step.compiled import CompiledSteps
 from epochal.step.executions import Execution, group_batches
 from epochal.step.gradients import GradientSync, Gradients
@@ -107,10 +107,15 @@ class StepPipeline:
             result = self.steps.test((batch.x, batch.y, batch.sample_weight))
         return self._values(result, "test_step")
 
-    def predict(self, batch: Batch) -> Tree:
-        """The predict step's outputs for one batch (the module's own precision; eval mode, no_grad)."""
+    def predict(self, batch: Batch | Execution) -> Tree:
+        """The predict step's outputs for one batch, or an Execution's batches joined (the module's own
+        precision; eval mode, no_grad)."""
         outputs = self.compiled.predict(batch)
-        return outputs if outputs is not None else self.predict_one(batch)
+        if outputs is not None:
+            return outputs
+        if isinstance(batch, Execution):
+            return join_rows([self.predict_one(part) for part in batch.batches()])
+        return self.predict_one(batch)
 
     def predict_one(self, batch: Batch) -> Tree:
         return self.steps.predict((batch.x, None, None))

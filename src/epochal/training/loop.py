@@ -122,7 +122,7 @@ def evaluate_pass(
 
 
 def predict_pass(
-    module: torch.nn.Module, step: Callable[[Batch], Tree], batches: Iterator[Batch], callbacks: CallbackList
+    module: torch.nn.Module, step: Callable[[Any], Tree], batches: Iterator[Any], callbacks: CallbackList
 ) -> Tree:
     """The predict step's outputs for every batch, concatenated in order, on the host."""
     callbacks.fire("on_predict_begin", _NO_LOGS)
