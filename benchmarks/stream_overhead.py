@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
@@ -26,16 +24,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import epochal  # noqa: E402
 from epochal.data import DatasetAdapter  # noqa: E402
 from epochal.training.target_checks import target_check  # noqa: E402
+from data_checks import _median_seconds  # noqa: E402
 from workloads import WORKLOADS, build_module  # noqa: E402
 
 
 def _microseconds(action: Callable[[], None], batches: int, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append((time.perf_counter() - start) / batches * 1e6)
-    return statistics.median(times)
+    """Median microseconds per batch of `action`, a pass over `batches` batches."""
+    return _median_seconds(action, repeats) / batches * 1e6
 
 
 def main() -> None:

@@ -1,29 +1,17 @@
 """`jit_compile` covers `evaluate` and `predict`: the same values as eager, short batches without recompiling.
 
-Graphs are traced with the "aot_eager" backend (as in tests/test_compiled.py): the same dynamo graphs
-without inductor's code generation, which takes tens of seconds here.
+Graphs are traced with the "aot_eager" backend (the `traced` fixture of tests/conftest.py): the same
+dynamo graphs without inductor's code generation, which takes tens of seconds here.
 """
 
 import copy
 
 import pytest
 import torch
-from torch._dynamo.utils import counters
 
 import epochal
-import epochal.step.compiled
 
 LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-@pytest.fixture
-def traced(monkeypatch):
-    """Compile with aot_eager, from a clean dynamo cache; yields the graph counter."""
-    monkeypatch.setitem(epochal.step.compiled._COMPILE, "backend", "aot_eager")
-    torch._dynamo.reset()
-    counters.clear()
-    yield lambda: counters["stats"]["unique_graphs"]
-    torch._dynamo.reset()
 
 
 class TwoHeads(torch.nn.Module):
