@@ -1,16 +1,18 @@
 """`jit_compile` for evaluation and prediction: the pipeline's own test and predict calls, compiled.
 
 - Test (validation in a fit, `evaluate`): one graph, specialised to the warm-up's batch shape and to
-  the first real batch shape of each pass (up to `MAX_GRAPHS` shapes); a batch of any other shape (the
-  short last batch) runs the eager test step on the same weights. Padding it instead would change what it returns: a test step
-  returns its batch's mean loss and metrics, which padded rows would enter.
+  the first real batch shape of each pass (up to `MAX_GRAPHS` shapes); a batch of any other shape
+  (the short last batch) runs the eager test step on the same weights. Padding it instead would
+  change what it returns: a test step returns its batch's mean loss and metrics, which padded rows
+  would enter.
 - Predict: batch sizes are bucketed. A batch smaller than a compiled graph's batch is padded up to it
   with copies of its last row, and only its own rows of the outputs are kept, so the short last batch
   runs the full batches' graph instead of compiling another. With `steps_per_execution=N`, `N` full
   batches run in one call of a graph that applies the predict step to each (as Keras's predict), and
-  the batches left over run the one-batch graph. Up to `MAX_GRAPHS` graphs; other shapes run eagerly. Padding assumes what batching a prediction already assumes: in eval mode a
-  sample's outputs do not depend on the other samples of its batch (true of linear, convolution,
-  normalisation in eval mode, attention within a sample).
+  the batches left over run the one-batch graph. Up to `MAX_GRAPHS` graphs; other shapes run eagerly.
+  Padding assumes what batching a prediction already assumes: in eval mode a sample's outputs do not
+  depend on the other samples of its batch (true of linear, convolution, normalisation in eval mode,
+  attention within a sample).
 
 Outside a fit, the first test batch runs eagerly (it names the test step's logs) and the graph is
 compiled on the next; a prediction compiles on its first batch.
@@ -117,33 +119,34 @@ class InferenceGraphs:
     # -- predict --------------------------------------------------------------------------------
 
     def predict(self, batch: Batch | Execution) -> Tree | None:
-        """The predict step's outputs for `batch` — an Execution's batches joined — from the graph of the
-        smallest bucket that holds it."""
+        """The predict step's outputs for `batch` — an Execution's batches joined — from the graph of its
+        shape, or of the smallest bucket that holds it."""
         if self._predict_failed:
             return None
         if isinstance(batch, Execution):
-            graph, rows = self._execution_graph(batch), 0
-            size = rows
-        else:
-            size = batch.size
-            graph, rows = self._bucket(batch.x, size)
-        if graph is None:
+            graph = self._execution_graph(batch)
+            return None if graph is None else self._run(graph, batch.x)
+        size = batch.size
+        graph, rows = self._bucket(batch.x, size)
+        if graph is None or rows == size:
+            return None if graph is None else self._run(graph, batch.x)
+        outputs = self._run(graph, map_structure(lambda t: _padded(t, rows), batch.x))
+        if outputs is None:
             return None
-        x = batch.x if rows == size else map_structure(lambda t: _padded(t, rows), batch.x)
-        try:
-            outputs = graph(x)
-        except Exception as error:  # noqa: BLE001 - reported, then eager
-            self._predict_failed = True
-            self.failed(error)
-            return None
-        if rows == size:
-            return outputs
         if any(not isinstance(t, torch.Tensor) or t.ndim == 0 or t.shape[0] != rows for t in flatten(outputs)):
             self._predict_failed = True
             self._fall_back("the predict step returns outputs that are not one row per sample, so a short batch "
                             "cannot be padded to a compiled batch size")
             return None
         return map_structure(lambda t: t[:size], outputs)
+
+    def _run(self, graph: Callable[..., Tree], x: Tree) -> Tree | None:
+        try:
+            return graph(x)
+        except Exception as error:  # noqa: BLE001 - reported, then eager
+            self._predict_failed = True
+            self.failed(error)
+            return None
 
     def _bucket(self, x: Tree, size: int) -> tuple[Callable[..., Tree] | None, int]:
         """The graph for a batch of `size` rows shaped as `x` and its batch size: the smallest bucket that
@@ -194,7 +197,7 @@ def _unrolled_predict(pipeline: InferenceCalls, steps: int) -> Callable[[Tree], 
 
 
 def _sample_shapes(x: Tree) -> tuple[object, ...]:
-    """The structure, per-sample shapes and dtypes of `x` (all but the batch axis)."""
+    """The per-sample shapes (all but the batch axis) and dtypes of `x`'s tensors."""
     return tuple((tuple(t.shape[1:]), t.dtype) for t in flatten(x))
 
 
