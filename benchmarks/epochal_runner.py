@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
+from clock import EpochSpan, now
 from workloads import Data, Unsupported
 
 import epochal
 
-EpochSpan = tuple[float, float]
 
 
 class EpochTimer(epochal.callbacks.Callback):
@@ -21,10 +20,10 @@ class EpochTimer(epochal.callbacks.Callback):
         self.spans: list[EpochSpan] = []
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._begin = time.perf_counter()
+        self._begin = now()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self.spans.append((self._begin, time.perf_counter()))
+        self.spans.append((self._begin, now()))
 
 
 def train(

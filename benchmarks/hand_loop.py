@@ -10,15 +10,14 @@ streamed workload (W5) iterates its DataLoaders instead. `compile_module=True` i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from clock import EpochSpan, now
 from workloads import Data
 
-EpochSpan = tuple[float, float]
 
 
 Batches = Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
@@ -72,7 +71,7 @@ def train(
     spans: list[EpochSpan] = []
     logs: dict[str, float] = {}
     for _ in range(epochs):
-        begin = time.perf_counter()
+        begin = now()
         module.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
@@ -94,5 +93,5 @@ def train(
         totals = torch.stack([loss_sum, correct, val_loss_sum, val_correct]).tolist()  # the one sync
         means = [total / count for total, count in zip(totals, (n, n, n_val, n_val))]
         logs = dict(zip(("loss", "accuracy", "val_loss", "val_accuracy"), means))
-        spans.append((begin, time.perf_counter()))
+        spans.append((begin, now()))
     return spans, logs

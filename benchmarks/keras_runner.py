@@ -6,14 +6,13 @@ default (on JAX `fit` runs `jax.jit`-compiled steps by default; on torch, eager 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from transformer import CONTEXT, VOCAB
+from clock import EpochSpan, now
 from workloads import Data, Unsupported, Workload
 
-EpochSpan = tuple[float, float]
 #: The workloads each backend runs (the issue: JAX as the CPU reference on W1–W3).
 SUPPORTED = {"torch": ("W1", "W2", "W3", "W4", "W5"), "jax": ("W1", "W2", "W3")}
 
@@ -82,10 +81,10 @@ def train(workload: Workload, data: Data, *, backend: str, epochs: int, seed: in
             self.spans: list[EpochSpan] = []
 
         def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-            self._begin = time.perf_counter()
+            self._begin = now()
 
         def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-            self.spans.append((self._begin, time.perf_counter()))
+            self.spans.append((self._begin, now()))
 
     model = _model(keras, workload.name)
     optimizer = (keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.004) if workload.optimizer == "adamw"

@@ -4,7 +4,6 @@ W5's own loaders when streamed), nothing else switched off but the logger, check
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,9 +11,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
+from clock import EpochSpan, Stamp, now
 from workloads import Data, Unsupported
 
-EpochSpan = tuple[float, float]
 
 
 def train(module: nn.Module, data: Data, *, batch_size: int, epochs: int,
@@ -51,15 +50,15 @@ def train(module: nn.Module, data: Data, *, batch_size: int, epochs: int,
 
     class EpochTimer(L.Callback):
         def __init__(self) -> None:
-            self.spans: list[list[float]] = []
+            self.spans: list[list[Stamp]] = []
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-            now = time.perf_counter()
-            self.spans.append([now, now])
+            begin = now()
+            self.spans.append([begin, begin])
 
         def _end(self) -> None:
             if self.spans:  # not the sanity check before the first epoch
-                self.spans[-1][1] = time.perf_counter()
+                self.spans[-1][1] = now()
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             self._end()

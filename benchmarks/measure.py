@@ -59,7 +59,8 @@ def _trainer(variant: str, workload: Workload, device: str, seed: int) -> Callab
 
 def measure(variant: str, workload_name: str, *, samples: int | None, epochs: int, seed: int,
             device: str = "cpu") -> dict[str, Any]:
-    """Train once and return steady-state samples/s (first epoch excluded), set-up and warm-up times,
+    """Train once and return steady-state samples per second of wall time and of this process's CPU time
+    (first epoch excluded), set-up and warm-up times,
     peak RSS and, on a GPU, peak GPU memory allocated. `samples` defaults to the workload's."""
     workload = WORKLOADS[workload_name]
     train = _trainer(variant, workload, device, seed)
@@ -70,13 +71,14 @@ def measure(variant: str, workload_name: str, *, samples: int | None, epochs: in
         started = time.perf_counter()
         spans, logs = train(module, data, batch_size=workload.batch_size, epochs=epochs)
     # From the second epoch's start to the last one's end, so work done between epochs counts too.
-    steady_s = spans[-1][1] - spans[1][0]
+    steady = len(data.x) * (len(spans) - 1)
     return {
         "status": "ok",
-        "samples_per_s": len(data.x) * (len(spans) - 1) / steady_s,
-        "warmup_s": spans[0][1] - spans[0][0],
-        "setup_s": spans[0][0] - started,  # before the first epoch: data, checks and, compiled, compilation
-        "epoch_s": [end - begin for begin, end in spans],
+        "samples_per_s": steady / (spans[-1][1].wall - spans[1][0].wall),
+        "samples_per_cpu_s": steady / (spans[-1][1].cpu - spans[1][0].cpu),
+        "warmup_s": spans[0][1].wall - spans[0][0].wall,
+        "setup_s": spans[0][0].wall - started,  # before the first epoch: data, checks and, compiled, compilation
+        "epoch_s": [end.wall - begin.wall for begin, end in spans],
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         "max_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
         "logs": logs,

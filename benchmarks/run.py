@@ -133,14 +133,16 @@ def _rows(results: dict[tuple[str, str], list[Result]], workloads: list[str], va
                     notes[note].append(f"{w} {v}")
             runs = ok[v]
             if not runs:
-                rows.append(f"| {w} | {v} | n/a | | | | | |" + " |" * gpu)
+                rows.append(f"| {w} | {v} | n/a | | | | | | |" + " |" * gpu)
                 continue
             speed, rss = _median(runs, "samples_per_s"), _median(runs, "max_rss_mib")
             ratio = f"{speed / _median(hand, 'samples_per_s'):.2f}×" if hand else ""
+            cpu = _median(runs, "samples_per_cpu_s")
+            cpu_ratio = f" ({cpu / _median(hand, 'samples_per_cpu_s'):.2f}×)" if hand else ""
             rss_ratio = f" ({rss / _median(hand, 'max_rss_mib'):.2f}×)" if hand else ""
             accuracy = statistics.median(r["logs"].get("val_accuracy", math.nan) for r in runs)
             rows.append(f"| {w} | {v} | {_spread([r['samples_per_s'] for r in runs], ',.0f')} | {ratio} "
-                        f"| {_median(runs, 'setup_s'):.1f} | {_median(runs, 'warmup_s'):.1f} | {rss:.0f}{rss_ratio} "
+                        f"| {cpu:,.0f}{cpu_ratio} | {_median(runs, 'setup_s'):.1f} | {_median(runs, 'warmup_s'):.1f} | {rss:.0f}{rss_ratio} "
                         f"| {accuracy:.3f} |" + (f" {_median(runs, 'max_gpu_mib'):.0f} |" if gpu else ""))
     return rows + [""] * bool(notes) + [f"- {', '.join(where)}: {note}" for note, where in notes.items()]
 
@@ -167,9 +169,9 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Result]
         "- " + "; ".join(f"{w}: {WORKLOADS[w].description}, {sizes(w)} training + validation samples"
                          for w in workloads),
         "",
-        ("| workload | variant | train samples/s, median (min–max) | × hand | set-up, s | warm-up epoch, s "
-         "| peak RSS, MiB (× hand) | val accuracy |" + " peak GPU, MiB |" * gpu),
-        "|---|---|---|---|---|---|---|---|" + "---|" * gpu,
+        ("| workload | variant | train samples/s, median (min–max) | × hand | per CPU-second (× hand) | set-up, s "
+         "| warm-up epoch, s | peak RSS, MiB (× hand) | val accuracy |" + " peak GPU, MiB |" * gpu),
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * gpu,
         *_rows(results, workloads, variants, gpu),
     ]
     lines += ["", "| start-up (wall s) | median (min–max) |", "|---|---|"]
@@ -223,7 +225,7 @@ def main() -> None:
                 count += 1
                 result = run_child(v, w, args)
                 results[w, v].append(result)
-                summary = (f"{result['samples_per_s']:,.0f} samples/s, set-up {result['setup_s']:.1f} s, "
+                summary = (f"{result['samples_per_s']:,.0f} samples/s ({result['samples_per_cpu_s']:,.0f} per CPU-s), set-up {result['setup_s']:.1f} s, "
                            f"warm-up {result['warmup_s']:.1f} s, "
                            f"RSS {result['max_rss_mib']:.0f} MiB, logs {result['logs']}"
                            if result["status"] == "ok" else f"{result['status']}: {result['reason']}")
