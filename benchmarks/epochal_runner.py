@@ -10,37 +10,32 @@ from typing import Any
 
 import torch
 from torch import nn
+from clock import EpochSpan, now
 from workloads import Data, Unsupported
 
 import epochal
 
-EpochSpan = tuple[float, float]
-
 
 class EpochTimer(epochal.callbacks.Callback):
-    """Records each epoch's (begin, end) by `clock` (wall-clock by default; `time.process_time` counts this
-    process's CPU time alone, which other busy processes disturb less); it overrides no batch hook, so it
-    costs nothing per batch."""
-
-    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
-        super().__init__()
-        self.clock = clock
+    """Records each epoch's (begin, end) wall and CPU time (`clock`); it overrides no batch hook, so it costs
+    nothing per batch."""
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
         self.spans: list[EpochSpan] = []
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self._begin = self.clock()
+        self._begin = now()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        self.spans.append((self._begin, self.clock()))
+        self.spans.append((self._begin, now()))
 
 
 def train(
-    module: nn.Module, data: Data, *, batch_size: int, epochs: int, jit_compile: bool,
+    module: nn.Module, data: Data, *, batch_size: int, epochs: int, jit_compile: bool, optimizer: str = "adam",
     cuda_graphs: bool = False, device: str = "cpu",
 ) -> tuple[list[EpochSpan], dict[str, float]]:
-    """Train `module` on `device` through `epochal.Model.fit`, with validation after each epoch.
+    """Train `module` on `device` through `epochal.Model.fit`, with validation after each epoch; a
+    streamed workload passes its DataLoaders to `fit` as they are.
 
     Returns the wall-clock (begin, end) of every epoch and the last epoch's logs.
     Raises `Unsupported` when `compile` does not accept the options the variant needs.
@@ -52,22 +47,23 @@ def train(
     if cuda_graphs:
         options["cuda_graphs"] = True
     try:
-        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], **options)
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], **options)
     except TypeError as error:
         if not any(name in str(error) for name in options):
             raise
         raise Unsupported(str(error)) from error
     timer = EpochTimer()
-    history = model.fit(
-        data.x, data.y, epochs=epochs, batch_size=batch_size,
-        validation_data=(data.x_val, data.y_val), verbose=0, callbacks=[timer],
-    )
+    if data.loaders is not None:
+        history = model.fit(data.loaders.train, epochs=epochs, validation_data=data.loaders.validation, verbose=0,
+                            callbacks=[timer])
+    else:
+        history = model.fit(data.x, data.y, epochs=epochs, batch_size=batch_size,
+                            validation_data=(data.x_val, data.y_val), verbose=0, callbacks=[timer])
     return timer.spans, {key: values[-1] for key, values in history.history.items()}
 
 
-def w2_samples_per_s(callbacks: list[epochal.callbacks.Callback], samples: int, epochs: int, seed: int,
-                     clock: Callable[[], float] = time.perf_counter) -> float:
-    """Steady-state training samples per second of `clock` (epoch 1 excluded) of W2's eager `fit` with `callbacks`
+def w2_samples_per_s(callbacks: list[epochal.callbacks.Callback], samples: int, epochs: int, seed: int) -> float:
+    """Steady-state training samples per wall-clock second (epoch 1 excluded) of W2's eager `fit` with `callbacks`
     (no validation): what a callback costs per batch, when compared with none."""
     from workloads import WORKLOADS, build_module, make_data
 
@@ -76,9 +72,9 @@ def w2_samples_per_s(callbacks: list[epochal.callbacks.Callback], samples: int, 
     model = epochal.Model(build_module(workload, seed), device="cpu")
     model.compile(optimizer="adam", loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    timer = EpochTimer(clock)
+    timer = EpochTimer()
     model.fit(data.x, data.y, epochs=epochs, batch_size=workload.batch_size, verbose=0, callbacks=[timer, *callbacks])
-    steady = timer.spans[-1][1] - timer.spans[1][0]
+    steady = timer.spans[-1][1].wall - timer.spans[1][0].wall
     return len(data.x) * (epochs - 1) / steady
 
 

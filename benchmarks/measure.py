@@ -17,49 +17,68 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from workloads import WORKLOADS, Unsupported, build_module, make_data
+from workloads import WORKLOADS, Unsupported, Workload, build_module, hand_optimizer, make_data
 
-#: "graphs": compiled, with each compiled step replayed as a CUDA graph (CUDA only).
-VARIANTS = ("hand", "eager", "compiled", "graphs")
+#: "hand-compiled": the hand loop with `torch.compile(module)` (nanoGPT's recipe). "graphs": compiled, with
+#: each compiled step replayed as a CUDA graph (CUDA only). The peers: PyTorch Lightning, Keras 3 on torch
+#: and on JAX, each "unavailable" (n/a) when it cannot be imported.
+VARIANTS = ("hand", "hand-compiled", "eager", "compiled", "graphs", "lightning", "keras-torch", "keras-jax")
+#: What `run.py` measures unless told: everything that runs on a CPU, as the issue's one table.
+CPU_VARIANTS = tuple(v for v in VARIANTS if v != "graphs")
 
 
-def _trainer(variant: str, device: str) -> Callable[..., Any]:
-    # Imported here, not at the top, so the `hand` process never loads epochal: its RSS and
-    # start-up stay those of plain PyTorch, and it runs even while epochal is broken.
+def _trainer(variant: str, workload: Workload, device: str, seed: int) -> Callable[..., Any]:
+    # Imported here, not at the top, so the `hand` process never loads epochal (nor a peer): its RSS
+    # and start-up stay those of plain PyTorch, and it runs even while epochal is broken.
     import functools
 
-    if variant == "hand":
+    optimizer = functools.partial(hand_optimizer, workload)
+    if variant.startswith("hand"):
         import hand_loop
 
-        return functools.partial(hand_loop.train, device=device)
+        return functools.partial(hand_loop.train, device=device, optimizer=optimizer,
+                                 compile_module=variant == "hand-compiled")
+    if variant == "lightning":
+        import lightning_runner
+
+        return functools.partial(lightning_runner.train, device=device, optimizer=optimizer)
+    if variant.startswith("keras-"):
+        import keras_runner
+
+        def keras_train(module: Any, data: Any, *, batch_size: int, epochs: int) -> Any:
+            return keras_runner.train(workload, data, backend=variant.removeprefix("keras-"), epochs=epochs, seed=seed)
+
+        return keras_train
     if variant == "graphs" and not device.startswith("cuda"):
         raise Unsupported("CUDA graphs need a CUDA device")
     import epochal_runner
 
     return functools.partial(epochal_runner.train, jit_compile=variant in ("compiled", "graphs"),
-                             cuda_graphs=variant == "graphs", device=device)
+                             optimizer=workload.optimizer, cuda_graphs=variant == "graphs", device=device)
 
 
-def measure(variant: str, workload_name: str, *, samples: int, epochs: int, seed: int,
+def measure(variant: str, workload_name: str, *, samples: int | None, epochs: int, seed: int,
             device: str = "cpu") -> dict[str, Any]:
-    """Train once and return steady-state samples/s (first epoch excluded), set-up and warm-up times,
-    peak RSS and, on a GPU, peak GPU memory allocated."""
+    """Train once and return steady-state samples per second of wall time and of this process's CPU time
+    (first epoch excluded), set-up and warm-up times,
+    peak RSS and, on a GPU, peak GPU memory allocated. `samples` defaults to the workload's."""
     workload = WORKLOADS[workload_name]
-    data = make_data(workload, samples, seed)
+    train = _trainer(variant, workload, device, seed)
+    data = make_data(workload, samples or workload.samples, seed)
     module = build_module(workload, seed)
-    train = _trainer(variant, device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.perf_counter()
         spans, logs = train(module, data, batch_size=workload.batch_size, epochs=epochs)
     # From the second epoch's start to the last one's end, so work done between epochs counts too.
-    steady_s = spans[-1][1] - spans[1][0]
+    steady = len(data.x) * (len(spans) - 1)
     return {
         "status": "ok",
-        "samples_per_s": len(data.x) * (len(spans) - 1) / steady_s,
-        "warmup_s": spans[0][1] - spans[0][0],
-        "setup_s": spans[0][0] - started,  # before the first epoch: data, checks and, compiled, compilation
-        "epoch_s": [end - begin for begin, end in spans],
+        "samples_per_s": steady / (spans[-1][1].wall - spans[1][0].wall),
+        "samples_per_cpu_s": steady / (spans[-1][1].cpu - spans[1][0].cpu),
+        "warmup_s": spans[0][1].wall - spans[0][0].wall,
+        "setup_s": spans[0][0].wall - started,  # before the first epoch: data, checks and, compiled, compilation
+        "epoch_s": [end.wall - begin.wall for begin, end in spans],
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         "max_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
         "logs": logs,
@@ -73,7 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variant", choices=VARIANTS)
     parser.add_argument("workload", choices=sorted(WORKLOADS))
-    parser.add_argument("--samples", type=int, default=60_000, help="training + validation samples")
+    parser.add_argument("--samples", type=int, default=None, help="training + validation samples; the workload's own "
+                        "if unset (60,000; W4: 1,280)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs, the first excluded as warm-up")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads; torch's default if unset")

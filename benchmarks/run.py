@@ -1,11 +1,12 @@
-"""Benchmark epochal beside a hand-written PyTorch loop on W1–W3 and print a markdown report.
+"""Benchmark epochal beside a hand-written PyTorch loop and the peers on W1–W5 and print a markdown report.
 
-Every measurement runs `measure.py` in a fresh process; variants alternate (hand, eager, compiled,
-hand, ...) and repeat, and the report gives medians with min–max, ratios to `hand` and peak RSS,
-plus the start-up cost of `import epochal` beside `import torch`. Progress goes to stderr, the
-report to stdout:
+Every measurement runs `measure.py` in a fresh process; variants alternate (hand, hand-compiled, eager,
+compiled, lightning, keras-torch, keras-jax, hand, ...) and repeat, and the report gives medians with
+min–max, ratios to `hand` and peak RSS, plus the start-up cost of `import epochal` beside `import
+torch`. A peer that cannot be imported shows as n/a. Progress goes to stderr, the report to stdout:
 
-    python benchmarks/run.py --workloads W1,W2,W3 --variants hand,eager,compiled --repeats 3
+    python benchmarks/run.py                                    # everything, 3 repeats
+    python benchmarks/run.py --workloads W2 --variants hand,eager,compiled --repeats 3
 
 On a GPU, `--device cuda` trains there (the hand-written loop too) and adds the `graphs` variant
 (compiled steps replayed as CUDA graphs) and a column of peak GPU memory allocated.
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from measure import VARIANTS
+from measure import CPU_VARIANTS, VARIANTS
 from workloads import VALIDATION_SHARE, WORKLOADS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +52,9 @@ def _prefix(pin: bool) -> list[str]:
 def run_child(variant: str, workload: str, args: argparse.Namespace) -> Result:
     """One measurement in a fresh process; a crash becomes status "error" with stderr's last line."""
     command = [*_prefix(args.pin), sys.executable, str(MEASURE), variant, workload,
-               "--samples", str(args.samples), "--epochs", str(args.epochs), "--seed", str(args.seed),
-               "--device", args.device]
+               "--epochs", str(args.epochs), "--seed", str(args.seed), "--device", args.device]
+    if args.samples is not None:
+        command += ["--samples", str(args.samples)]
     if args.pin:
         command += ["--threads", "1"]
     # A private inductor cache per process: a compiled variant pays its real, cold compile each time.
@@ -131,14 +133,16 @@ def _rows(results: dict[tuple[str, str], list[Result]], workloads: list[str], va
                     notes[note].append(f"{w} {v}")
             runs = ok[v]
             if not runs:
-                rows.append(f"| {w} | {v} | n/a | | | | | |" + " |" * gpu)
+                rows.append(f"| {w} | {v} | n/a | | | | | | |" + " |" * gpu)
                 continue
             speed, rss = _median(runs, "samples_per_s"), _median(runs, "max_rss_mib")
             ratio = f"{speed / _median(hand, 'samples_per_s'):.2f}×" if hand else ""
+            cpu = _median(runs, "samples_per_cpu_s")
+            cpu_ratio = f" ({cpu / _median(hand, 'samples_per_cpu_s'):.2f}×)" if hand else ""
             rss_ratio = f" ({rss / _median(hand, 'max_rss_mib'):.2f}×)" if hand else ""
             accuracy = statistics.median(r["logs"].get("val_accuracy", math.nan) for r in runs)
             rows.append(f"| {w} | {v} | {_spread([r['samples_per_s'] for r in runs], ',.0f')} | {ratio} "
-                        f"| {_median(runs, 'setup_s'):.1f} | {_median(runs, 'warmup_s'):.1f} | {rss:.0f}{rss_ratio} "
+                        f"| {cpu:,.0f}{cpu_ratio} | {_median(runs, 'setup_s'):.1f} | {_median(runs, 'warmup_s'):.1f} | {rss:.0f}{rss_ratio} "
                         f"| {accuracy:.3f} |" + (f" {_median(runs, 'max_gpu_mib'):.0f} |" if gpu else ""))
     return rows + [""] * bool(notes) + [f"- {', '.join(where)}: {note}" for note, where in notes.items()]
 
@@ -149,21 +153,25 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Result]
     workloads, variants = args.workloads.split(","), args.variants.split(",")
     gpu = args.device.startswith("cuda")
     threads = sorted({r["threads"] for rs in results.values() for r in rs if r["status"] == "ok"})
-    n_val = int(args.samples * VALIDATION_SHARE)
+
+    def sizes(name: str) -> str:
+        samples = args.samples or WORKLOADS[name].samples
+        return f"{samples - int(samples * VALIDATION_SHARE):,} + {int(samples * VALIDATION_SHARE):,}"
+
     lines = [
         f"### {datetime.datetime.now().isoformat(timespec='minutes')}",
         "",
         f"- Machine: {_machine(args.device)}; load average {load[0]:.2f} before, {load[1]:.2f} after",
         f"- Python {platform.python_version()}, torch {importlib.metadata.version('torch')}, epochal {_revision()}",
         f"- Command: `python {shlex.join(sys.argv)}`",
-        f"- {args.samples - n_val:,} training + {n_val:,} validation samples, {args.epochs} epochs (the first "
-        f"excluded), {args.repeats} alternating repeats; torch threads {threads}; device {args.device}"
-        + ("; pinned with `taskset -c 0`" if args.pin else ""),
-        "- " + "; ".join(f"{w}: {WORKLOADS[w].description}" for w in workloads),
+        f"- {args.epochs} epochs (the first excluded), {args.repeats} alternating repeats; torch threads {threads}; "
+        f"device {args.device}" + ("; pinned with `taskset -c 0`" if args.pin else ""),
+        "- " + "; ".join(f"{w}: {WORKLOADS[w].description}, {sizes(w)} training + validation samples"
+                         for w in workloads),
         "",
-        ("| workload | variant | train samples/s, median (min–max) | × hand | set-up, s | warm-up epoch, s "
-         "| peak RSS, MiB (× hand) | val accuracy |" + " peak GPU, MiB |" * gpu),
-        "|---|---|---|---|---|---|---|---|" + "---|" * gpu,
+        ("| workload | variant | train samples/s, median (min–max) | × hand | per CPU-second (× hand) | set-up, s "
+         "| warm-up epoch, s | peak RSS, MiB (× hand) | val accuracy |" + " peak GPU, MiB |" * gpu),
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * gpu,
         *_rows(results, workloads, variants, gpu),
     ]
     lines += ["", "| start-up (wall s) | median (min–max) |", "|---|---|"]
@@ -185,12 +193,14 @@ def _names(value: str, known: tuple[str, ...] | list[str], option: str) -> str:
 def main() -> None:
     """Run every (workload, variant) `--repeats` times, alternating variants, then print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default="W1,W2,W3", type=lambda v: _names(v, sorted(WORKLOADS), "--workloads"))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        type=lambda v: _names(v, sorted(WORKLOADS), "--workloads"))
     parser.add_argument("--variants", default=None, type=lambda v: _names(v, VARIANTS, "--variants"),
-                        help="default: all of them on CUDA; hand,eager,compiled elsewhere")
+                        help="default: all but graphs on a CPU; all but keras-jax on CUDA")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="the first is warm-up and excluded")
-    parser.add_argument("--samples", type=int, default=60_000, help="training + validation samples")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="training + validation samples; default: each workload's own (60,000; W4: 1,280)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pin", action="store_true", help="run on one vCPU (taskset -c 0) with 1 torch thread")
     parser.add_argument("--import-runs", type=int, default=5, help="runs of each start-up measurement")
@@ -202,7 +212,8 @@ def main() -> None:
         if not torch.cuda.is_available():
             parser.error(f"--device {args.device}: torch sees no CUDA GPU on this machine")
     if args.variants is None:
-        args.variants = ",".join(v for v in VARIANTS if v != "graphs" or args.device.startswith("cuda"))
+        gpu = args.device.startswith("cuda")
+        args.variants = ",".join(v for v in VARIANTS if v != "keras-jax") if gpu else ",".join(CPU_VARIANTS)
     workloads, variants = args.workloads.split(","), args.variants.split(",")
 
     load_before = os.getloadavg()[0]
@@ -214,7 +225,7 @@ def main() -> None:
                 count += 1
                 result = run_child(v, w, args)
                 results[w, v].append(result)
-                summary = (f"{result['samples_per_s']:,.0f} samples/s, set-up {result['setup_s']:.1f} s, "
+                summary = (f"{result['samples_per_s']:,.0f} samples/s ({result['samples_per_cpu_s']:,.0f} per CPU-s), set-up {result['setup_s']:.1f} s, "
                            f"warm-up {result['warmup_s']:.1f} s, "
                            f"RSS {result['max_rss_mib']:.0f} MiB, logs {result['logs']}"
                            if result["status"] == "ok" else f"{result['status']}: {result['reason']}")

@@ -38,3 +38,19 @@ def mlflow_store(tmp_path, _migrated_mlflow_database):
     path = tmp_path / "mlflow.db"
     shutil.copyfile(_migrated_mlflow_database, path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def traced(monkeypatch):
+    """`jit_compile` traced with torch.compile's "aot_eager" backend (dynamo's single graph without
+    inductor's C++ code generation, which takes tens of seconds on a 2-core machine), from a clean dynamo
+    cache; yields the count of graphs compiled. Dynamo is imported here, not at the top: it takes seconds."""
+    from torch._dynamo.utils import counters
+
+    import epochal.step.compiled
+
+    monkeypatch.setitem(epochal.step.compiled._COMPILE, "backend", "aot_eager")
+    torch._dynamo.reset()
+    counters.clear()
+    yield lambda: counters["stats"]["unique_graphs"]
+    torch._dynamo.reset()

@@ -11,23 +11,12 @@ import warnings
 
 import pytest
 import torch
-from torch._dynamo.utils import counters
 
 import epochal
 import epochal.step.compiled
 from epochal.step.cuda_graphs import GraphedStep
 
 LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-@pytest.fixture
-def traced(monkeypatch):
-    """Compile with aot_eager, from a clean dynamo cache; yields the graph counter."""
-    monkeypatch.setitem(epochal.step.compiled._COMPILE, "backend", "aot_eager")
-    torch._dynamo.reset()
-    counters.clear()
-    yield lambda: counters["stats"]["unique_graphs"]
-    torch._dynamo.reset()
 
 
 def make_mlp():

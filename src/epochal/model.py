@@ -470,7 +470,9 @@ class Model:
         batches = _first_drawn(adapter)
         callbacks_ = self._side_callbacks(callbacks, adapter)
         sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
-        logs = evaluate_pass(self.module, self._require_pipeline("evaluate"), task, batches, callbacks_, sync)
+        pipeline = self._require_pipeline("evaluate")
+        pipeline.prepare_inference(adapter.steps)
+        logs = evaluate_pass(self.module, pipeline, task, batches, callbacks_, sync)
         if resolve_verbose(verbose) > 0 and is_main_process():
             print(format_logs(logs), flush=True)
         return logs
@@ -501,8 +503,7 @@ class Model:
                 "`predict(stream=True)` cannot hand every process all the samples in order under torch.distributed: "
                 "each process predicts its own block. Use `predict_to(path, x)`, where each process writes its "
                 "block, or predict without `stream`.")
-        batches = _first_drawn(adapter)
-        outputs = predict_batches(self.module, self._predict_step(), batches, self._side_callbacks(callbacks, adapter))
+        outputs = self._predictions(adapter, callbacks)
         if stream:
             return (to_device(batch, torch.device("cpu")) for batch in outputs)
         joined = concatenate(list(outputs))  # `_first_drawn` saw a batch
@@ -545,14 +546,21 @@ class Model:
         if not 0 < max_shard_size < float("inf"):
             raise ValueError(f"`max_shard_size` must be a positive number of GB. Received: max_shard_size={max_shard_size!r}")
         adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
-        batches = _first_drawn(adapter)
         sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
-        outputs = predict_batches(self.module, self._predict_step(), batches, self._side_callbacks(callbacks, adapter))
-        return write_predictions(outputs, path, max_shard_bytes=max(1, int(max_shard_size * 2**30)), sync=sync,
+        return write_predictions(self._predictions(adapter, callbacks), path,
+                                 max_shard_bytes=max(1, int(max_shard_size * 2**30)), sync=sync,
                                  writes=sharded or sync.rank == 0, whole=not sharded)
 
-    def _predict_step(self) -> Callable[[Batch], Tree]:
-        return self._pipeline.predict if self._pipeline is not None else self._predict_batch
+    def _predictions(self, adapter: Adapter, callbacks: Iterable[Callback] | None) -> Iterator[Tree]:
+        """The predict step's outputs batch by batch; compiled, `steps_per_execution` batches per call and
+        their outputs joined, as Keras's predict (not under FSDP, whose lockstep placeholders stay apart)."""
+        batches: Iterator[Any] = _first_drawn(adapter)
+        if self._pipeline is not None:
+            self._pipeline.prepare_inference(adapter.steps)
+            if not self._strategy.sharded:
+                batches = self._pipeline.group(batches)
+        step = self._pipeline.predict if self._pipeline is not None else self._predict_batch
+        return predict_batches(self.module, step, batches, self._side_callbacks(callbacks, adapter))
 
     def _predict_batch(self, batch: Batch) -> Tree:
         """`predict_step` on one batch, for a model that was never compiled."""

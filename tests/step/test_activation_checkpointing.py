@@ -9,6 +9,7 @@ import torch
 
 import epochal
 import epochal.step.compiled
+import epochal.step.inference
 from epochal.step.activation_checkpointing import ActivationCheckpointing
 
 LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -153,4 +154,5 @@ def test_a_compiler_failure_names_its_reason():
     reason = RuntimeError("Activation checkpoint rematerialization in `forward-loss-backward` graph does not "
                           "support RNG ops in recompute regions.\nPlease move RNG operations outside")
     failure = BackendCompilerFailed(lambda graph: graph, reason, None)
-    assert epochal.step.compiled._first_line(failure) == str(reason).splitlines()[0]
+    assert epochal.step.inference.compile_failure(failure) == (
+        f"torch.compile failed: BackendCompilerFailed: {str(reason).splitlines()[0]}")

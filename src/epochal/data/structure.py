@@ -125,6 +125,11 @@ def float_dtype_of(module: torch.nn.Module) -> torch.dtype:
 
 def concatenate(outputs: Sequence[Tree]) -> Tree:
     """Join per-batch outputs of the same structure along the batch axis, moved to the CPU."""
+    return map_structure(lambda t: t.cpu(), join_rows(outputs))
+
+
+def join_rows(outputs: Sequence[Tree]) -> Tree:
+    """Join per-batch outputs of the same structure along the batch axis, where they are."""
     leaves = [flatten(out) for out in outputs]
-    joined = iter([torch.cat([batch[i] for batch in leaves]).cpu() for i in range(len(leaves[0]))])
+    joined = iter([torch.cat([batch[i] for batch in leaves]) for i in range(len(leaves[0]))])
     return map_structure(lambda _: next(joined), outputs[0])

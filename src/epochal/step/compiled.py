@@ -7,15 +7,17 @@ backward is traced into the graph (dynamo's `trace_autograd_ops`), and each opti
 its tensor-math update (`functional_optim`), since `torch.optim` steps break graphs. With
 `steps_per_execution=N`, `N` steps are unrolled into one graph when a step is short
 (`UNROLL_BELOW_SECONDS`); longer steps run as `N` calls of the one-step graph. With `cuda_graphs=True`
-on CUDA, each compiled train graph is replayed as a CUDA graph (`cuda_graphs`).
+on CUDA, each compiled train graph is replayed as a CUDA graph (`cuda_graphs`). The test and predict
+calls are compiled too (`inference`), in a fit and in `evaluate` and `predict`.
 
 What stays true:
 - The module's parameters and buffers and the optimizer's state are the real ones, updated in place;
   the learning rate and other hyperparameters are read from `param_groups` before every call (as graph
   inputs), so schedules, checkpoints and weight restores work unchanged.
 - The graphs are specialised to one batch shape (`dynamic=False`). Full batches that do not fill an
-  execution run the one-step graph; a batch of any other shape — the short last batch, other
-  validation data — runs the eager step on the same state instead: no recompilation.
+  execution run the one-step graph; a training or test batch of any other shape — the short last
+  batch, other validation data — runs the eager step on the same state instead, and a short predict
+  batch is padded to a compiled batch size: no recompilation.
 - Compilation happens in `prepare`, before `on_train_begin`: one eager step on an example batch (it
   builds the losses and metrics and runs the first-batch checks), then the compiled warm-up calls;
   weights, buffers, gradients, optimizer state and the random generators are restored afterwards, so
@@ -40,10 +42,12 @@ import torch
 
 from epochal.data.batch import Batch
 from epochal.data.structure import Tree
+from epochal.step import onednn
 from epochal.step.cuda_graphs import GraphedStep
 from epochal.step.executions import Execution, row, shapes, stack
 from epochal.step.functional_optim import FunctionalOptimizer, unsupported_reason
 from epochal.step.gradients import Gradients
+from epochal.step.inference import InferenceGraphs, compile_failure
 from epochal.step.options import StepOptions
 from epochal.step.values import StepValues
 
@@ -72,11 +76,15 @@ class Calls(Protocol):
 
     def test_one(self, batch: Batch) -> StepValues: ...
 
+    def predict_one(self, batch: Batch) -> Tree: ...
+
     def keys(self, step: str) -> tuple[str, ...]: ...
+
+    def known_keys(self, step: str) -> tuple[str, ...] | None: ...
 
 
 class CompiledSteps:
-    """The pipeline's train and test calls compiled; each returns None for a batch its graphs do not take."""
+    """The pipeline's train, test and predict calls compiled; each returns None for a batch its graphs do not take."""
 
     def __init__(self, pipeline: Calls, module: torch.nn.Module, gradients: Gradients,
                  options: StepOptions, device: torch.device, largest: Callable[[float], float]) -> None:
@@ -95,9 +103,8 @@ class CompiledSteps:
         self._unrolled: Callable[..., torch.Tensor] | None = None  # steps_per_execution steps per call
         self._step_signature: tuple[object, ...] | None = None
         self._execution_signature: tuple[object, ...] | None = None
-        self._test: Callable[..., torch.Tensor] | None = None
-        self._test_signatures: set[tuple[object, ...]] = set()
-        self._test_adopted = False  # whether a real batch (not the warm-up's guess) chose a test graph
+        self.inference = InferenceGraphs(pipeline, lambda function: _compile(_own_code(function), device),
+                                         self._fall_back, lambda: self.precheck())
 
     # -- before a fit ---------------------------------------------------------------------------
 
@@ -108,6 +115,7 @@ class CompiledSteps:
         example, and compilation happens when it arrives."""
         self.enabled = self.options.auto_compiles(planned_batches, self.device.type)
         self._waiting = None
+        self.inference.new_pass(self.enabled)
         if not self.enabled:
             return
         reason = self._unsupported_reason()
@@ -133,10 +141,10 @@ class CompiledSteps:
                     if self._step is None or shapes(example) != self._step_signature:
                         self._warm_up_train(example)
                     guess = Batch(example.x, example.y, None)
-                    if validates and shapes(guess) not in self._test_signatures:
+                    if validates and not self.inference.has_test_graph(guess):
                         self._warm_up_test(guess)
                 except Exception as error:  # noqa: BLE001 - any compiler failure means "run eagerly", reported below
-                    failure = f"torch.compile failed: {type(error).__name__}: {_first_line(error)}"
+                    failure = compile_failure(error)
                 if self.largest(float(failure is not None)):  # all ranks compiled, or all run eagerly
                     self._fall_back(failure or "torch.compile failed in another process")
         finally:
@@ -153,11 +161,16 @@ class CompiledSteps:
                 return reason
         return None
 
+    def prepare_inference(self, planned_batches: int | None) -> None:
+        """Before `evaluate` or `predict`: whether it may compile test or predict graphs (`jit_compile`,
+        or `"auto"` for a pass of enough batches); graphs compiled before run in any case."""
+        self.inference.new_pass(self.options.auto_compiles(planned_batches, self.device.type))
+
     def _fall_back(self, reason: str) -> None:
-        self.enabled = False
+        self.enabled = self.inference.may_compile = False
         if not self._warned:
             self._warned = True
-            warnings.warn(f"jit_compile: the train and test steps run eagerly because {reason}.", stacklevel=5)
+            warnings.warn(f"jit_compile: the steps run eagerly because {reason}.", stacklevel=5)
 
     @contextlib.contextmanager
     def _state_restored(self) -> Iterator[None]:
@@ -294,42 +307,21 @@ class CompiledSteps:
     # -- test -----------------------------------------------------------------------------------
 
     def test(self, batch: Batch) -> StepValues | None:
-        """`batch`'s test values from a compiled graph — of its shape, or of the first real shape seen —
-        or None when it runs eagerly."""
-        if not self.enabled or self._step is None:
-            return None
-        first_real, self._test_adopted = not self._test_adopted, True
-        signature = shapes(batch)
-        if signature not in self._test_signatures and not first_real:
-            return None  # one graph for the first real shape (and the warm-up's); others run eagerly
-        try:
-            values = self._compiled_test()(batch.x, batch.y, batch.sample_weight)
-        except Exception as error:  # noqa: BLE001 - reported, then eager
-            self._fall_back(f"torch.compile failed: {type(error).__name__}: {_first_line(error)}")
-            return None
-        self._test_signatures.add(signature)
-        return StepValues(self.pipeline.keys("test_step"), values)
+        """`batch`'s test values from a compiled graph, or None when it runs eagerly (see `inference`)."""
+        return self.inference.test(batch)
+
+    def predict(self, batch: Batch | Execution) -> Tree | None:
+        """`batch`'s predict outputs from a compiled graph, or None when it runs eagerly (see `inference`)."""
+        return self.inference.predict(batch)
 
     def _warm_up_test(self, batch: Batch) -> None:
         was_training = self.module.training
         self.module.eval()
         try:
             with torch.no_grad():
-                self.pipeline.test_one(batch)  # eager first: names the test step's logs
-                self._compiled_test()(batch.x, batch.y, batch.sample_weight)
+                self.inference.warm_up_test(batch)
         finally:
             self.module.train(was_training)
-        self._test_signatures.add(shapes(batch))
-
-    def _compiled_test(self) -> Callable[..., torch.Tensor]:
-        if self._test is None:
-            pipeline = self.pipeline
-
-            def test_call(x: Tree, y: Tree, sample_weight: torch.Tensor | None) -> torch.Tensor:
-                return pipeline.test_one(Batch(x, y, sample_weight)).tensor
-
-            self._test = _compile(_own_code(test_call), self.device)
-        return self._test
 
     # -- between passes -------------------------------------------------------------------------
 
@@ -371,7 +363,8 @@ def _settings(device: torch.device) -> dict[str, Any]:
 
 
 def _cpu_inductor(graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
-    """TorchInductor with `_INDUCTOR_OPTIONS`, lowering the `_CPU_LOWERED` ops itself.
+    """TorchInductor with `_INDUCTOR_OPTIONS`, lowering the `_CPU_LOWERED` ops itself and running large
+    float32 matrix products in oneDNN (`onednn`).
 
     torch's compile caches do not key a graph on the decomposition table: a graph an older epochal
     cached is reused as it is (the same values, the older kernels) until that cache is cleared."""
@@ -380,6 +373,7 @@ def _cpu_inductor(graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor
 
     lowered = {getattr(torch.ops.aten, name).default for name in _CPU_LOWERED}
     table = {op: rule for op, rule in select_decomp_table().items() if op not in lowered}
+    table.update(onednn.decompositions())
     return compile_fx(graph, example_inputs, config_patches=_INDUCTOR_OPTIONS, decompositions=table)
 
 
@@ -389,10 +383,3 @@ def _own_code(function: Any) -> Any:
     code = function.__code__.replace()
     return types.FunctionType(code, function.__globals__, function.__name__, function.__defaults__,
                               function.__closure__)
-
-
-def _first_line(error: BaseException) -> str:
-    # A backend's failure says only "backend=... raised:" on its first line; the reason is its inner error's.
-    inner = getattr(error, "inner_exception", None)
-    text = str(inner if inner is not None else error).strip()
-    return text.splitlines()[0] if text else "(no message)"

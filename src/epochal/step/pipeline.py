@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from epochal.data.batch import Batch
-from epochal.data.structure import Tree
+from epochal.data.structure import Tree, join_rows
 from epochal.step.activation_checkpointing import ActivationCheckpointing
 from epochal.step.compiled import CompiledSteps
 from epochal.step.executions import Execution, group_batches
@@ -111,8 +111,17 @@ class StepPipeline:
             result = self.steps.test((batch.x, batch.y, batch.sample_weight))
         return self._values(result, "test_step")
 
-    def predict(self, batch: Batch) -> Tree:
-        """The predict step's outputs for one batch (the module's own precision; eval mode, no_grad)."""
+    def predict(self, batch: Batch | Execution) -> Tree:
+        """The predict step's outputs for one batch, or an Execution's batches joined (the module's own
+        precision; eval mode, no_grad)."""
+        outputs = self.compiled.predict(batch)
+        if outputs is not None:
+            return outputs
+        if isinstance(batch, Execution):
+            return join_rows([self.predict_one(part) for part in batch.batches()])
+        return self.predict_one(batch)
+
+    def predict_one(self, batch: Batch) -> Tree:
         return self.steps.predict((batch.x, None, None))
 
     def _guarded_train(self, batch: Batch) -> StepValues:
@@ -151,6 +160,10 @@ class StepPipeline:
         self._guard_next = self.steps.custom_train
         with self.checkpointing.active():  # the graphs are traced as the steps will run
             self.compiled.prepare(example, planned_batches, validates)
+
+    def prepare_inference(self, planned_batches: int | None) -> None:
+        """Before `evaluate` or `predict`: whether `jit_compile` compiles their steps (see `compiled`)."""
+        self.compiled.prepare_inference(planned_batches)
 
     def group(self, batches: Iterator[Batch]) -> Iterator[Batch | Execution]:
         return group_batches(batches, self.options.steps_per_execution)

@@ -19,6 +19,7 @@ from epochal.data import Adapter, Batch, warn_ran_dry
 from epochal.data.structure import Tree, flatten
 from epochal.logs import Logs
 from epochal.parallel.sync import LOCAL, LocalSync
+from epochal.step.executions import Execution
 from epochal.step.pipeline import StepPipeline
 from epochal.step.values import StepValues
 from epochal.task import Task
@@ -37,11 +38,11 @@ _NO_LOGS = Logs()
 
 
 def run_batches(
-    step: Callable[[Batch], Any],
-    batches: Iterator[Batch],
+    step: Callable[[Any], Any],
+    batches: Iterator[Batch | Execution],
     callbacks: CallbackList,
     hooks: tuple[str, str],
-    consume: Callable[[Any, Batch], None],
+    consume: Callable[[Any, Any], None],
     logs_for: Callable[[Any], Any],
     should_stop: Callable[[int], bool] | None = None,
     start: int = 0,
@@ -125,21 +126,24 @@ def evaluate_pass(
 
 
 def predict_batches(
-    module: torch.nn.Module, step: Callable[[Batch], Tree], batches: Iterator[Batch], callbacks: CallbackList
+    module: torch.nn.Module, step: Callable[[Any], Tree], batches: Iterator[Batch | Execution],
+    callbacks: CallbackList,
 ) -> Iterator[Tree]:
-    """The predict step's outputs batch by batch, as they are asked for; nothing is kept.
+    """The predict step's outputs batch by batch (an Execution's joined), as they are asked for; nothing is kept.
 
     Eval mode and no_grad are set around each batch only, so the caller's code between batches runs in
     its own modes. `on_predict_end` fires once the last batch has been taken.
     """
     callbacks.fire("on_predict_begin", _NO_LOGS)
-    for index, batch in enumerate(batches):
+    start = 0
+    for batch in batches:
         outputs: list[Tree] = []
         with evaluating(module):
             run_batches(step, iter((batch,)), callbacks, PREDICT_HOOKS, lambda out, _: outputs.append(out),
-                        lambda out: {"outputs": out}, start=index)
-        if batch.loss_scale != 0.0:  # not a placeholder keeping a rank in step (`parallel.sharding.Lockstep`)
-            yield outputs[0]
+                        lambda out: {"outputs": out}, start=start)
+        start += getattr(batch, "steps", 1)
+        if isinstance(batch, Execution) or batch.loss_scale != 0.0:  # not a placeholder keeping a rank in
+            yield outputs[0]                                           # step (`parallel.sharding.Lockstep`)
     callbacks.fire("on_predict_end", _NO_LOGS)
 
 
