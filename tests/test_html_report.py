@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import epochal
 from epochal.analysis.html_report import render_report
 from epochal.analysis.interpretation import interpret_classification
 from epochal.callbacks.history import History
@@ -55,6 +56,19 @@ def test_the_page_is_one_self_contained_responsive_file(report):
     assert "<td>batch_size</td><td>32</td>" in page  # History.params
     assert "<h2>Timings</h2>" in page
     assert "<th>&lt;b&gt;</th>" in page and "<th><b></th>" not in page  # user text is escaped
+
+
+def test_a_fit_history_shows_how_the_model_was_compiled_also_once_saved_and_loaded(tmp_path):
+    model = epochal.Model(torch.nn.Linear(3, 1), device="cpu")
+    model.compile(optimizer=torch.optim.SGD(model.module.parameters(), lr=0.05, momentum=0.9), loss="huber")
+    history = model.fit(torch.randn(16, 3), torch.randn(16, 1), epochs=2, verbose=0)
+    history.to_json(tmp_path / "history.json")
+    for shown in (history, History.load(tmp_path / "history.json")):
+        shown.to_html(tmp_path / "report.html")
+        page = (tmp_path / "report.html").read_text(encoding="utf-8")
+        for name, value in (("optimizer.name", "SGD"), ("optimizer.lr", "0.05"), ("optimizer.momentum", "0.9"),
+                            ("loss", "huber_loss"), ("epochs", "2")):
+            assert f"<td>{name}</td><td>{value}</td>" in page
 
 
 def test_a_history_without_epochs_or_timings_still_renders():

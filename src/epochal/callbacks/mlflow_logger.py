@@ -19,7 +19,7 @@ from epochal._optional import require
 from epochal.analysis.diagnosis import can_diagnose
 from epochal.analysis.html_report import write_report
 from epochal.analysis.run_params import flat_params
-from epochal.callbacks.callback import Callback
+from epochal.callbacks.callback import Callback, compile_config_of
 from epochal.callbacks.history import History
 from epochal.callbacks.run_position import first_global_batch
 from epochal.callbacks.update_freq import batch_interval
@@ -191,8 +191,7 @@ class MLflowLogger(Callback):
             self._client.log_batch(self.run_id, params=values[start:start + 100])
 
     def _settings(self) -> dict[str, str]:
-        compile_config = getattr(self.model, "get_compile_config", None)  # hand-made test models may lack it
-        return {**flat_params(self.params), **flat_params(compile_config() if compile_config else {}),
+        return {**flat_params(self.params), **flat_params(compile_config_of(self.model)),
                 **flat_params(self.extra_params)}
 
     def _log_metrics(self, metrics: list[Any]) -> None:
