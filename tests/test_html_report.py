@@ -11,7 +11,7 @@ import torch
 
 import epochal
 from epochal.analysis.html_report import render_report
-from epochal.analysis.interpretation import interpret_classification
+from epochal.analysis.interpretation import interpret_classification, interpret_regression
 from epochal.callbacks.history import History
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -69,6 +69,14 @@ def test_a_fit_history_shows_how_the_model_was_compiled_also_once_saved_and_load
         for name, value in (("optimizer.name", "SGD"), ("optimizer.lr", "0.05"), ("optimizer.momentum", "0.9"),
                             ("loss", "huber_loss"), ("epochs", "2")):
             assert f"<td>{name}</td><td>{value}</td>" in page
+
+
+def test_a_regression_interpretation_shows_its_residual_summary_and_plot():
+    result = interpret_regression(torch.tensor([1.0, 2.0, 4.0, 3.0]), torch.tensor([1.0, 3.0, 2.0, 3.0]))
+    page = render_report(overfitting_history(), interpretation=result)
+    assert "<h3>Residuals</h3>" in page and "Confusion matrix" not in page
+    assert page.count('<svg class="chart"') == 2 + 1  # loss, accuracy, residuals against predictions
+    assert page.count("<title>prediction ") == 4 and "<title>prediction 4, residual -2" in page  # a point a sample
 
 
 def test_a_history_without_epochs_or_timings_still_renders():
