@@ -69,8 +69,7 @@ def render_report(history: Curves, *, diagnosis: Diagnosis | None = None,
         interpretation: What `Model.interpret` found. Defaults to `None`: no such section.
         title: The page's heading. Defaults to `"Training report"`.
         settings: Extra hyperparameters shown after `history.params` and `history.compile_config` (e.g. a
-            command line's config).
-            Defaults to `None`.
+            command line's config). Defaults to `None`.
     """
     body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(_headline(history, diagnosis))}</p>"]
     if diagnosis is not None:

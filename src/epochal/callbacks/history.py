@@ -26,8 +26,8 @@ class History(Callback):
     `epoch` lists the epoch indices that completed, `history` maps each log key to its per-epoch
     values in first-seen order, `params` holds the run's settings, `compile_config` how the model was
     compiled (`model.get_compile_config()`: optimizer and its hyperparameters, loss) and `epoch_seconds`
-    each epoch's wall-clock time (training and validation), for reports. `events` lists what happened to the run
-    itself, in order: where it was forked from (`fit(resume_from=...)`), each `Rollback`.
+    each epoch's wall-clock time (training and validation), for reports. `events` lists what happened to
+    the run itself, in order: where it was forked from (`fit(resume_from=...)`), each `Rollback`.
 
     Every validation of the run is also recorded by step, the x axis of a step-based run
     (`fit(validation_every=N)`): `validation_steps[i]` is the number of training batches done (the

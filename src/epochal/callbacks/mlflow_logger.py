@@ -57,8 +57,8 @@ class MLflowLogger(Callback):
     The store is reached in `on_train_begin`: an unreachable one is a ValueError before any training (an
     HTTP server gets `timeout` seconds to answer, not MLflow's minutes of retries). After that, a store that
     fails, or does not answer within `log_timeout` seconds, warns once and training goes on; that run then
-    logs nothing more. Under torch.distributed
-    rank 0 alone logs. Resumed by `BackupAndRestore`, the logger continues the same MLflow run.
+    logs nothing more. Under torch.distributed rank 0 alone logs. Resumed by `BackupAndRestore`, the logger
+    continues the same MLflow run.
 
     Args:
         tracking_uri: Any MLflow tracking URI (`sqlite:///path.db`, `http://host:5000`, `databricks`...).
