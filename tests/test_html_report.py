@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import epochal
 from epochal.analysis.html_report import render_report
-from epochal.analysis.interpretation import interpret_classification
+from epochal.analysis.interpretation import interpret_classification, interpret_regression
 from epochal.callbacks.history import History
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -55,6 +56,27 @@ def test_the_page_is_one_self_contained_responsive_file(report):
     assert "<td>batch_size</td><td>32</td>" in page  # History.params
     assert "<h2>Timings</h2>" in page
     assert "<th>&lt;b&gt;</th>" in page and "<th><b></th>" not in page  # user text is escaped
+
+
+def test_a_fit_history_shows_how_the_model_was_compiled_also_once_saved_and_loaded(tmp_path):
+    model = epochal.Model(torch.nn.Linear(3, 1), device="cpu")
+    model.compile(optimizer=torch.optim.SGD(model.module.parameters(), lr=0.05, momentum=0.9), loss="huber")
+    history = model.fit(torch.randn(16, 3), torch.randn(16, 1), epochs=2, verbose=0)
+    history.to_json(tmp_path / "history.json")
+    for shown in (history, History.load(tmp_path / "history.json")):
+        shown.to_html(tmp_path / "report.html")
+        page = (tmp_path / "report.html").read_text(encoding="utf-8")
+        for name, value in (("optimizer.name", "SGD"), ("optimizer.lr", "0.05"), ("optimizer.momentum", "0.9"),
+                            ("loss", "huber_loss"), ("epochs", "2")):
+            assert f"<td>{name}</td><td>{value}</td>" in page
+
+
+def test_a_regression_interpretation_shows_its_residual_summary_and_plot():
+    result = interpret_regression(torch.tensor([1.0, 2.0, 4.0, 3.0]), torch.tensor([1.0, 3.0, 2.0, 3.0]))
+    page = render_report(overfitting_history(), interpretation=result)
+    assert "<h3>Residuals</h3>" in page and "Confusion matrix" not in page
+    assert page.count('<svg class="chart"') == 2 + 1  # loss, accuracy, residuals against predictions
+    assert page.count("<title>prediction ") == 4 and "<title>prediction 4, residual -2" in page  # a point a sample
 
 
 def test_a_history_without_epochs_or_timings_still_renders():

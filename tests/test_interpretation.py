@@ -76,6 +76,28 @@ def test_model_interpret_reads_a_binary_sigmoid_output():
     assert result.per_class is None and result.top_losses == [] and result.calibration is None
 
 
+def test_model_interpret_on_a_regressor_summarises_its_residuals_and_ranks_by_its_loss():
+    x, y = torch.randn(20, 4), torch.randn(20, 1)
+    model = _classifier("mae", outputs=1)
+    result = model.interpret(x, y, top_k=3)
+    residuals = (y - model.predict(x)).reshape(-1)
+    assert (result.task, result.loss_name, result.confusion_matrix) == ("regression", "mean_absolute_error", None)
+    assert (result.residuals.mean, result.residuals.mae, result.residuals.max_abs) == (
+        pytest.approx(residuals.mean().item()), pytest.approx(residuals.abs().mean().item()),
+        pytest.approx(residuals.abs().max().item()))
+    assert [t.index for t in result.top_losses] == residuals.abs().topk(3).indices.tolist()
+    assert [r for _, r in result.residual_points] == pytest.approx(residuals.tolist())
+
+
+def test_the_regression_figure_plots_residuals_against_predictions_and_their_histogram():
+    pytest.importorskip("matplotlib")
+    figure = interpret_regression(torch.tensor([1.0, 2.0, 4.0, 3.0]), torch.tensor([1.0, 3.0, 2.0, 3.0])).plot()
+    scatter, histogram = figure.axes
+    assert (scatter.get_title(), histogram.get_title()) == ("residuals", "residual distribution")
+    assert scatter.collections[0].get_offsets().tolist() == [[1.0, 0.0], [2.0, 1.0], [4.0, -2.0], [3.0, 0.0]]
+    assert sum(bar.get_height() for bar in histogram.patches) == 4
+
+
 def test_a_regression_model_asked_for_a_confusion_matrix_is_told_why_not():
     model = _classifier("mse", outputs=1)
     with pytest.raises(ValueError, match=r"`include` asks for 'confusion_matrix', which needs a classification model; "

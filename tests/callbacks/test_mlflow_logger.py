@@ -4,6 +4,7 @@ store lost mid-run costing one warning, not the run; a resumed fit continuing it
 
 import socket
 import sqlite3
+import time
 import warnings
 
 import pytest
@@ -106,6 +107,32 @@ def test_a_store_lost_mid_run_warns_once_and_the_training_goes_on(tmp_path, stor
     assert history.epoch == [0, 1, 2, 3]
 
 
+def test_a_store_that_stops_answering_costs_log_timeout_once_not_the_run(tmp_path, store):
+    """A store locked by another writer (as a dead HTTP server, it never answers): MLflow would wait, here the
+    training waits `log_timeout` seconds once, warns, and the run ends at once without another attempt."""
+    locker = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None, check_same_thread=False)
+    timings = {}
+
+    def lock_the_store(epoch, logs):
+        if epoch == 1:
+            locker.execute("BEGIN EXCLUSIVE")
+            timings["locked"] = time.perf_counter()
+
+    logger = _logger(tmp_path, store, log_timeout=0.5)
+    try:
+        with pytest.warns(RuntimeWarning) as caught:
+            _, history = _fit([LambdaCallback(on_epoch_end=lock_the_store), logger], epochs=4)
+        waited = time.perf_counter() - timings["locked"]
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    [warning] = [w for w in caught if "MLflowLogger" in str(w.message)]
+    assert str(warning.message).startswith(
+        "MLflowLogger could not log the metrics of epoch 2: TimeoutError: no answer within 0.5 s. Training goes on")
+    assert history.epoch == [0, 1, 2, 3]
+    assert waited < 4  # one deadline of 0.5 s; without it MLflow waits ~20 s for the lock here
+
+
 class _StopOnce(Callback):
     """Interrupts the first fit at the start of epoch 2, as a killed process would (after epoch 1's backup)."""
 
@@ -140,6 +167,9 @@ def test_bad_arguments_are_refused_when_the_logger_is_made():
         MLflowLogger("sqlite:///x.db", update_freq=0)
     with pytest.raises(ValueError, match="`timeout` must be a positive number of seconds. Received: timeout=0"):
         MLflowLogger("sqlite:///x.db", timeout=0)
+    with pytest.raises(ValueError, match="`log_timeout` must be a positive number of seconds. "
+                                         "Received: log_timeout=-1"):
+        MLflowLogger("sqlite:///x.db", log_timeout=-1)
 
 
 def test_a_rank_other_than_0_logs_nothing(tmp_path, store, monkeypatch):

@@ -27,10 +27,14 @@ def write_csv(history: Curves, path: str | os.PathLike[str]) -> None:
 
 
 def write_json(history: Curves, path: str | os.PathLike[str]) -> None:
-    """`{"epoch", "history", "params", "key_epochs", "epoch_seconds", "events"}`; `key_epochs` only lists keys
-    logged on fewer epochs, `epoch_seconds` appears when the epochs were timed, `events` when there were any."""
+    """`{"epoch", "history", "params", "compile_config", "key_epochs", "epoch_seconds", "events"}`; `key_epochs`
+    only lists keys logged on fewer epochs, `compile_config` appears when the model's was recorded,
+    `epoch_seconds` when the epochs were timed, `events` when there were any."""
     sparse = {k: history.epochs_of(k) for k in history.history if len(history.history[k]) != len(history.epoch)}
     record: dict[str, Any] = {"epoch": list(history.epoch), "history": history.history, "params": history.params}
+    compiled = getattr(history, "compile_config", {})
+    if compiled:
+        record["compile_config"] = compiled
     if sparse:
         record["key_epochs"] = sparse
     if history.epoch_seconds:
@@ -42,12 +46,13 @@ def write_json(history: Curves, path: str | os.PathLike[str]) -> None:
         json.dump(record, handle, indent=1, default=str)
 
 
-Record = tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any], list[float],
-               list[dict[str, Any]]]
+Record = tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any], dict[str, Any],
+               list[float], list[dict[str, Any]]]
 
 
 def read(path: str | os.PathLike[str]) -> Record:
-    """`(epoch, history, key_epochs, params, epoch_seconds, events)` from a file `write_csv` or `write_json` made.
+    """`(epoch, history, key_epochs, params, compile_config, epoch_seconds, events)` from a file `write_csv` or
+    `write_json` made.
 
     A JSON file holding just a Keras-style `{"loss": [...], ...}` dict (what `json.dump(h.history)`
     writes) also loads; its epochs are numbered from 0.
@@ -81,7 +86,7 @@ def _read_csv(path: Path) -> Record:
             if cell != "":
                 history[key].append(float(cell))
                 key_epochs[key].append(epoch)
-    return epochs, history, key_epochs, {}, [], []
+    return epochs, history, key_epochs, {}, {}, [], []
 
 
 def _read_json(path: Path) -> Record:
@@ -95,7 +100,8 @@ def _read_json(path: Path) -> Record:
     key_epochs = {key: [int(e) for e in values] for key, values in record.get("key_epochs", {}).items()}
     seconds = [float(s) for s in record.get("epoch_seconds", [])]
     events = [dict(event) for event in record.get("events", [])]
-    return epochs, history, key_epochs, dict(record.get("params", {})), seconds, events
+    return (epochs, history, key_epochs, dict(record.get("params", {})), dict(record.get("compile_config", {})),
+            seconds, events)
 
 
 def _cell(value: float | None) -> str:

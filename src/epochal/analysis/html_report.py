@@ -68,8 +68,8 @@ def render_report(history: Curves, *, diagnosis: Diagnosis | None = None,
         diagnosis: Its diagnosis (text and marks on the curves). Defaults to `None`: none shown.
         interpretation: What `Model.interpret` found. Defaults to `None`: no such section.
         title: The page's heading. Defaults to `"Training report"`.
-        settings: Extra hyperparameters shown after `history.params` (e.g. a command line's config).
-            Defaults to `None`.
+        settings: Extra hyperparameters shown after `history.params` and `history.compile_config` (e.g. a
+            command line's config). Defaults to `None`.
     """
     body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(_headline(history, diagnosis))}</p>"]
     if diagnosis is not None:
@@ -79,7 +79,8 @@ def render_report(history: Curves, *, diagnosis: Diagnosis | None = None,
         body.append('<h2>Learning curves</h2><p class="note">Hover (or tap) a chart for the values of an epoch. '
                     "Shaded between the curves: the train/validation gap.</p>"
                     f'<div class="charts">{"".join(charts)}</div>')
-    params = {**flat_params(history.params), **flat_params(settings or {})}
+    params = {**flat_params(history.params), **flat_params(getattr(history, "compile_config", {})),
+              **flat_params(settings or {})}
     if params:
         body.append("<h2>Hyperparameters</h2>" + table(["name", "value"], sorted(params.items()), "params"))
     body.append(_timings(history))

@@ -33,6 +33,13 @@ class ModelView(Protocol):
         """Write a resumable checkpoint (every rank calls it under torch.distributed)."""
 
 
+def compile_config_of(model: ModelView | None) -> dict[str, Any]:
+    """`model.get_compile_config()` (optimizer and its hyperparameters, loss, step options), so reports and
+    trackers show how the run was compiled; `{}` for a stand-in model without that method (a test's)."""
+    read = getattr(model, "get_compile_config", None)
+    return dict(read()) if read is not None else {}
+
+
 #: Every hook a callback may override, in Keras's names (and epochal's `on_validation_end`).
 HOOKS = (
     "on_train_begin", "on_train_end",

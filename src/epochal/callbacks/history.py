@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from epochal.analysis import history_io
 from epochal._optional import require
-from epochal.callbacks.callback import Callback
+from epochal.callbacks.callback import Callback, compile_config_of
 
 if TYPE_CHECKING:
     import pandas
@@ -24,9 +24,10 @@ class History(Callback):
     """Records every epoch's logs; `fit` returns it and also keeps it as `model.history`.
 
     `epoch` lists the epoch indices that completed, `history` maps each log key to its per-epoch
-    values in first-seen order, `params` holds the run's settings and `epoch_seconds` each epoch's
-    wall-clock time (training and validation), for reports. `events` lists what happened to the run
-    itself, in order: where it was forked from (`fit(resume_from=...)`), each `Rollback`.
+    values in first-seen order, `params` holds the run's settings, `compile_config` how the model was
+    compiled (`model.get_compile_config()`: optimizer and its hyperparameters, loss) and `epoch_seconds`
+    each epoch's wall-clock time (training and validation), for reports. `events` lists what happened to
+    the run itself, in order: where it was forked from (`fit(resume_from=...)`), each `Rollback`.
 
     Every validation of the run is also recorded by step, the x axis of a step-based run
     (`fit(validation_every=N)`): `validation_steps[i]` is the number of training batches done (the
@@ -47,6 +48,7 @@ class History(Callback):
         self.epoch: list[int] = []
         self.history: dict[str, list[float]] = {}
         self._key_epochs: dict[str, list[int]] = {}
+        self.compile_config: dict[str, Any] = {}
         self.epoch_seconds: list[float] = []
         self.events: list[dict[str, Any]] = []
         self._epoch_started: float | None = None
@@ -57,6 +59,7 @@ class History(Callback):
         self.epoch = []
         self.history = {}
         self._key_epochs = {}
+        self.compile_config = compile_config_of(self.model)
         self.epoch_seconds = []
         self.validation_steps = []
         self.validation_history = {}
@@ -113,15 +116,15 @@ class History(Callback):
         history_io.write_csv(self, path)
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write epochs, values and params to `path` (atomically); `History.load` reads it back."""
+        """Write epochs, values, params and compile config to `path` (atomically); `History.load` reads it back."""
         history_io.write_json(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> History:
         """A History read from a `.csv` or `.json` file written by `to_csv`/`to_json` (or a Keras dict dump)."""
         history = cls()
-        (history.epoch, history.history, history._key_epochs, history.params, history.epoch_seconds,
-         history.events) = history_io.read(path)
+        (history.epoch, history.history, history._key_epochs, history.params, history.compile_config,
+         history.epoch_seconds, history.events) = history_io.read(path)
         return history
 
     def diagnose(self, monitor: str = "val_loss", **options: Any) -> Diagnosis:
@@ -149,7 +152,8 @@ class History(Callback):
 
     def to_html(self, path: str | os.PathLike[str], interpretation: Interpretation | None = None, *,
                 title: str = "Training report", monitor: str = "val_loss") -> None:
-        """Write a self-contained HTML report (atomically): curves with hover values, diagnosis, settings, timings.
+        """Write a self-contained HTML report (atomically): curves with hover values, diagnosis, hyperparameters
+        (`params` and `compile_config`), timings.
 
         One file with everything inlined, no network request when viewed, readable on a phone; see
         `epochal.analysis.html_report`.

@@ -19,7 +19,8 @@ from epochal._optional import require
 from epochal.analysis.diagnosis import can_diagnose
 from epochal.analysis.html_report import write_report
 from epochal.analysis.run_params import flat_params
-from epochal.callbacks.callback import Callback
+from epochal.callbacks.callback import Callback, compile_config_of
+from epochal.callbacks.deadline import call_with_deadline
 from epochal.callbacks.history import History
 from epochal.callbacks.run_position import first_global_batch
 from epochal.callbacks.update_freq import batch_interval
@@ -54,9 +55,10 @@ class MLflowLogger(Callback):
       `epochal.diagnosis` (the text), from `History.diagnose`.
 
     The store is reached in `on_train_begin`: an unreachable one is a ValueError before any training (an
-    HTTP server gets `timeout` seconds to answer, not MLflow's minutes of retries). After that, a failing
-    store warns once and training goes on; that run then logs nothing more. Under torch.distributed
-    rank 0 alone logs. Resumed by `BackupAndRestore`, the logger continues the same MLflow run.
+    HTTP server gets `timeout` seconds to answer, not MLflow's minutes of retries). After that, a store that
+    fails, or does not answer within `log_timeout` seconds, warns once and training goes on; that run then
+    logs nothing more. Under torch.distributed rank 0 alone logs. Resumed by `BackupAndRestore`, the logger
+    continues the same MLflow run.
 
     Args:
         tracking_uri: Any MLflow tracking URI (`sqlite:///path.db`, `http://host:5000`, `databricks`...).
@@ -73,23 +75,27 @@ class MLflowLogger(Callback):
         artifact_location: Where a newly created experiment keeps artifacts. Defaults to `None`: MLflow's
             default (`./mlruns` for a SQLite store).
         timeout: Seconds an HTTP tracking server gets to answer the first contact. Defaults to `10.0`.
+        log_timeout: Seconds training waits for each later logging call (metrics of an epoch, an artifact
+            upload) before it gives up on the store: the most a store gone mid-run can cost (MLflow's own
+            retries would take minutes). Raise it to upload large weights over a slow link. Defaults to `30.0`.
     """
 
     def __init__(self, tracking_uri: str | None = None, experiment_name: str = "epochal", run_name: str | None = None,
                  *, update_freq: str | int = "epoch", params: Mapping[str, Any] | None = None,
                  tags: Mapping[str, str] | None = None, monitor: str = "val_loss", mode: str = "auto",
-                 log_weights: bool = True, artifact_location: str | None = None, timeout: float = 10.0) -> None:
+                 log_weights: bool = True, artifact_location: str | None = None, timeout: float = 10.0,
+                 log_timeout: float = 30.0) -> None:
         super().__init__()
         self._interval = batch_interval(update_freq)
         resolve_mode(mode, monitor)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
-            raise ValueError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout!r}")
+        _check_seconds("timeout", timeout)
+        _check_seconds("log_timeout", log_timeout)
         self._mlflow = require("mlflow")  # fail now if the extra is missing, not after an epoch
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment_name, self.run_name = experiment_name, run_name
         self.extra_params, self.tags = dict(params or {}), dict(tags or {})
         self.monitor, self.mode, self.log_weights = monitor, mode, log_weights
-        self.artifact_location, self.timeout = artifact_location, float(timeout)
+        self.artifact_location, self.timeout, self.log_timeout = artifact_location, float(timeout), float(log_timeout)
         if self._interval is not None:
             # Listen to batches only when asked, so epoch-only logging costs nothing per batch.
             self.on_train_batch_end = self._on_train_batch_end  # type: ignore[method-assign]
@@ -191,8 +197,7 @@ class MLflowLogger(Callback):
             self._client.log_batch(self.run_id, params=values[start:start + 100])
 
     def _settings(self) -> dict[str, str]:
-        compile_config = getattr(self.model, "get_compile_config", None)  # hand-made test models may lack it
-        return {**flat_params(self.params), **flat_params(compile_config() if compile_config else {}),
+        return {**flat_params(self.params), **flat_params(compile_config_of(self.model)),
                 **flat_params(self.extra_params)}
 
     def _log_metrics(self, metrics: list[Any]) -> None:
@@ -249,15 +254,21 @@ class MLflowLogger(Callback):
             self._client.set_terminated(self.run_id, "FINISHED")
 
     def _safely(self, what: str, action: Any, *args: Any) -> None:
-        """Run `action`; a failure warns once and stops this run's logging, never the training."""
+        """Run `action` within `log_timeout`; a failure or no answer warns once and stops this run's logging,
+        never the training."""
         if self._failed or self._client is None:
             return
         try:
-            action(*args)
+            call_with_deadline(self.log_timeout, action, *args)
         except Exception as error:  # a lost log line must never lose the training run (the issue's rule)
             self._failed = True
             warnings.warn(f"MLflowLogger could not {what}: {_describe(error)}. Training "
                           f"goes on; this run logs nothing more to {self.tracking_uri}.", RuntimeWarning, stacklevel=2)
+
+
+def _check_seconds(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"`{name}` must be a positive number of seconds. Received: {name}={value!r}")
 
 
 def _answers(uri: str, timeout: float) -> None:
