@@ -82,7 +82,8 @@ def test_a_step_based_run_logs_every_validation_at_its_step(tmp_path, store):
     _, history = _fit([logger], epochs=2, validation_every=2)  # 3 batches per epoch: validations at 2, 3, 4, 6
     client = MlflowClient(store)
     logged = [(m.step, m.value) for m in client.get_metric_history(logger.run_id, "evaluation_mae_vs_iterations")]
-    assert logged == [(s, pytest.approx(v)) for s, v in zip(history.validation_steps, history.validation_history["val_mae"])]
+    expected = zip(history.validation_steps, history.validation_history["val_mae"])
+    assert logged == [(step, pytest.approx(value)) for step, value in expected]
     assert [m.step for m in client.get_metric_history(logger.run_id, "val_mae")] == [0, 1]  # per epoch, as before
 
 
