@@ -36,7 +36,18 @@ FSDP_OPTIONS: dict[str, dict[str, Any]] = {
     "global_clipnorm": OPTIONS["global_clipnorm"],
     "custom train_step": OPTIONS["custom train_step"],
     "jit_compile": {"jit_compile": True},
+    "activation checkpointing": {"checkpoint_modules": ["0", "2"]},  # both FSDP units
 }
+
+
+class CountingLinear(torch.nn.Linear):
+    """A Linear that counts its training-mode forwards: a checkpointed one runs again in the backward."""
+
+    training_forwards = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.training_forwards += self.training
+        return super().forward(x)
 
 
 def whole_weights(model: epochal.Model, out: str, name: str) -> dict[str, torch.Tensor]:
@@ -57,7 +68,8 @@ def fsdp_options(out: str, distributed: Any = "fsdp") -> dict[str, Any]:
     results = {}
     for name, settings in FSDP_OPTIONS.items():
         torch.manual_seed(0)
-        layers = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+        linear = CountingLinear if "checkpoint_modules" in settings else torch.nn.Linear
+        layers = torch.nn.Sequential(linear(4, 16), torch.nn.Tanh(), linear(16, 3))
         custom = name == "custom train_step"
         model = (TwoOptimizerModel if custom else epochal.Model)(layers, device="cpu", distributed=distributed)
         optimizer: Any = {"body": ("adam", layers[0]), "head": ("sgd", layers[2])} if custom else "adam"
@@ -68,6 +80,7 @@ def fsdp_options(out: str, distributed: Any = "fsdp") -> dict[str, Any]:
                             verbose=0)
         results[name] = {"weights": whole_weights(model, out, name), "history": history.history,
                          "units_compiled": [hasattr(m.forward, "_torchdynamo_orig_callable") for m in layers],
+                         "training_forwards": [getattr(m, "training_forwards", None) for m in layers],
                          "evaluate": model.evaluate(*validation, batch_size=4, verbose=0),
                          "predict": model.predict(validation[0], batch_size=4, verbose=0)}
     return results

@@ -66,6 +66,15 @@ def test_two_fsdp_processes_train_like_one_on_the_global_batch(launched, one_pro
     assert rank1["history"] == rank0["history"] and rank1["evaluate"] == rank0["evaluate"]
 
 
+def test_activation_checkpointing_under_fsdp_recomputes_each_unit_in_the_backward(launched, one_process):
+    """Each checkpointed unit runs its forward twice per step (10 steps) on every rank, as in one process, and
+    the weights match one process (test above): the recompute sees the unit's gathered parameters."""
+    expected = one_process["activation checkpointing"]["training_forwards"]
+    assert expected == [20, None, 20]
+    for result in launched["ranks"]:
+        assert result["fsdp_options"]["activation checkpointing"]["training_forwards"] == expected
+
+
 def test_every_rank_starts_from_rank_0s_weights_and_buffers(launched):
     rank0, rank1 = (result["rank0_start"] for result in launched["ranks"])
     for name, tensor in rank0["own"].items():

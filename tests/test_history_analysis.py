@@ -40,6 +40,21 @@ def test_round_trip(tmp_path, suffix):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the temporary file is gone
 
 
+def test_json_keeps_the_validations_by_step_and_csv_its_epochs(tmp_path):
+    """A step-based run's mid-epoch validations (`fit(validation_every=N)`) survive the JSON file."""
+    history = History()
+    history.on_train_begin()
+    history.on_validation_end(4, {"val_loss": 0.75, "val_accuracy": 0.5})
+    history.on_validation_end(6, {"val_loss": 0.5, "val_accuracy": 0.625})
+    history.on_epoch_end(0, {"loss": 0.8, "val_loss": 0.5, "val_accuracy": 0.625})
+    history.to_json(tmp_path / "h.json")
+    history.to_csv(tmp_path / "h.csv")
+    loaded = History.load(tmp_path / "h.json")
+    assert loaded.validation_steps == [4, 6]
+    assert loaded.validation_history == {"val_loss": [0.75, 0.5], "val_accuracy": [0.5, 0.625]}
+    assert History.load(tmp_path / "h.csv").validation_steps == []  # one row per epoch: only the epoch's values
+
+
 def test_csv_leaves_cells_empty_where_a_key_was_not_logged(tmp_path):
     recorded().to_csv(tmp_path / "h.csv")
     assert (tmp_path / "h.csv").read_text().splitlines() == [

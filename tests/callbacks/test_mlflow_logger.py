@@ -78,6 +78,16 @@ def test_batch_values_every_n_batches_are_logged_with_the_global_batch_as_step(t
     assert logged == [(2, batch_losses[1]), (4, batch_losses[3]), (6, batch_losses[5])]
 
 
+def test_a_step_based_run_logs_every_validation_at_its_step(tmp_path, store):
+    logger = _logger(tmp_path, store)
+    _, history = _fit([logger], epochs=2, validation_every=2)  # 3 batches per epoch: validations at 2, 3, 4, 6
+    client = MlflowClient(store)
+    logged = [(m.step, m.value) for m in client.get_metric_history(logger.run_id, "evaluation_mae_vs_iterations")]
+    expected = zip(history.validation_steps, history.validation_history["val_mae"])
+    assert logged == [(step, pytest.approx(value)) for step, value in expected]
+    assert [m.step for m in client.get_metric_history(logger.run_id, "val_mae")] == [0, 1]  # per epoch, as before
+
+
 def test_an_unreachable_tracking_server_is_refused_before_any_training(tmp_path):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

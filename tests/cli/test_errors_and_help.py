@@ -31,6 +31,9 @@ def table_csv(tmp_path):
     ([], "--target is required with a data file: name the column to predict. Columns: height, weight, label"),
     (["--target", "label", "--optimizer", "adamm"], "Unknown optimizer: 'adamm'. Known optimizers: sgd, adam"),
     (["--target", "label", "--batch-size", "0"], "`batch_size` must be a positive integer"),
+    (["--target", "label", "--max-steps", "0"], "`max_steps` must be a positive integer. Received: max_steps=0"),
+    (["--target", "label", "--max-time", "-5"], "`max_time` must be a positive, finite number of seconds. "
+                                                "Received: max_time=-5.0"),
     (["--target", "label", "--hidden", "wide"], "`hidden` takes whole numbers such as 128,64. Received: 'wide'"),
     (["--target", "label", "--model", "nowhere:make"], "Cannot import 'nowhere' for --model"),
 ])

@@ -1,5 +1,6 @@
 """`epochal export RUN`: the run's best weights as a program, checked on the held-out test rows."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +21,18 @@ def test_export_writes_a_checked_program_beside_the_run(run, epochal_cli):
     assert checked.startswith("Checked on the 30 held-out test rows (1 batch): largest difference ")
     assert checked.endswith("of an output's largest value (limit 1e-05)")
     assert torch.export.load(run / "model.pt2").module()(torch.zeros(7, 4)).shape == (7, 3)
+
+
+def test_export_onnx_writes_a_checked_model_onnxruntime_runs_on_any_batch_size(run, epochal_cli):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    code, out = epochal_cli("export", run, "--format", "onnx")
+    assert code == 0, out
+    exported, checked = out.splitlines()[-2:]  # torch's ONNX exporter may print its own progress first
+    assert exported == f"Exported iris as onnx to {run / 'model.onnx'}"
+    assert checked.startswith("Checked on the 30 held-out test rows (1 batch): largest difference ")
+    session = onnxruntime.InferenceSession(str(run / "model.onnx"))
+    (outputs,) = session.run(None, {session.get_inputs()[0].name: np.zeros((7, 4), np.float32)})
+    assert outputs.shape == (7, 3)
 
 
 def test_export_needs_a_finished_run(tmp_path, epochal_cli):

@@ -57,6 +57,17 @@ def test_a_fork_with_nothing_changed_repeats_its_parent_and_one_with_a_new_rate_
     assert is_png(parent.parent / "compare.png")
 
 
+def test_a_fork_may_validate_by_steps_and_stop_after_max_steps(parent, epochal_cli):
+    """iris trains in 3 batches per epoch: forked after epoch 2 (step 6), it validates at steps 8, 9 (epoch 3's
+    end), 10 and 11, where max_steps closes epoch 4; the parent's validations at steps 3 and 6 stay."""
+    code, out = epochal_cli("fork", parent, "--at", "2", "--set", "validation_every=2", "--set", "max_steps=11",
+                            "--name", "by-steps", "--verbose", "0")
+    assert code == 0, out
+    history = History.load(parent.parent / "by-steps" / "history.json")
+    assert history.epoch == [0, 1, 2, 3] and history.validation_steps == [3, 6, 8, 9, 10, 11]
+    assert history.events[0]["changes"] == {"max_steps": [None, 11], "validation_every": [None, 2]}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--at", "9"], "Cannot fork after epoch 9: the run's last backup is after epoch 5, so that point is past its end."),
     (["--at", "2:3"], "No backup in '{backups}' after batch 3 of epoch 2; there are backups after epoch 1, after epoch 2"),

@@ -1,12 +1,15 @@
 """`epochal train`: the no-argument run, files and factories, config layering, resume."""
 
+import itertools
 import json
 import re
 
 import numpy as np
 import pandas as pd
+import pytest
 import tomllib
 
+import epochal.training.step_control as step_control
 from epochal.cli.recorder import RunRecorder
 from epochal.callbacks.history import History
 
@@ -91,3 +94,31 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, epochal_cli, m
     assert (tmp_path / "parts" / "history.csv").read_text() == (tmp_path / "whole" / "history.csv").read_text()
     code, out = epochal_cli("train", "--resume", tmp_path / "parts")
     assert code == 1 and "has no backup to resume from: the run finished" in out
+
+
+def test_step_flags_validate_by_step_and_stop_after_max_steps(tmp_path, epochal_cli):
+    """iris trains on 96 rows in batches of 32: 3 batches per epoch, so step 7 is epoch 3's first batch."""
+    code, out = epochal_cli("train", "--data", "iris", "--out", tmp_path, "--verbose", "0", "--patience", "50",
+                            "--epochs", "6", "--validation-every", "2", "--max-steps", "7", "--name", "steps")
+    assert code == 0, out
+    history = History.load(tmp_path / "steps" / "history.json")
+    assert history.epoch == [0, 1, 2] and history.params["max_steps"] == 7
+    assert history.validation_steps == [2, 3, 4, 6, 7]  # mid-epoch points, and every epoch's own validation
+    assert history.validation_history["val_loss"][1] == history.history["val_loss"][0]
+
+
+def test_max_time_pauses_the_run_and_resume_continues_it_exactly(tmp_path, epochal_cli, monkeypatch):
+    common = ["--data", "iris", "--out", tmp_path, "--verbose", "0", "--patience", "50", "--epochs", "4"]
+    assert epochal_cli("train", *common, "--name", "whole")[0] == 0
+    ticks = itertools.count()  # the clock as StepControl reads it: one second later at every read
+    monkeypatch.setattr(step_control, "monotonic", lambda: next(ticks))
+    with pytest.warns(UserWarning, match="max_time=5s ran out"):
+        code, out = epochal_cli("train", *common, "--max-time", "5", "--name", "budget")
+    assert (code, out.splitlines()[-1]) == (0, f"Paused: --max-time 5s ran out. Continue with: epochal train "
+                                               f"--resume {tmp_path / 'budget'}")
+    assert json.loads((tmp_path / "budget" / "summary.json").read_text())["status"] == "paused"
+    monkeypatch.setattr(step_control, "monotonic", lambda: 0)  # a fresh budget that never runs out
+    code, out = epochal_cli("train", "--resume", tmp_path / "budget", "--verbose", "0")
+    assert code == 0, out
+    assert (tmp_path / "budget" / "history.csv").read_text() == (tmp_path / "whole" / "history.csv").read_text()
+    assert json.loads((tmp_path / "budget" / "summary.json").read_text())["status"] == "finished"

@@ -69,6 +69,7 @@ def _assert_identical(resumed, uninterrupted):
             for key, value in tensors.items():
                 assert torch.equal(torch.as_tensor(optimizers[name]["state"][index][key]), torch.as_tensor(value))
     assert history == expected_history
+    assert resumed.history.validation_steps == uninterrupted.history.validation_steps  # the step count resumes too
 
 
 MATRIX = [

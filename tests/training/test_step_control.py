@@ -3,6 +3,7 @@ ModelCheckpoint(save_freq=N) saving after the validation at its batch."""
 
 import datetime
 import itertools
+import json
 import math
 import os
 
@@ -11,7 +12,7 @@ import torch
 
 import epochal
 import epochal.training.step_control as step_control
-from epochal.callbacks import BackupAndRestore, Callback, ModelCheckpoint
+from epochal.callbacks import BackupAndRestore, Callback, JSONLinesLogger, ModelCheckpoint, TensorBoard
 
 LOSS = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
 X = torch.randn(44, 4, generator=torch.Generator().manual_seed(5))
@@ -137,6 +138,30 @@ def test_model_checkpoint_saves_after_the_validation_at_its_batch(tmp_path):
     saved = sorted(os.listdir(tmp_path))
     assert len(saved) == 1 and saved[0].startswith("s02-")  # step 8: batch 2 of epoch 1, after its validation
     assert f"{history.validation_history['val_loss'][2]:.4f}" in saved[0]
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_loggers_and_the_progress_output_record_every_validation_at_its_step(tmp_path, capsys, verbose):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    torch.manual_seed(1)
+    history = model().fit(X, Y, batch_size=8, epochs=2, validation_data=VAL, validation_every=4, verbose=verbose,
+                          callbacks=[JSONLinesLogger(tmp_path / "log.jsonl"), TensorBoard(tmp_path / "tb")])
+    assert history.validation_steps == [4, 6, 8, 12]
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    validations = [line for line in lines if "step" in line]
+    assert [(line["epoch"], line["step"]) for line in validations] == [(0, 4), (0, 6), (1, 8), (1, 12)]
+    assert [line["val_loss"] for line in validations] == history.validation_history["val_loss"]
+    assert [line["epoch"] for line in lines if "step" not in line] == [0, 1]  # the epoch lines, as before
+    events = EventAccumulator(str(tmp_path / "tb" / "validation"))
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("evaluation_accuracy_vs_iterations")]
+    assert logged == [(s, pytest.approx(v)) for s, v in zip(history.validation_steps,
+                                                            history.validation_history["val_accuracy"])]
+    out = capsys.readouterr().out
+    for step, loss in zip(history.validation_steps, history.validation_history["val_loss"]):
+        assert f"Step {step} - val_loss: {loss:.4f}" in out
 
 
 def test_model_checkpoint_save_freq_must_follow_validations(tmp_path):

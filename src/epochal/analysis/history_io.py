@@ -7,7 +7,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from epochal.analysis.curves import Curves
 from epochal.saving import atomic_write
@@ -27,9 +27,11 @@ def write_csv(history: Curves, path: str | os.PathLike[str]) -> None:
 
 
 def write_json(history: Curves, path: str | os.PathLike[str]) -> None:
-    """`{"epoch", "history", "params", "compile_config", "key_epochs", "epoch_seconds", "events"}`; `key_epochs`
-    only lists keys logged on fewer epochs, `compile_config` appears when the model's was recorded,
-    `epoch_seconds` when the epochs were timed, `events` when there were any."""
+    """`{"epoch", "history", "params", "compile_config", "key_epochs", "epoch_seconds", "events",
+    "validation_steps", "validation_history"}`; `key_epochs` only lists keys logged on fewer epochs,
+    `compile_config` appears when the model's was recorded, `epoch_seconds` when the epochs were timed,
+    `events` when there were any, the validations by step when some were recorded
+    (`fit(validation_every=N)` adds mid-epoch ones)."""
     sparse = {k: history.epochs_of(k) for k in history.history if len(history.history[k]) != len(history.epoch)}
     record: dict[str, Any] = {"epoch": list(history.epoch), "history": history.history, "params": history.params}
     compiled = getattr(history, "compile_config", {})
@@ -42,17 +44,30 @@ def write_json(history: Curves, path: str | os.PathLike[str]) -> None:
     events = getattr(history, "events", [])
     if events:
         record["events"] = events
+    validation_steps = getattr(history, "validation_steps", [])
+    if validation_steps:
+        record["validation_steps"] = validation_steps
+        record["validation_history"] = getattr(history, "validation_history", {})
     with atomic_write(path, text=True) as handle:
         json.dump(record, handle, indent=1, default=str)
 
 
-Record = tuple[list[int], dict[str, list[float]], dict[str, list[int]], dict[str, Any], dict[str, Any],
-               list[float], list[dict[str, Any]]]
+class Record(NamedTuple):
+    """What a history file holds; a CSV file holds only the per-epoch values."""
+
+    epoch: list[int]
+    history: dict[str, list[float]]
+    key_epochs: dict[str, list[int]]
+    params: dict[str, Any]
+    compile_config: dict[str, Any]
+    epoch_seconds: list[float]
+    events: list[dict[str, Any]]
+    validation_steps: list[int]
+    validation_history: dict[str, list[float]]
 
 
 def read(path: str | os.PathLike[str]) -> Record:
-    """`(epoch, history, key_epochs, params, compile_config, epoch_seconds, events)` from a file `write_csv` or
-    `write_json` made.
+    """The Record of a file `write_csv` or `write_json` made.
 
     A JSON file holding just a Keras-style `{"loss": [...], ...}` dict (what `json.dump(h.history)`
     writes) also loads; its epochs are numbered from 0.
@@ -86,7 +101,7 @@ def _read_csv(path: Path) -> Record:
             if cell != "":
                 history[key].append(float(cell))
                 key_epochs[key].append(epoch)
-    return epochs, history, key_epochs, {}, {}, [], []
+    return Record(epochs, history, key_epochs, {}, {}, [], [], [], {})
 
 
 def _read_json(path: Path) -> Record:
@@ -100,8 +115,10 @@ def _read_json(path: Path) -> Record:
     key_epochs = {key: [int(e) for e in values] for key, values in record.get("key_epochs", {}).items()}
     seconds = [float(s) for s in record.get("epoch_seconds", [])]
     events = [dict(event) for event in record.get("events", [])]
-    return (epochs, history, key_epochs, dict(record.get("params", {})), dict(record.get("compile_config", {})),
-            seconds, events)
+    steps = [int(s) for s in record.get("validation_steps", [])]
+    by_step = {key: [float(v) for v in values] for key, values in record.get("validation_history", {}).items()}
+    return Record(epochs, history, key_epochs, dict(record.get("params", {})), dict(record.get("compile_config", {})),
+                  seconds, events, steps, by_step)
 
 
 def _cell(value: float | None) -> str:

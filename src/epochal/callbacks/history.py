@@ -83,6 +83,7 @@ class History(Callback):
         self.validation_steps.append(step)
         for key, value in (logs or {}).items():
             self.validation_history.setdefault(key, []).append(float(value))
+
     def record_event(self, kind: str, epoch: int, batch: int, **details: Any) -> None:
         """Note that `kind` (`"fork"`, `"rollback"`...) happened at `batch` batches into `epoch` (0-based).
 
@@ -116,15 +117,17 @@ class History(Callback):
         history_io.write_csv(self, path)
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write epochs, values, params and compile config to `path` (atomically); `History.load` reads it back."""
+        """Write epochs, values, params, the compile config and the validations by step to `path` (atomically);
+        `History.load` reads it back."""
         history_io.write_json(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> History:
         """A History read from a `.csv` or `.json` file written by `to_csv`/`to_json` (or a Keras dict dump)."""
-        history = cls()
+        history, record = cls(), history_io.read(path)
         (history.epoch, history.history, history._key_epochs, history.params, history.compile_config,
-         history.epoch_seconds, history.events) = history_io.read(path)
+         history.epoch_seconds, history.events) = record[:7]
+        history.validation_steps, history.validation_history = record.validation_steps, record.validation_history
         return history
 
     def diagnose(self, monitor: str = "val_loss", **options: Any) -> Diagnosis:

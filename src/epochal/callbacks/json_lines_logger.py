@@ -10,13 +10,16 @@ from typing import IO, Any
 
 from epochal.callbacks.callback import Callback
 from epochal.callbacks.log_file import count_lines, prepare_log
+from epochal.callbacks.run_position import validates_by_step
 from epochal.parallel.process import is_main_process
 
 
 class JSONLinesLogger(Callback):
     """Write `{"epoch": 0, "loss": ..., ...}` lines per epoch, and `{"epoch", "batch", ...}` per batch if asked.
 
-    Epoch and batch indices are 0-based; a batch line is told apart by its `batch` key. Non-finite
+    Epoch and batch indices are 0-based; a batch line is told apart by its `batch` key. A run that validates
+    every N batches (`fit(validation_every=N)`) also gets a line per validation, mid-epoch or at an epoch's
+    end, told apart by its `step` key (the global step, as `History.validation_steps`). Non-finite
     values (a NaN loss) are written as `null`, so every line is strict JSON. Each line is flushed as
     it is written and the file is fsynced at each epoch's end. `pandas.read_json(path, lines=True)`
     reads the file back.
@@ -63,6 +66,10 @@ class JSONLinesLogger(Callback):
 
     def _on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
         self._write({"epoch": self._epoch, "batch": batch, **_finite_or_none(logs)})
+
+    def on_validation_end(self, step: int, logs: Mapping[str, float] | None = None) -> None:
+        if validates_by_step(self.params):
+            self._write({"epoch": self._epoch, "step": step, **_finite_or_none(logs)})
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self._write({"epoch": epoch, **_finite_or_none(logs)})

@@ -22,7 +22,7 @@ from epochal.analysis.run_params import flat_params
 from epochal.callbacks.callback import Callback, compile_config_of
 from epochal.callbacks.deadline import call_with_deadline
 from epochal.callbacks.history import History
-from epochal.callbacks.run_position import first_global_batch
+from epochal.callbacks.run_position import first_global_batch, step_tag, validates_by_step
 from epochal.callbacks.update_freq import batch_interval
 from epochal.monitoring import initial_best, is_improvement, resolve_mode
 from epochal.parallel.process import is_main_process
@@ -47,7 +47,9 @@ class MLflowLogger(Callback):
       (optimizer and its hyperparameters, loss) and `params`, flattened (`optimizer.lr`).
     - **Metrics**: every key of the epoch logs at step = epoch index; with `update_freq` set to `"batch"`
       or N, also `batch_<key>` every N batches (step = global batch count), sent with the epoch's metrics
-      in one request.
+      in one request. A run that validates every N batches (`fit(validation_every=N)`) also logs each
+      validation as it ends under TensorBoard's names, `val_loss` as `evaluation_loss_vs_iterations`
+      (step = the global step).
     - **Artifacts**: `weights/best.safetensors` each time `monitor` improves (the last weights without
       validation, where `val_loss` falls back to `loss` as the diagnosis does), and at the end
       `history/history.json` and `.csv`, `report/report.html` (`History.to_html`) and `diagnosis.txt`.
@@ -134,6 +136,15 @@ class MLflowLogger(Callback):
             stamp = _now()
             self._pending += [metric(f"batch_{key}", float(value), stamp, self._global_batch)
                               for key, value in (logs or {}).items()]
+
+    def on_validation_end(self, step: int, logs: Mapping[str, float] | None = None) -> None:
+        self._history.on_validation_end(step, logs)  # kept in the history.json artifact
+        if not validates_by_step(self.params) or not is_main_process():
+            return
+        metric = self._mlflow.entities.Metric
+        stamp = _now()
+        metrics = [metric(step_tag(key), float(value), stamp, step) for key, value in (logs or {}).items()]
+        self._safely(f"log the validation at step {step}", self._log_metrics, metrics)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         logs = dict(logs or {})

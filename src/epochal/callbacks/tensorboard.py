@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from epochal.callbacks.callback import Callback
-from epochal.callbacks.run_position import first_global_batch
+from epochal.callbacks.run_position import first_global_batch, step_tag
 from epochal.callbacks.update_freq import batch_interval
 from epochal.parallel.process import is_main_process
 
@@ -35,7 +35,9 @@ class TensorBoard(Callback):
     TensorBoard draws a key's training and validation curves on one chart. The engine's
     `learning_rate` appears as `epoch_learning_rate`. With `update_freq` set to `"batch"` or N, the
     training batch values are also written as `batch_k` every N batches (step = global batch count,
-    1-based, continuing from `initial_epoch * steps`). Run `tensorboard --logdir <log_dir>` to view.
+    1-based, continuing from `initial_epoch * steps`). Every validation is also written to the
+    `validation` run as `evaluation_k_vs_iterations` at its global step (Keras 3's tag), so the mid-epoch
+    validations of `fit(validation_every=N)` are drawn too. Run `tensorboard --logdir <log_dir>` to view.
 
     A run resumed by `BackupAndRestore` continues the step counts, and before writing anything it
     rewinds the event files to where they were at the backup it resumes: events written after that
@@ -100,6 +102,14 @@ class TensorBoard(Callback):
             self._writer(run).add_scalar(f"epoch_{name}", value, epoch)
         for writer in self._writers.values():
             writer.flush()
+
+    def on_validation_end(self, step: int, logs: Mapping[str, float] | None = None) -> None:
+        if not is_main_process():
+            return
+        writer = self._writer("validation")
+        for key, value in (logs or {}).items():
+            writer.add_scalar(step_tag(key), value, step)
+        writer.flush()  # a mid-epoch point shows while the epoch still trains
 
     def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
         self._close()

@@ -39,6 +39,9 @@ class TrainConfig:
     rollback: bool = False
     keep_backups: int | str = "all"
     backup_freq: int | None = None
+    validation_every: int | None = None
+    max_steps: int | None = None
+    max_time: float | None = None  # seconds; a run out of time pauses, and `--resume` continues it
     fork_of: str | None = None  # the backup a fork starts from (`epochal fork`); own backups come first
 
 

@@ -19,7 +19,8 @@ from epochal.cli.train import backups, train_in_folder
 from epochal.training.fork import describe_position, find_backup, read_fork_source
 
 #: Settings a fork may change, and why the others may not.
-FORKABLE = ("lr", "batch_size", "epochs", "patience", "dropout", "rollback", "threads", "keep_backups", "backup_freq")
+FORKABLE = ("lr", "batch_size", "epochs", "patience", "dropout", "rollback", "threads", "keep_backups", "backup_freq",
+            "validation_every", "max_steps", "max_time")
 _FIXED = {**{key: "it is the model's architecture" for key in ("model", "hidden")},
           **{key: "it decides the data (which rows train, validate and test)" for key in
              ("data", "target", "task", "test_split", "validation_split", "seed")},

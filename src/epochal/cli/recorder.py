@@ -13,7 +13,8 @@ from epochal.callbacks.history import History
 
 
 class RunRecorder(Callback):
-    """After each epoch, the history so far as CSV and JSON, and the training time spent.
+    """After each epoch, the history so far (with its validations by step) as CSV and JSON, and the training
+    time spent.
 
     It keeps its own History (and `state_dict()`), so a run resumed by BackupAndRestore carries on
     the files and the clock where they were; the run's events (fork, rollbacks) are the model History's.
@@ -36,6 +37,9 @@ class RunRecorder(Callback):
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self.history.on_epoch_begin(epoch, logs)
+
+    def on_validation_end(self, step: int, logs: Mapping[str, float] | None = None) -> None:
+        self.history.on_validation_end(step, logs)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         self.history.on_epoch_end(epoch, logs)

@@ -52,6 +52,11 @@ _DEFAULT_STORE = "default"  # what `--mlflow` alone stands for until resolved
                                      "finishes. Defaults to all.")
 @click.option("--backup-freq", type=int, help="Also back up every N batches: points inside an epoch that "
                                               "`epochal fork --at EPOCH:BATCH` can start from. Defaults to none.")
+@click.option("--validation-every", type=int, help="Also validate every N training batches (recorded by step in "
+                                                  "history.json). Defaults to once per epoch.")
+@click.option("--max-steps", type=int, help="Train at most N batches in all, across epochs. Defaults to no limit.")
+@click.option("--max-time", type=float, help="A wall-clock budget in seconds: when spent, training pauses at a batch "
+                                             "boundary and --resume continues it exactly. Defaults to no limit.")
 @click.option("--rollback", is_flag=True, default=None,
               help="When a batch's loss becomes NaN or spikes, go back to the last good state, skip that batch, "
                    "halve the learning rate and carry on (Rollback, 3 retries).")
@@ -123,7 +128,8 @@ def train_in_folder(config: TrainConfig, data: Data, folder: Path | None, verbos
                   validation_split=config.validation_split,
                   callbacks=[stopper, *run_callbacks(config), recorder, *trackers,
                              backups(config, folder / run_folder.BACKUPS)],
-                  verbose=int(verbose) if verbose != "auto" else "auto", resume_from=config.fork_of)
+                  verbose=int(verbose) if verbose != "auto" else "auto", resume_from=config.fork_of,
+                  validation_every=config.validation_every, max_steps=config.max_steps, max_time=config.max_time)
     except KeyboardInterrupt:  # SIGINT or SIGTERM: BackupAndRestore has written a backup after the batch
         run_folder.write_json(folder / run_folder.SUMMARY, {"status": "interrupted", "seconds": recorder.seconds})
         raise CliError(f"Interrupted. Continue with: epochal train --resume {folder}") from None
@@ -131,6 +137,13 @@ def train_in_folder(config: TrainConfig, data: Data, folder: Path | None, verbos
         if fresh and not (folder / run_folder.HISTORY_JSON).exists():
             shutil.rmtree(folder)  # a bad setting caught before the first epoch leaves no empty run behind
         raise
+    # A fit that returns unfinished ran out of `max_time` (any other stop closes the run): the backup it
+    # just wrote mid-epoch is where --resume continues.
+    state = model.training_state
+    if state is not None and not state.finished:
+        run_folder.write_json(folder / run_folder.SUMMARY, {"status": "paused", "seconds": recorder.seconds})
+        click.echo(f"Paused: --max-time {config.max_time:g}s ran out. Continue with: epochal train --resume {folder}")
+        return folder
     _finish(folder, config, data, model, recorder, stopper)
     return folder
 

@@ -113,8 +113,8 @@ def run_fit(setup: FitSetup, data: FitData, *, epochs: int, initial_epoch: int, 
     sync = setup.fit_sync(wants_batch_logs) if setup.fit_sync is not None else LOCAL
     fingerprint = run_fingerprint(model.module, model.optimizers, setup.compile_options,
                                   trajectory_arguments(params, validation_freq, data.whole), data.whole)
-    counted: list[Callback] = [control] if validation_every is not None or max_steps is not None else []  # backed up
-    state = TrainingState(model, callbacks=user_callbacks + [history] + counted, backup=backup,
+    # The step count is backed up in every run, as every validation is recorded at its step (History, loggers).
+    state = TrainingState(model, callbacks=user_callbacks + [history, control], backup=backup,
                           fingerprint=fingerprint, epochs=epochs, epoch=initial_epoch, sync=sync, steps=pipeline,
                           sharded=setup.sharded, fork=fork)
     if rollback is not None:
