@@ -101,6 +101,35 @@ def test_diverge_replays_from_the_last_common_backup_and_names_where_runs_part(p
                           "while both train."
 
 
+def test_diverge_says_backups_that_differ_where_a_replay_does_not_come_from_where_the_runs_ran(parent, epochal_cli,
+                                                                                             tmp_path):
+    """Another machine's copy of the run: the same settings, its backups after epoch 3 one float step apart."""
+    import shutil
+
+    import torch
+
+    from epochal.callbacks import BackupAndRestore
+
+    other = tmp_path / "other"
+    shutil.copytree(parent, other)
+    backups = BackupAndRestore(other / "backup", keep=None)
+    for manifest in backups.backups():
+        if manifest["epoch"] > 3:
+            snapshot = backups.read_backup(manifest["sequence"])
+            weight = snapshot["module"]["0.weight"]
+            weight[0, 0] = torch.nextafter(weight[0, 0], torch.tensor(float("inf")))
+            position = {k: v for k, v in manifest.items() if k not in ("format", "version", "sequence", "file",
+                                                                          "size", "sha256")}
+            backups.write(snapshot, position, manifest["sequence"])
+    code, out = epochal_cli("diverge", parent, other)
+    assert code == 0, out
+    assert out.startswith("The backups of both runs are the same after epoch 3: replaying from there.\n"
+                          "Their backups differ after epoch 4 (largest: 0.weight: largest difference ")
+    assert "The runs do not part: identical weights after each of the" in out
+    assert out.rstrip().endswith("the difference does not come from their settings but from where or how they ran "
+                                 "(another machine or torch build, nondeterministic kernels, an interruption).")
+
+
 def test_seeds_give_means_intervals_and_a_verdict_beyond_seed_noise(tmp_path, epochal_cli):
     pytest.importorskip("scipy")
     for name, lr in (("slow", "0.0003"), ("fast", "0.01")):
