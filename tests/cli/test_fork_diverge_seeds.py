@@ -57,6 +57,17 @@ def test_a_fork_with_nothing_changed_repeats_its_parent_and_one_with_a_new_rate_
     assert is_png(parent.parent / "compare.png")
 
 
+def test_a_fork_inside_an_epoch_repeats_its_parent_and_is_named_without_a_colon(tmp_path, epochal_cli):
+    code, out = epochal_cli("train", *COMMON, "--epochs", "3", "--backup-freq", "2", "--out", tmp_path, "--name", "p")
+    assert code == 0, out
+    code, out = epochal_cli("fork", tmp_path / "p", "--at", "2:2", "--verbose", "0")
+    assert code == 0 and out.startswith(f"Forking {tmp_path / 'p'} after batch 2 of epoch 2 with no setting changed")
+    fork = tmp_path / "p-fork-2-2"
+    assert (fork / "history.csv").read_text() == (tmp_path / "p" / "history.csv").read_text()
+    [event] = History.load(fork / "history.json").events
+    assert (event["kind"], event["epoch"], event["batch"], event["changes"]) == ("fork", 1, 2, {})
+
+
 @pytest.mark.parametrize("args, message", [
     (["--at", "9"], "Cannot fork after epoch 9: the run's last backup is after epoch 5, so that point is past its end."),
     (["--at", "2:3"], "No backup in '{backups}' after batch 3 of epoch 2; there are backups after epoch 1, after epoch 2"),
