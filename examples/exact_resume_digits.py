@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", default=None, help="Where the parent keeps its backups. Defaults to a temporary folder.")
+    parser.add_argument("--out", default=None,
+                        help="Where the parent keeps its backups. Defaults to a temporary folder.")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         found = forks(Path(args.out or scratch) / "parent-backup", args.epochs)
