@@ -83,6 +83,18 @@ def test_a_fork_that_cannot_be_is_one_line_and_leaves_no_folder(parent, epochal_
     assert set(parent.parent.iterdir()) == runs
 
 
+def test_a_run_that_kept_no_backup_cannot_be_forked_and_says_how_to_keep_them(tmp_path, epochal_cli):
+    code, out = epochal_cli("train", *COMMON, "--epochs", "2", "--keep-backups", "0", "--out", tmp_path, "--name", "p")
+    assert code == 0, out
+    before = set(tmp_path.iterdir())
+    code, out = epochal_cli("fork", tmp_path / "p", "--at", "1")
+    assert code == 1 and out.splitlines()[-1] == (
+        f"Error: {str(tmp_path / 'p' / 'backup')!r} holds no backup to fork from: train the parent with "
+        "`BackupAndRestore(..., keep=None, delete_checkpoint=False)`, or with `epochal train --keep-backups all` "
+        "(the default).")
+    assert set(tmp_path.iterdir()) == before
+
+
 def test_a_damaged_backup_is_refused_and_left_as_it_is(parent, epochal_cli, tmp_path):
     import shutil
 
