@@ -91,3 +91,16 @@ def test_docstring_examples():
 def test_it_needs_a_run_that_trains():
     with pytest.raises(ValueError, match=r"Run A trained no batch: `run_a\(probe\)` must call `fit` with `probe`"):
         diverge(lambda probe: None, _run())
+
+
+def test_under_torch_distributed_it_refuses_before_replaying(tmp_path):
+    """The docs say `diverge` refuses under torchrun: one process in a process group stands for every rank."""
+    replayed = []
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(RuntimeError, match=r"`diverge` replays runs in one process: call it outside "
+                                               r"torch.distributed"):
+            diverge(replayed.append, replayed.append)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert replayed == [], "nothing ran"

@@ -145,3 +145,19 @@ def test_epoch_seconds_are_timed_kept_in_json_and_in_backups(tmp_path):
     restored.load_state_dict(history.state_dict())
     assert restored.epoch_seconds == history.epoch_seconds
     assert recorded().epoch_seconds == []  # driven without on_epoch_begin: nothing to time
+
+
+def test_compare_plots_mark_where_a_fork_starts_in_its_colour():
+    from epochal.analysis.comparison_html import overlay_svgs
+    from epochal.analysis.plotting import plot_histories
+
+    parent, fork = recorded(), recorded()
+    fork.record_event("fork", 2, 0, source="backup-00000002.pt", changes={"lr": [0.001, 0.0001]})
+    figure = plot_histories({"parent": parent, "fork": fork})
+    for axis in figure.axes:
+        lines = {line.get_label(): line for line in axis.get_lines()}
+        assert "parent forked" not in lines
+        assert list(lines["fork forked"].get_xdata()) == [2.5, 2.5], "between the last shared epoch and the first own"
+        assert lines["fork forked"].get_color() == lines["fork (train)"].get_color()
+    loss_svg = overlay_svgs({"parent": parent, "fork": fork})[0]
+    assert "fork forked" in loss_svg and "parent forked" not in loss_svg

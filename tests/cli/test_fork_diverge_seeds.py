@@ -68,6 +68,17 @@ def test_a_fork_may_validate_by_steps_and_stop_after_max_steps(parent, epochal_c
     assert history.events[0]["changes"] == {"max_steps": [None, 11], "validation_every": [None, 2]}
 
 
+def test_a_fork_inside_an_epoch_repeats_its_parent_and_is_named_without_a_colon(tmp_path, epochal_cli):
+    code, out = epochal_cli("train", *COMMON, "--epochs", "3", "--backup-freq", "2", "--out", tmp_path, "--name", "p")
+    assert code == 0, out
+    code, out = epochal_cli("fork", tmp_path / "p", "--at", "2:2", "--verbose", "0")
+    assert code == 0 and out.startswith(f"Forking {tmp_path / 'p'} after batch 2 of epoch 2 with no setting changed")
+    fork = tmp_path / "p-fork-2-2"
+    assert (fork / "history.csv").read_text() == (tmp_path / "p" / "history.csv").read_text()
+    [event] = History.load(fork / "history.json").events
+    assert (event["kind"], event["epoch"], event["batch"], event["changes"]) == ("fork", 1, 2, {})
+
+
 @pytest.mark.parametrize("args, message", [
     (["--at", "9"], "Cannot fork after epoch 9: the run's last backup is after epoch 5, so that point is past its end."),
     (["--at", "2:3"], "No backup in '{backups}' after batch 3 of epoch 2; there are backups after epoch 1, after epoch 2"),
@@ -81,6 +92,18 @@ def test_a_fork_that_cannot_be_is_one_line_and_leaves_no_folder(parent, epochal_
     code, out = epochal_cli("fork", parent, *args, "--name", "bad")
     assert code == 1 and out.splitlines()[-1].startswith("Error: " + message.format(backups=parent / "backup"))
     assert set(parent.parent.iterdir()) == runs
+
+
+def test_a_run_that_kept_no_backup_cannot_be_forked_and_says_how_to_keep_them(tmp_path, epochal_cli):
+    code, out = epochal_cli("train", *COMMON, "--epochs", "2", "--keep-backups", "0", "--out", tmp_path, "--name", "p")
+    assert code == 0, out
+    before = set(tmp_path.iterdir())
+    code, out = epochal_cli("fork", tmp_path / "p", "--at", "1")
+    assert code == 1 and out.splitlines()[-1] == (
+        f"Error: {str(tmp_path / 'p' / 'backup')!r} holds no backup to fork from: train the parent with "
+        "`BackupAndRestore(..., keep=None, delete_checkpoint=False)`, or with `epochal train --keep-backups all` "
+        "(the default).")
+    assert set(tmp_path.iterdir()) == before
 
 
 def test_a_damaged_backup_is_refused_and_left_as_it_is(parent, epochal_cli, tmp_path):
@@ -110,6 +133,35 @@ def test_diverge_replays_from_the_last_common_backup_and_names_where_runs_part(p
     code, out = epochal_cli("diverge", parent, parent.parent / "again")
     assert out.strip() == "The backups of both runs are the same after epoch 5, where both ended: they do not part " \
                           "while both train."
+
+
+def test_diverge_says_backups_that_differ_where_a_replay_does_not_come_from_where_the_runs_ran(parent, epochal_cli,
+                                                                                             tmp_path):
+    """Another machine's copy of the run: the same settings, its backups after epoch 3 one float step apart."""
+    import shutil
+
+    import torch
+
+    from epochal.callbacks import BackupAndRestore
+
+    other = tmp_path / "other"
+    shutil.copytree(parent, other)
+    backups = BackupAndRestore(other / "backup", keep=None)
+    for manifest in backups.backups():
+        if manifest["epoch"] > 3:
+            snapshot = backups.read_backup(manifest["sequence"])
+            weight = snapshot["module"]["0.weight"]
+            weight[0, 0] = torch.nextafter(weight[0, 0], torch.tensor(float("inf")))
+            position = {k: v for k, v in manifest.items() if k not in ("format", "version", "sequence", "file",
+                                                                          "size", "sha256")}
+            backups.write(snapshot, position, manifest["sequence"])
+    code, out = epochal_cli("diverge", parent, other)
+    assert code == 0, out
+    assert out.startswith("The backups of both runs are the same after epoch 3: replaying from there.\n"
+                          "Their backups differ after epoch 4 (largest: 0.weight: largest difference ")
+    assert "The runs do not part: identical weights after each of the" in out
+    assert out.rstrip().endswith("the difference does not come from their settings but from where or how they ran "
+                                 "(another machine or torch build, nondeterministic kernels, an interruption).")
 
 
 def test_seeds_give_means_intervals_and_a_verdict_beyond_seed_noise(tmp_path, epochal_cli):

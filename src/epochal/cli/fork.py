@@ -36,7 +36,7 @@ _AT = re.compile(r"^(\d+)(?::(\d+))?$")
               help="Where to fork: after epoch EPOCH (counted from 1, as printed), or after batch BATCH of it.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help=f"A setting to change from there (repeatable): {', '.join(FORKABLE)} (learning_rate = lr).")
-@click.option("--name", help="The fork's folder name, beside RUN. Defaults to <run>-fork-<EPOCH[:BATCH]>.")
+@click.option("--name", help="The fork's folder name, beside RUN. Defaults to <run>-fork-EPOCH[-BATCH].")
 @click.option("--verbose", type=click.Choice(["auto", "0", "1", "2"]), default="auto", show_default=True,
               help="0 silent, 1 a progress bar, 2 one line per epoch; auto picks 1 on a terminal.")
 def fork(run: str, at: str, settings: tuple[str, ...], name: str | None, verbose: str) -> None:
@@ -53,7 +53,7 @@ def fork(run: str, at: str, settings: tuple[str, ...], name: str | None, verbose
     read_fork_source(str(source))  # a damaged backup is refused before any folder exists
     config = resolve(parent.config, changes)
     config = dataclasses.replace(config, out=str(parent.path.parent), mlflow=None, fork_of=str(source),
-                                 name=name or f"{parent.name}-fork-{at}")
+                                 name=name or _default_name(parent.name, epoch, batch))
     backups(config)
     click.echo(f"Forking {parent.path} {describe_position(*((epoch, 0) if batch is None else (epoch - 1, batch)))}"
                + (f" with {', '.join(f'{key}={value}' for key, value in changes.items())}" if changes else
@@ -66,6 +66,11 @@ def _position(at: str) -> tuple[int, int | None]:
     if match is None:
         raise CliError(f"--at takes EPOCH or EPOCH:BATCH, counted from 1 (e.g. 10 or 10:5). Received: {at!r}")
     return int(match.group(1)), None if match.group(2) is None else int(match.group(2))
+
+
+def _default_name(parent: str, epoch: int, batch: int | None) -> str:
+    """`<parent>-fork-EPOCH[-BATCH]`: no `:` in it, which Windows refuses in a folder name."""
+    return f"{parent}-fork-{epoch}" + ("" if batch is None else f"-{batch}")
 
 
 def _changes(settings: tuple[str, ...]) -> dict[str, Any]:

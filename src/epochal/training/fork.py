@@ -57,7 +57,8 @@ def find_backup(folder: str | os.PathLike[str], epoch: int, batch: int | None = 
     manifests = reader.backups() if os.path.isdir(reader.backup_dir) else []
     if not manifests:
         raise ValueError(f"{reader.backup_dir!r} holds no backup to fork from: train the parent with "
-                         "`BackupAndRestore(..., keep=None, delete_checkpoint=False)` (the CLI keeps them).")
+                         "`BackupAndRestore(..., keep=None, delete_checkpoint=False)`, or with `epochal train "
+                         "--keep-backups all` (the default).")
     positions = [(int(m["epoch"]), int(m["batch"])) for m in manifests]
     matches = [m for m, position in zip(manifests, positions) if position == wanted]
     if matches:
