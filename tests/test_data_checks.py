@@ -69,6 +69,7 @@ def test_a_sample_weight_column_is_read_as_one_weight_per_sample():
     ({"x": _last(X[:10], float("inf"))}, r"batch 3 of `dataset`: `x` holds NaN or infinite values \(the first, inf, "
                                          r"at index \(9, 0\)\)"),
     ({"w": -torch.ones(10)}, r"batch 3 of `dataset`: `sample_weight` must not be negative"),
+    ({"w": torch.ones(10, 2)}, r"^batch 3 of `dataset`: `sample_weight` must be 1-D, one weight per sample \(10\)"),
 ])
 def test_a_bad_streamed_batch_is_an_error_before_its_update(bad_batch, message):
     model = _model()
