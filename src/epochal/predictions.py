@@ -25,13 +25,12 @@ from typing import Any, Protocol
 import torch
 
 from epochal.data.structure import Tree, concatenate, flatten
-from epochal.files.digest import digest
+from epochal.files.digest import seal_intact, sealed
 from epochal.files.temporary import remove_orphans
 from epochal.saving import atomic_write, corrupt_message, read_tensors_file, tensors_file
 
 FORMAT = "epochal.predictions"
 VERSION = 2  # 2: checksums in the index and in each shard
-_CHECKSUM = "sha256"  # the index's key for the checksum of the rest of it
 INDEX = "index.json"
 _SHARD = re.compile(r"^[0-9a-f]{8}-\d{3,}-\d{5,}\.safetensors$")  # `<run>-<rank>-<k>`: only these are ever removed
 
@@ -100,9 +99,8 @@ def write_predictions(outputs: Iterable[Tree], path: str | os.PathLike[str], *, 
     if not written:
         raise ValueError("`x` is empty: it yielded no batch.")
     shards = written[0][0] if whole else [shard for part, _ in written for shard in part]
-    index = {"format": FORMAT, "version": VERSION, "samples": sum(shard["samples"] for shard in shards),
-             "structure": written[0][1], "shards": shards}
-    index[_CHECKSUM] = digest(index)
+    index = sealed({"format": FORMAT, "version": VERSION, "samples": sum(shard["samples"] for shard in shards),
+                    "structure": written[0][1], "shards": shards})
     sync.main_then_wait(lambda: _commit(folder, index))
     return Predictions(folder)
 
@@ -148,7 +146,7 @@ def _read_index(folder: str) -> dict[str, Any]:
     if not isinstance(index, dict) or index.get("format") != FORMAT or index.get("version") != VERSION:
         raise ValueError(f"{path!r} is not an index of epochal predictions (format {FORMAT!r}, version {VERSION}); "
                          "an older epochal's predictions have no checksums: write them again with `predict_to`.")
-    if digest({k: v for k, v in index.items() if k != _CHECKSUM}) != index.get(_CHECKSUM):
+    if not seal_intact(index):
         raise ValueError(corrupt_message(path))
     return index
 
