@@ -43,6 +43,8 @@ def _last(tensor, value):
                                                 r"Received: class_weight\[1\]=-2.0"),
     (X, Y, {"validation_data": (_last(X[:10], float("inf")), Y[:10])}, r"validation_data: `x` holds NaN or infinite"),
     (X, _last(Y, 7), {"validation_split": 0.2}, r"validation data: `y` holds values in \[0, 7\]"),
+    # bad labels in the first batch too: the range over all of `y`, not the first batch's
+    (X, torch.cat([torch.tensor([10]), Y[1:-1], torch.tensor([-1])]), {}, r"^`y` holds values in \[-1, 10\]"),
 ])
 def test_bad_values_anywhere_are_refused_before_any_update(x, y, fit, message):
     model = _model()
@@ -69,6 +71,7 @@ def test_a_sample_weight_column_is_read_as_one_weight_per_sample():
     ({"x": _last(X[:10], float("inf"))}, r"batch 3 of `dataset`: `x` holds NaN or infinite values \(the first, inf, "
                                          r"at index \(9, 0\)\)"),
     ({"w": -torch.ones(10)}, r"batch 3 of `dataset`: `sample_weight` must not be negative"),
+    ({"w": torch.ones(10, 2)}, r"^batch 3 of `dataset`: `sample_weight` must be 1-D, one weight per sample \(10\)"),
 ])
 def test_a_bad_streamed_batch_is_an_error_before_its_update(bad_batch, message):
     model = _model()
@@ -86,6 +89,15 @@ def test_a_bad_streamed_batch_is_an_error_before_its_update(bad_batch, message):
     with pytest.raises(ValueError, match=message):
         model.fit_dataset(stream(), epochs=1, verbose=0, callbacks=[Recorder()])
     assert updates == [0, 1, 2]
+
+
+@pytest.mark.parametrize("first, message", [
+    (torch.full((10,), 5), r"^batch 0 of `dataset`: `y` holds values in \[5, 5\]"),
+    (torch.full((10,), 1.5), r"^batch 0 of `dataset`: `y` holds 1.5, which is not a whole number"),
+])
+def test_a_bad_first_streamed_batch_is_named_too(first, message):
+    with pytest.raises(ValueError, match=message):
+        _model().fit_dataset([(X[:10], first), (X[10:20], Y[10:20])], epochs=1, verbose=0)
 
 
 def test_binary_and_torch_losses_say_what_targets_they_read():

@@ -161,6 +161,32 @@ def test_shards_of_another_architecture_are_refused_before_anything_loads(tmp_pa
     assert all(torch.equal(other.state_dict()[name], t) for name, t in before.items())
 
 
+@pytest.mark.parametrize("damage, message", [
+    ("flip", r"'{file}' is corrupt: its contents do not match the checksum"),
+    ("remove", r"'{file}' is missing; the shards in '{folder}' are incomplete"),
+    ("marker", r"'{folder}/epochal.json' is corrupt: its contents do not match the checksum"),
+])
+def test_damaged_or_missing_shards_are_refused_with_the_path_before_anything_loads(tmp_path, damage, message):
+    module, optimizers = trained(0)
+    folder = tmp_path / "shards"
+    sharded_state.save_shards(folder, module, optimizers, {"metadata": {"epoch": 3}}, LOCAL)
+    file = folder / sorted(name for name in os.listdir(folder) if name.endswith(".distcp"))[0]
+    if damage == "flip":
+        data = bytearray(file.read_bytes())
+        data[len(data) // 2] ^= 1
+        file.write_bytes(bytes(data))
+    elif damage == "remove":
+        file.unlink()
+    else:
+        marker = folder / "epochal.json"
+        marker.write_text(marker.read_text().replace('"epoch": 3', '"epoch": 4'))
+    other, other_optimizers = trained(1)
+    before = {name: tensor.clone() for name, tensor in other.state_dict().items()}
+    with pytest.raises(ValueError, match=message.format(file=file, folder=folder)):
+        sharded_state.load_shards(folder, other, other_optimizers)
+    assert all(torch.equal(other.state_dict()[name], tensor) for name, tensor in before.items())
+
+
 def test_a_folder_that_is_not_shards_is_named(tmp_path):
     (tmp_path / "epochal.json").write_text('{"format": "something else"}')
     with pytest.raises(ValueError, match="is not a folder of epochal shards"):

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shutil
 import traceback
 import warnings
 from pathlib import Path
@@ -29,6 +30,7 @@ from hypothesis.extra import numpy as hnp
 import epochal
 from epochal.callbacks import BackupAndRestore, History
 from epochal.cli.main import main as cli
+from epochal.predictions import Predictions
 from epochal.saving import load_checkpoint, load_weights, save_checkpoint, save_weights
 
 pytestmark = pytest.mark.slow
@@ -36,7 +38,7 @@ pytestmark = pytest.mark.slow
 SRC = os.path.dirname(epochal.__file__) + os.sep
 TOTAL = int(os.environ.get("EPOCHAL_FUZZ_EXAMPLES", "300"))
 #: Each target's share of the cases (the CLI runs a whole command per case, so it gets few).
-SHARES = {"fit": 0.36, "evaluate": 0.12, "stream": 0.07, "loaders": 0.3, "backups": 0.06, "save": 0.05, "cli": 0.04}
+SHARES = {"fit": 0.36, "evaluate": 0.12, "stream": 0.07, "loaders": 0.25, "predictions": 0.05, "backups": 0.06, "save": 0.05, "cli": 0.04}
 
 
 _CASES = itertools.count()
@@ -180,6 +182,7 @@ def saved(tmp_path_factory):
     save_checkpoint(folder / "c.pt", model.module, model.optimizer, {"epoch": 1, "logs": {"loss": 0.5}})
     model.history.to_csv(folder / "h.csv")
     model.history.to_json(folder / "h.json")
+    model.predict_to(folder / "preds", torch.randn(12, 3), batch_size=4, verbose=0, max_shard_size=1e-9)
     return folder, model
 
 
@@ -225,6 +228,20 @@ def test_a_damaged_file_is_refused_with_its_path_or_loads_exactly(saved, fresh, 
         assert _same_state(target.module.state_dict(), model.module.state_dict()), "a damaged file loaded other values"
         if name == "c.pt":
             assert loaded["metadata"] == {"epoch": 1, "logs": {"loss": 0.5}}
+
+
+@_settings("predictions")
+@given(shard=st.integers(-1, 2), how=damage)
+def test_damaged_predictions_are_refused_with_the_path_or_read_exactly(saved, fresh, shard, how):
+    folder, _ = saved
+    copy = fresh() / "preds"
+    shutil.copytree(folder / "preds", copy)
+    index = json.loads((copy / "index.json").read_text())
+    path = copy / ("index.json" if shard < 0 else index["shards"][shard]["file"])  # -1: the index itself
+    path.write_bytes(_damaged(path.read_bytes(), how))
+    loaded = []
+    if _outcome(lambda: loaded.append(Predictions(copy).load()), path=path) is None:
+        assert torch.equal(loaded[0], Predictions(folder / "preds").load()), "damaged predictions read other values"
 
 
 @_settings("backups")

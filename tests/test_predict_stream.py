@@ -124,6 +124,36 @@ def test_bad_arguments_are_refused_before_any_prediction(tmp_path, call, error, 
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: data[:-1] + bytes([data[-1] ^ 1]), r"'{shard}' is corrupt: its contents do not match the checksum"),
+    (lambda data: data[:len(data) // 2], r"'{shard}' is not a readable safetensors file .*expected a shard written by "
+                                         r"`predict_to`"),
+    (None, r"'{shard}' is missing; expected a shard written by `predict_to` there"),
+])
+def test_a_damaged_or_missing_shard_is_refused_with_its_path(tmp_path, damage, message):
+    model().predict_to(tmp_path, X, batch_size=8, verbose=0, max_shard_size=1e-9)
+    shard = tmp_path / json.loads((tmp_path / "index.json").read_text())["shards"][1]["file"]
+    if damage is None:
+        shard.unlink()
+    else:
+        shard.write_bytes(damage(shard.read_bytes()))
+    predictions = Predictions(tmp_path)
+    with pytest.raises(ValueError, match=message.format(shard=shard)):
+        predictions.load()
+
+
+def test_a_damaged_index_is_refused_with_its_path(tmp_path):
+    model().predict_to(tmp_path, X, batch_size=8, verbose=0)
+    index = tmp_path / "index.json"
+    text = index.read_text()
+    index.write_text(text.replace('"samples": 23', '"samples": 32'))
+    with pytest.raises(ValueError, match=f"'{index}' is corrupt: its contents do not match the checksum"):
+        Predictions(tmp_path)
+    index.write_text(text[:-5])
+    with pytest.raises(ValueError, match=f"'{index}' is not a readable index of epochal predictions"):
+        Predictions(tmp_path)
+
+
 def test_docstring_example_runs():
     assert epochal.predictions.Predictions is Predictions  # a public name of the package
     assert doctest.testmod(epochal.predictions).failed == 0

@@ -115,6 +115,17 @@ def test_a_resume_that_would_continue_another_run_is_refused_and_touches_nothing
     assert (tmp_path / "log.csv").read_bytes() == rows
 
 
+def test_a_dataloader_of_other_data_is_refused_in_words(tmp_path):
+    def loader(seed):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*_data(seed)), batch_size=16, shuffle=True)
+
+    with pytest.raises(TrainingInterrupted):
+        _model().fit(loader(3), epochs=3, verbose=0, callbacks=[BackupAndRestore(tmp_path), _SigtermAt(6)])
+    with pytest.raises(ValueError, match=r"would not continue this run: train data \(a DataLoader\): other values "
+                                         r"\(its first samples differ\)\. Nothing was loaded"):
+        _model().fit(loader(5), epochs=3, verbose=0, callbacks=[BackupAndRestore(tmp_path)])
+
+
 def test_on_mismatch_restart_trains_afresh(tmp_path):
     _interrupted(tmp_path / "backup", at=6)
     x, y = _data(seed=5)

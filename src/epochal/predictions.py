@@ -7,6 +7,10 @@ written to a temporary name and renamed (`saving.atomic_write`); the index is wr
 always describes one complete prediction: a run killed half-way leaves the previous index and its shards
 as they were, and the next complete run removes the files no index names. Under torch.distributed each
 process writes the shards of its own block of samples and rank 0 writes the index, in sample order.
+
+Each shard carries a checksum of its tensors in its metadata and the index one of its own contents, both
+verified on reading, so a damaged, truncated or missing file is refused with its path instead of giving
+other values.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_file, save
 
 from epochal.data.structure import Tree, concatenate, flatten
+from epochal.files.digest import seal_intact, sealed
 from epochal.files.temporary import remove_orphans
-from epochal.saving import atomic_write
+from epochal.saving import atomic_write, corrupt_message, read_tensors_file, tensors_file
 
 FORMAT = "epochal.predictions"
-VERSION = 1
+VERSION = 2  # 2: checksums in the index and in each shard
 INDEX = "index.json"
 _SHARD = re.compile(r"^[0-9a-f]{8}-\d{3,}-\d{5,}\.safetensors$")  # `<run>-<rank>-<k>`: only these are ever removed
 
@@ -56,22 +60,14 @@ class Predictions:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        try:
-            with open(os.path.join(self.path, INDEX), encoding="utf-8") as handle:
-                index = json.load(handle)
-        except FileNotFoundError:
-            raise ValueError(f"{self.path!r} holds no predictions: its {INDEX} is missing.") from None
-        if not isinstance(index, dict) or index.get("format") != FORMAT or index.get("version") != VERSION:
-            raise ValueError(f"{os.path.join(self.path, INDEX)!r} is not an index of epochal predictions "
-                             f"(format {FORMAT!r}, version {VERSION}).")
-        self.index = index
+        self.index = _read_index(self.path)
 
     def __len__(self) -> int:
         return int(self.index["samples"])
 
     def __iter__(self) -> Iterator[Tree]:
         for shard in self.index["shards"]:
-            tensors = load_file(os.path.join(self.path, shard["file"]))
+            tensors = read_tensors_file(os.path.join(self.path, shard["file"]), "a shard written by `predict_to`")
             yield _rebuilt(self.index["structure"], iter(tensors[str(i)] for i in range(len(tensors))))
 
     def load(self) -> Tree:
@@ -103,8 +99,8 @@ def write_predictions(outputs: Iterable[Tree], path: str | os.PathLike[str], *, 
     if not written:
         raise ValueError("`x` is empty: it yielded no batch.")
     shards = written[0][0] if whole else [shard for part, _ in written for shard in part]
-    index = {"format": FORMAT, "version": VERSION, "samples": sum(shard["samples"] for shard in shards),
-             "structure": written[0][1], "shards": shards}
+    index = sealed({"format": FORMAT, "version": VERSION, "samples": sum(shard["samples"] for shard in shards),
+                    "structure": written[0][1], "shards": shards})
     sync.main_then_wait(lambda: _commit(folder, index))
     return Predictions(folder)
 
@@ -133,8 +129,26 @@ def _write_shard(batches: list[Tree], folder: str, name: str) -> dict[str, Any]:
     leaves = flatten(concatenate(batches))
     tensors = {str(i): leaf.contiguous() for i, leaf in enumerate(leaves)}
     with atomic_write(os.path.join(folder, name)) as handle:
-        handle.write(save(tensors))
+        handle.write(tensors_file(tensors))
     return {"file": name, "samples": int(leaves[0].shape[0])}
+
+
+def _read_index(folder: str) -> dict[str, Any]:
+    """The folder's index, checked: an epochal predictions index whose checksum matches."""
+    path = os.path.join(folder, INDEX)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            index = json.load(handle)
+    except FileNotFoundError:
+        raise ValueError(f"{folder!r} holds no predictions: its {INDEX} is missing.") from None
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise ValueError(f"{path!r} is not a readable index of epochal predictions ({error}).") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT or index.get("version") != VERSION:
+        raise ValueError(f"{path!r} is not an index of epochal predictions (format {FORMAT!r}, version {VERSION}); "
+                         "an older epochal's predictions have no checksums: write them again with `predict_to`.")
+    if not seal_intact(index):
+        raise ValueError(corrupt_message(path))
+    return index
 
 
 def _commit(folder: str, index: Mapping[str, Any]) -> None:

@@ -18,6 +18,9 @@ Two formats, neither of which runs pickled code on load, each with a checksum of
   `torch.load(weights_only=True)`. `metadata` carries what resuming needs (the epoch, ...);
   `fingerprint` is the run that wrote it (`epochal.training.fingerprint`), when there was one.
   Version 1 files (one `"optimizer"`, no checksum) still load.
+
+Other tensors epochal writes (`predict_to`'s shards) go through `tensors_file` / `read_tensors_file`: a
+safetensors file whose checksum is in its metadata, refused with its path when damaged or missing.
 """
 
 from __future__ import annotations
@@ -179,13 +182,41 @@ def _read_safetensors(data: bytes, path: PathLike) -> dict[str, torch.Tensor]:
         ) from None
     expected = metadata.get(_CHECKSUM_KEY)
     if expected is not None and digest([state, aliases]) != expected:  # files from other tools have none
-        raise ValueError(_corrupt(path))
+        raise ValueError(corrupt_message(path))
     for alias, name in aliases.items():
         state[alias] = state[name]
     return state
 
 
-def _corrupt(path: PathLike) -> str:
+def tensors_file(tensors: Mapping[str, torch.Tensor]) -> bytes:
+    """`tensors` as safetensors bytes with their checksum in the metadata, for `read_tensors_file`."""
+    return safetensors_save(dict(tensors), metadata={_CHECKSUM_KEY: digest(dict(tensors))})
+
+
+def read_tensors_file(path: PathLike, expected: str) -> dict[str, torch.Tensor]:
+    """The tensors of a file `tensors_file` wrote, its checksum verified; every error names `path`.
+
+    Args:
+        path: The safetensors file.
+        expected: What the file should be, for the error messages (e.g. "a shard written by `predict_to`").
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise ValueError(f"{os.fspath(path)!r} is missing; expected {expected} there.") from None
+    try:
+        tensors = safetensors_load(data)
+        checksum = _safetensors_metadata(data).get(_CHECKSUM_KEY)
+    except (SafetensorError, ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{os.fspath(path)!r} is not a readable safetensors file ({error}); expected {expected}.") from None
+    if digest(tensors) != checksum:
+        raise ValueError(corrupt_message(path))
+    return tensors
+
+
+def corrupt_message(path: PathLike) -> str:
+    """The refusal of a file whose contents do not match its checksum."""
     return (f"{os.fspath(path)!r} is corrupt: its contents do not match the checksum written with it (a damaged "
             "disk or copy). Use another copy of the file.")
 
@@ -407,7 +438,7 @@ def _read_checkpoint(path: PathLike) -> dict[str, Any]:
         raise ValueError(f"{os.fspath(path)!r} is a damaged epochal checkpoint: it lacks its weights, optimizer "
                          "state or metadata. Use another copy of the file.")
     if checkpoint.get("version") != 1 and digest({key: checkpoint.get(key) for key in _CONTENT}) != checkpoint.get("checksum"):
-        raise ValueError(_corrupt(path))
+        raise ValueError(corrupt_message(path))
     return checkpoint
 
 

@@ -151,8 +151,9 @@ class Task:
     def loss(self, y: Tree, outputs: Tree, sample_weight: torch.Tensor | None) -> torch.Tensor:
         """The batch's total loss for backward: each output's loss, weighted by `loss_weights`, summed.
 
-        The first call resolves the outputs and metrics (`build`) and runs the value checks (`check`),
-        so a mismatch is an error before the first backward.
+        The first call resolves the outputs and metrics (`build`) and runs the value checks: the data's
+        (`output_checks`: all the targets, or the stream's batch by name) before the batch's own (`check`),
+        so a mismatch is an error before the first backward that says where the bad values are.
         """
         if self._losses is None:
             raise ValueError("The default `compute_loss` applies the compiled `loss`, and `compile` got none: pass "
@@ -160,10 +161,12 @@ class Task:
         if y is None:
             raise ValueError("The compiled loss compares the outputs with targets, and there are none: pass `y` "
                              "(or yield (x, y) batches). Received: y=None")
-        self._prepare(outputs, y)
+        if not self.built:
+            self.build(outputs, y)
         checks, self.output_checks = self.output_checks, []
         for check in checks:
             check(outputs, y)
+        self._prepare(outputs, y)
         output_losses = self._output_losses(y, outputs, sample_weight)
         if len(output_losses) == 1:
             weight = self.loss_weights()[0]

@@ -48,13 +48,16 @@ def check_batch(x: Tree, y: Tree | None, sample_weight: torch.Tensor | None, whe
         check_targets(y, where)
 
 
-def per_sample_weights(sample_weight: torch.Tensor, samples: int, name: str) -> torch.Tensor:
-    """`sample_weight` as one weight per sample, shape `(samples,)`: from `(N,)` or `(N, 1)`, nothing else."""
+def per_sample_weights(sample_weight: torch.Tensor, samples: int, name: str, where: str = "") -> torch.Tensor:
+    """`sample_weight` as one weight per sample, shape `(samples,)`: from `(N,)` or `(N, 1)`, nothing else.
+
+    `where` prefixes the argument's name in errors (`"batch 3 of `dataset`: "`), as in `check_batch`.
+    """
     if sample_weight.ndim == 2 and sample_weight.shape[1] == 1:
         return sample_weight[:, 0]
     if sample_weight.ndim != 1:
         raise ValueError(
-            f"`{name}` must be 1-D, one weight per sample ({samples}). Received: shape {tuple(sample_weight.shape)}. "
+            f"{where}`{name}` must be 1-D, one weight per sample ({samples}). Received: shape {tuple(sample_weight.shape)}. "
             "For per-timestep weights, weight the loss in a custom `compute_loss`."
         )
     return sample_weight

@@ -105,7 +105,7 @@ class DatasetAdapter:
         sample_weight = None
         if len(element) == 3:
             weights = self._tensors(element[2], "sample_weight").float()
-            sample_weight = per_sample_weights(weights, weights.shape[0], f"{where}sample_weight")
+            sample_weight = per_sample_weights(weights, weights.shape[0], "sample_weight", where)
         # On the host, before the copy to the device; a batch already on the device is not checked,
         # since reading its values would wait for the device.
         if all(t.device.type == "cpu" for t in flatten((x, y, sample_weight)) if t is not None):

@@ -1,14 +1,16 @@
-"""A checksum of what a file holds (tensors and plain values), independent of how it was serialised."""
+"""A checksum of what a file holds (tensors and plain values), independent of how it was serialised; and,
+for files another library writes, of their bytes."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-_CHUNK = 1 << 26  # bytes copied from an accelerator at a time
+_CHUNK = 1 << 26  # bytes copied from an accelerator, or read from a file, at a time
 
 def digest(value: Any) -> str:
     """The SHA-256 (hex) of a tree of tensors, str, int, float, bool and None in lists and dicts.
@@ -23,6 +25,29 @@ def digest(value: Any) -> str:
     """
     hasher = hashlib.sha256()
     _feed(hasher, value)
+    return hasher.hexdigest()
+
+
+#: The key under which `sealed` stores a record's checksum.
+SEAL = "sha256"
+
+
+def sealed(record: Mapping[str, Any]) -> dict[str, Any]:
+    """`record` (plain values, e.g. a JSON index) with the checksum of its other entries added under `SEAL`."""
+    return {**record, SEAL: digest(record)}
+
+
+def seal_intact(record: Mapping[str, Any]) -> bool:
+    """Whether `record`, as `sealed` made it, still matches its checksum (False when it has none)."""
+    return record.get(SEAL) == digest({key: value for key, value in record.items() if key != SEAL})
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 (hex) of a file's bytes, read a chunk at a time: the checksum of a file another library wrote."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            hasher.update(chunk)
     return hasher.hexdigest()
 
 

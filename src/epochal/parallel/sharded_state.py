@@ -6,6 +6,11 @@ A folder is written atomically: the ranks write into `<folder>.partial`, rank 0 
 (what the folder holds and the caller's plain values) once every rank is done, and renames it into
 place; a kill at any point leaves the previous folder as it was. Nothing is pickled: DCP stores
 tensors and its own metadata, and the JSON holds plain values.
+
+`epochal.json` also holds the SHA-256 of every file DCP wrote, and a checksum of itself: rank 0 hashes
+the files once all are written, and every rank checks them all before loading any (all reach the same
+verdict, so none is left waiting in DCP's collectives), so a damaged or missing file is refused with
+its path instead of loading other values. That costs one more read of the folder per rank on loading.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from typing import Any, Protocol
 
 import torch
 
+from epochal.files.digest import file_sha256, seal_intact, sealed
 from epochal.files.temporary import temporary_name
-from epochal.saving import atomic_write, some_names
+from epochal.saving import atomic_write, corrupt_message, some_names
 
 FORMAT = "epochal.shards"
 MARKER = "epochal.json"
@@ -50,20 +56,44 @@ def save_shards(path: str | os.PathLike[str], module: torch.nn.Module, optimizer
     dcp.save(_state(module, optimizers), checkpoint_id=partial)  # returns once every rank's shards are written
 
     def commit() -> None:
+        files = {name: file_sha256(os.path.join(partial, name)) for name in sorted(os.listdir(partial))}
+        marker = sealed({"format": FORMAT, "optimizers": sorted(optimizers), **values, "files": files})
         with atomic_write(os.path.join(partial, MARKER), text=True) as handle:
-            handle.write(json.dumps({"format": FORMAT, "optimizers": sorted(optimizers), **values}, indent=1))
+            handle.write(json.dumps(marker, indent=1))
         _replace_folder(partial, path)
 
     sync.main_then_wait(commit)
 
 
 def read_values(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The plain values `save_shards` stored with the shards in `path`."""
-    with open(os.path.join(path, MARKER), encoding="utf-8") as handle:
-        values = json.load(handle)
+    """The plain values `save_shards` stored with the shards in `path`, their checksum verified."""
+    marker = os.path.join(path, MARKER)
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            values = json.load(handle)
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise ValueError(f"{marker!r} is not readable ({error}); expected the {MARKER} of a folder of epochal "
+                         "shards. Use another copy of the folder.") from None
     if not isinstance(values, dict) or values.get("format") != FORMAT:
         raise ValueError(f"{os.fspath(path)!r} is not a folder of epochal shards (its {MARKER} says otherwise).")
+    if "files" not in values:
+        raise ValueError(f"{marker!r} lists no checksums of the shards (an older epochal wrote it): save them again.")
+    if not seal_intact(values):
+        raise ValueError(corrupt_message(marker))
     return values
+
+
+def check_files(path: str | os.PathLike[str], files: Mapping[str, str]) -> None:
+    """A ValueError naming the first of `files` (name: SHA-256) in the folder `path` that is missing or damaged."""
+    for name, expected in files.items():
+        file = os.path.join(path, name)
+        try:
+            found = file_sha256(file)
+        except FileNotFoundError:
+            raise ValueError(f"{file!r} is missing; the shards in {os.fspath(path)!r} are incomplete. Use "
+                             "another copy of the folder.") from None
+        if found != expected:
+            raise ValueError(corrupt_message(file))
 
 
 def load_shards(path: str | os.PathLike[str], module: torch.nn.Module,
@@ -74,6 +104,7 @@ def load_shards(path: str | os.PathLike[str], module: torch.nn.Module,
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
     values = read_values(path)
+    check_files(path, values["files"])
     check_architecture(path, module)
     optimizers = dict(optimizers or {})
     if optimizers and sorted(optimizers) != values["optimizers"]:

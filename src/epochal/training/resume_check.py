@@ -178,8 +178,11 @@ def _data(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
         if old is None or new is None or old.get("kind") != new.get("kind"):
             found.append(f"{name} data: {_kind(old)} in the backup but {_kind(new)} now")
             continue
-        if old["kind"] != "arrays":
-            found += _settings(old, new, f"{name} data ({_kind(new)}): ")
+        if old["kind"] != "arrays":  # its layout by setting; its values by a hash, which says nothing to a reader
+            label = f"{name} data ({_kind(new)}): "
+            layout_before, layout_after = ({k: v for k, v in record.items() if k != "first"} for record in (old, new))
+            found += _settings(layout_before, layout_after, label)
+            found += [f"{label}other values (its first samples differ)"] if old.get("first") != new.get("first") else []
             continue
         found += _settings({"samples": old["samples"]}, {"samples": new["samples"]}, f"{name} data: ")
         for part in ("x", "y", "sample_weight"):
