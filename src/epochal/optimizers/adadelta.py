@@ -37,8 +37,12 @@ class Adadelta(KerasOptimizer):
         lr, _, rho, epsilon = numbers
         squared_grads, squared_deltas = slots
         moving_square_average_(squared_grads, grads, rho)
-        deltas = torch._foreach_div(torch._foreach_mul(torch._foreach_sqrt(torch._foreach_add(squared_deltas, epsilon)),
-                                                       grads),
-                                    torch._foreach_sqrt(torch._foreach_add(squared_grads, epsilon)))
+        # In place on two fresh lists: each temporary list is one allocation and one pass over memory more.
+        deltas = torch._foreach_add(squared_deltas, epsilon)
+        torch._foreach_sqrt_(deltas)
+        torch._foreach_mul_(deltas, grads)
+        denominators = torch._foreach_add(squared_grads, epsilon)
+        torch._foreach_sqrt_(denominators)
+        torch._foreach_div_(deltas, denominators)
         moving_square_average_(squared_deltas, deltas, rho)
         add_scaled_(params, deltas, -lr)

@@ -38,5 +38,10 @@ class Adamax(AdaptiveMoments):
         momentums, norms = slots
         moving_average_(momentums, grads, beta_1)
         torch._foreach_mul_(norms, beta_2)
-        torch._foreach_maximum_(norms, torch._foreach_abs(grads))
-        add_ratio_(params, momentums, torch._foreach_add(norms, epsilon), -step_size)
+        # One temporary list, reused for the denominators: allocating a list the size of the parameters
+        # costs several passes over memory on the CPU.
+        temporaries = torch._foreach_abs(grads)
+        torch._foreach_maximum_(norms, temporaries)
+        torch._foreach_copy_(temporaries, norms)
+        torch._foreach_add_(temporaries, epsilon)
+        add_ratio_(params, momentums, temporaries, -step_size)

@@ -62,12 +62,24 @@ class Ftrl(KerasOptimizer):
         if not lr:
             raise ValueError("Ftrl divides by the learning rate: it must be > 0. Received: lr=0")
         accumulators, linears = slots
-        new_accumulators = torch._foreach_add(accumulators, torch._foreach_mul(grads, grads))
+        # Temporaries are updated in place (each new list is an allocation and a pass over memory more);
+        # sums are written with their terms swapped where that saves one, which leaves every bit as it was.
+        new_accumulators = torch._foreach_mul(grads, grads)
+        torch._foreach_add_(new_accumulators, accumulators)
         new_powers = torch._foreach_pow(new_accumulators, -power)
-        sigmas = torch._foreach_div(torch._foreach_sub(new_powers, torch._foreach_pow(accumulators, -power)), lr)
-        torch._foreach_add_(linears, torch._foreach_add(grads, torch._foreach_mul(params, 2 * shrinkage)))
-        torch._foreach_sub_(linears, torch._foreach_mul(sigmas, params))
-        quadratics = torch._foreach_add(torch._foreach_div(new_powers, lr), 2 * l2 + beta / lr)
-        clipped = torch._foreach_clamp_max(torch._foreach_clamp_min(linears, -l1), l1)
-        torch._foreach_copy_(params, torch._foreach_div(torch._foreach_sub(clipped, linears), quadratics))
+        sigmas = torch._foreach_sub(new_powers, torch._foreach_pow(accumulators, -power))
+        torch._foreach_div_(sigmas, lr)
+        shifts = torch._foreach_mul(params, 2 * shrinkage)
+        torch._foreach_add_(shifts, grads)
+        torch._foreach_add_(linears, shifts)
+        torch._foreach_mul_(sigmas, params)
+        torch._foreach_sub_(linears, sigmas)
+        quadratics = new_powers  # the powers are read for the last time here: reused in place
+        torch._foreach_div_(quadratics, lr)
+        torch._foreach_add_(quadratics, 2 * l2 + beta / lr)
+        clipped = torch._foreach_clamp_min(linears, -l1)
+        torch._foreach_clamp_max_(clipped, l1)
+        torch._foreach_sub_(clipped, linears)
+        torch._foreach_div_(clipped, quadratics)
+        torch._foreach_copy_(params, clipped)
         torch._foreach_copy_(accumulators, new_accumulators)

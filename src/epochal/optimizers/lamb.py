@@ -36,9 +36,11 @@ class Lamb(AdaptiveMoments):
         momentums, velocities = slots
         moving_average_(momentums, grads, beta_1)
         moving_square_average_(velocities, grads, beta_2)
-        denominators = torch._foreach_add(torch._foreach_sqrt(torch._foreach_mul(velocities, second_correction)),
-                                          epsilon)
-        steps = torch._foreach_div(torch._foreach_mul(momentums, first_correction), denominators)
+        denominators = torch._foreach_mul(velocities, second_correction)  # then in place: no temporary list per op
+        torch._foreach_sqrt_(denominators)
+        torch._foreach_add_(denominators, epsilon)
+        steps = torch._foreach_mul(momentums, first_correction)
+        torch._foreach_div_(steps, denominators)
         ratios = [torch.where((w > 0) & (s > 0), w / s, 1.0)
                   for w, s in zip(torch._foreach_norm(params), torch._foreach_norm(steps))]
         torch._foreach_mul_(steps, ratios)

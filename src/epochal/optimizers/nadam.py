@@ -53,5 +53,7 @@ class Nadam(AdaptiveMoments):
         moving_square_average_(velocities, grads, beta_2)
         numerators = torch._foreach_mul(momentums, momentum_weight)
         add_scaled_(numerators, grads, gradient_weight)
-        denominators = torch._foreach_add(torch._foreach_sqrt(torch._foreach_mul(velocities, correction)), epsilon)
+        denominators = torch._foreach_mul(velocities, correction)  # then in place: no temporary list per op
+        torch._foreach_sqrt_(denominators)
+        torch._foreach_add_(denominators, epsilon)
         add_ratio_(params, numerators, denominators, -1.0)
