@@ -32,10 +32,11 @@ class EpochTimer(epochal.callbacks.Callback):
 
 def train(
     module: nn.Module, data: Data, *, batch_size: int, epochs: int, jit_compile: bool, optimizer: str = "adam",
-    cuda_graphs: bool = False, device: str = "cpu",
+    cuda_graphs: bool = False, device: str = "cpu", precision: str = "32",
 ) -> tuple[list[EpochSpan], dict[str, float]]:
-    """Train `module` on `device` through `epochal.Model.fit`, with validation after each epoch; a
-    streamed workload passes its DataLoaders to `fit` as they are.
+    """Train `module` on `device` through `epochal.Model.fit`, with validation after each epoch, at
+    `precision` ("32" or "bf16-mixed": `compile(precision=...)`); a streamed workload passes its
+    DataLoaders to `fit` as they are.
 
     Returns the wall-clock (begin, end) of every epoch and the last epoch's logs.
     Raises `Unsupported` when `compile` does not accept the options the variant needs.
@@ -44,6 +45,8 @@ def train(
     loss = epochal.losses.SparseCategoricalCrossentropy(from_logits=True)
     # Compiled: the whole step in one graph, 8 steps per call (Keras's steps_per_execution).
     options: dict[str, Any] = {"jit_compile": True, "steps_per_execution": 8} if jit_compile else {}
+    if precision != "32":
+        options["precision"] = precision
     if cuda_graphs:
         options["cuda_graphs"] = True
     try:

@@ -2,7 +2,8 @@
 # The checks that need a GPU, in one run on a machine that has one (CI has none):
 #   1. tests/test_cuda.py: CUDA results against CPU/eager ones, compiled steps, CUDA graphs;
 #   2. the rest of the fast suite with CUDA as every Model's default device;
-#   3. the benchmarks on the GPU (`run.py --device cuda`, one repeat, W2 first).
+#   3. the benchmarks on the GPU (`run.py --device cuda`, one repeat, W2 first; float32 and bf16-mixed;
+#      WORKLOADS=W4 for the transformer's tokens/s and MFU, PRECISIONS=32 to halve the time).
 # Each part has its own time limit so that the run ends inside the lease. Logs go to $OUT (or
 # ./gpu-out); the benchmark's table is the last thing printed.
 #
@@ -29,7 +30,7 @@ if [[ $parts == *suite* ]]; then
 fi
 if [[ $parts == *bench* ]]; then
   timeout "${BENCH_S:-330}" $python benchmarks/run.py --device cuda --workloads "${WORKLOADS:-W2,W1,W3}" \
-    --repeats 1 --import-runs 1 >"$out/bench.md" 2>"$out/bench.log"
+    --precisions "${PRECISIONS:-32,bf16-mixed}" --repeats 1 --import-runs 1 >"$out/bench.md" 2>"$out/bench.log"
   cat "$out/bench.log" | cut -c1-220
   cat "$out/bench.md"
 fi

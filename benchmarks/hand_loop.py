@@ -5,11 +5,13 @@ the optimizer keeps torch's default implementation, gradients are reset with `se
 and correct counts accumulate on the device, and the host syncs once per epoch (after validation). On
 a GPU the data is moved there once, before the first epoch, and the permutation is drawn there. A
 streamed workload (W5) iterates its DataLoaders instead. `compile_module=True` is nanoGPT's recipe:
-`module = torch.compile(module)`, the rest of the loop unchanged.
+`module = torch.compile(module)`, the rest of the loop unchanged; `precision="bf16-mixed"` is nanoGPT's too:
+forward and loss under `torch.autocast(dtype=torch.bfloat16)`, in training and in validation.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -56,10 +58,10 @@ def _epochs_of_batches(data: Data, batch_size: int, device: str) -> tuple[Batche
 
 def train(
     module: nn.Module, data: Data, *, batch_size: int, epochs: int, optimizer: Callable[..., torch.optim.Optimizer],
-    device: str = "cpu", compile_module: bool = False,
+    device: str = "cpu", compile_module: bool = False, precision: str = "32",
 ) -> tuple[list[EpochSpan], dict[str, float]]:
     """Train `module` on `device` for `epochs` epochs with validation after each; `optimizer` builds the
-    optimizer from the parameters.
+    optimizer from the parameters; `precision` is "32" or "bf16-mixed" (autocast to bfloat16).
 
     Returns the wall-clock (begin, end) of every epoch and the last epoch's logs, in Keras's keys.
     """
@@ -67,6 +69,8 @@ def train(
     train_batches, validation_batches = _epochs_of_batches(data, batch_size, device)
     update = optimizer(module.parameters())
     step: nn.Module = torch.compile(module) if compile_module else module  # type: ignore[assignment]
+    autocast = functools.partial(torch.autocast, torch.device(device).type, dtype=torch.bfloat16,
+                                 enabled=precision == "bf16-mixed")
     n, n_val = data.y.numel(), data.y_val.numel()  # targets: a language model has one per token
     spans: list[EpochSpan] = []
     logs: dict[str, float] = {}
@@ -76,7 +80,8 @@ def train(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         for x, y in train_batches():
-            loss, hits = _sums(step, x, y)
+            with autocast():
+                loss, hits = _sums(step, x, y)
             update.zero_grad(set_to_none=True)
             loss.backward()
             update.step()
@@ -87,7 +92,8 @@ def train(
         val_correct = torch.zeros((), dtype=torch.long, device=device)
         with torch.inference_mode():
             for x, y in validation_batches():
-                loss, hits = _sums(step, x, y)
+                with autocast():
+                    loss, hits = _sums(step, x, y)
                 val_loss_sum += loss * y.numel()
                 val_correct += hits
         totals = torch.stack([loss_sum, correct, val_loss_sum, val_correct]).tolist()  # the one sync

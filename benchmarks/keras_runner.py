@@ -1,7 +1,8 @@
 """Keras 3 as its docs teach it, on the torch or the JAX backend: the same architecture written in Keras
 layers (Keras's own initialisers), `compile` with Keras's optimizer of the same hyperparameters, `fit`
 on NumPy arrays (W5: on its DataLoaders, which Keras 3 reads directly), every other setting Keras's
-default (on JAX `fit` runs `jax.jit`-compiled steps by default; on torch, eager ones)."""
+default (on JAX `fit` runs `jax.jit`-compiled steps by default; on torch, eager ones). `bf16-mixed` is
+Keras's "mixed_bfloat16" dtype policy, set before the layers are built, as its mixed-precision guide does."""
 
 from __future__ import annotations
 
@@ -68,12 +69,15 @@ def _model(keras: Any, name: str) -> Any:
     return builders[name]()
 
 
-def train(workload: Workload, data: Data, *, backend: str, epochs: int, seed: int) -> tuple[list[EpochSpan], dict[str, float]]:
-    """Train the Keras twin of `workload`'s model on `data` with `keras.Model.fit` on `backend`."""
+def train(workload: Workload, data: Data, *, backend: str, epochs: int, seed: int,
+          precision: str = "32") -> tuple[list[EpochSpan], dict[str, float]]:
+    """Train the Keras twin of `workload`'s model on `data` with `keras.Model.fit` on `backend`, at `precision`
+    ("32" or "bf16-mixed")."""
     if workload.name not in SUPPORTED[backend]:
         raise Unsupported(f"keras-{backend} runs {', '.join(SUPPORTED[backend])} only")
     keras = _import_keras(backend)
     keras.utils.set_random_seed(seed)
+    keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bf16-mixed" else "float32")
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self) -> None:

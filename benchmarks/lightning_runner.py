@@ -1,6 +1,7 @@
 """PyTorch Lightning as its docs teach it: a `LightningModule` around the same torch module, logging
 epoch means with `self.log`, `Trainer.fit` on DataLoaders (`TensorDataset` for in-memory arrays,
-W5's own loaders when streamed), nothing else switched off but the logger, checkpoints and the bar."""
+W5's own loaders when streamed), nothing else switched off but the logger, checkpoints and the bar;
+`precision` goes to the `Trainer` as it is ("32" or "bf16-mixed")."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from workloads import Data, Unsupported
 
 
 def train(module: nn.Module, data: Data, *, batch_size: int, epochs: int,
-          optimizer: Callable[..., torch.optim.Optimizer], device: str = "cpu") -> tuple[list[EpochSpan], dict[str, float]]:
+          optimizer: Callable[..., torch.optim.Optimizer], device: str = "cpu",
+          precision: str = "32") -> tuple[list[EpochSpan], dict[str, float]]:
     """Train `module` with `lightning.Trainer`; the epoch spans run from each training epoch's start to the
     end of its validation."""
     try:
@@ -73,7 +75,7 @@ def train(module: nn.Module, data: Data, *, batch_size: int, epochs: int,
         validation_loader = DataLoader(TensorDataset(data.x_val, data.y_val), batch_size=batch_size)
     timer = EpochTimer()
     trainer = L.Trainer(max_epochs=epochs, accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[timer])
     trainer.fit(Classifier(), train_loader, validation_loader)
     logs = {key: float(value) for key, value in trainer.callback_metrics.items()}

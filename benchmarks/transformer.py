@@ -55,6 +55,14 @@ class BytesGPT(nn.Module):
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         return self.head(self.norm(self.blocks(self.tokens(tokens) + self.positions(positions))))
 
+    def training_flops_per_token(self) -> int:
+        """Floating-point operations of one training step (forward and backward) per token, nanoGPT's
+        `estimate_mfu` (PaLM, appendix B): 6 per parameter (the position table, only looked up, left out;
+        the tied embedding counted once, as the head's product) and 12·layers·context·width for attention."""
+        parameters = sum(p.numel() for p in self.parameters()) - self.positions.weight.numel()
+        width = self.tokens.embedding_dim
+        return 6 * parameters + 12 * len(self.blocks) * CONTEXT * width
+
 
 def stdlib_sequences(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` windows of `CONTEXT + 1` bytes from the standard library's `.py` files (sorted, joined),

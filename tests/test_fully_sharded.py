@@ -96,7 +96,7 @@ def test_predict_drops_the_placeholders_outputs():
     from epochal.training.loop import predict_batches
 
     outputs = list(predict_batches(model.module, model._pipeline.predict, iter(adapter.epoch_batches(0)),
-                                   CallbackList([])))
+                                   CallbackList([]), modes_per_batch=False))
     assert len(outputs) == 3  # the two placeholders' outputs are not among them
     torch.testing.assert_close(torch.cat(outputs), model.module(x).detach())
 

@@ -157,3 +157,30 @@ def test_a_damaged_index_is_refused_with_its_path(tmp_path):
 def test_docstring_example_runs():
     assert epochal.predictions.Predictions is Predictions  # a public name of the package
     assert doctest.testmod(epochal.predictions).failed == 0
+
+
+class ModeSwitches(torch.nn.Sequential):
+    """Counts `train(mode)` calls on itself: each walks every submodule."""
+
+    def __init__(self):
+        super().__init__(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5))
+        self.switches = 0
+
+    def train(self, mode=True):
+        self.switches += 1
+        return super().train(mode)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_predict_switches_the_module_to_eval_once_a_pass_and_a_stream_once_a_batch(jit_compile, traced):
+    predictor = model(ModeSwitches())
+    predictor.compile(loss="mse", jit_compile=jit_compile)
+    predictor.module.train()
+    expected = predictor.module.eval()(X).detach()
+    predictor.module.train()
+    predictor.module.switches = 0
+    torch.testing.assert_close(predictor.predict(X, batch_size=5, verbose=0), expected)  # in eval mode: no dropout
+    assert predictor.module.switches == 2 and predictor.module.training  # eval, then back to training
+    predictor.module.switches = 0
+    assert len(list(predictor.predict(X, batch_size=5, verbose=0, stream=True))) == 5
+    assert predictor.module.switches == 2 * 5  # the caller's modes between batches

@@ -503,7 +503,7 @@ class Model:
                 "`predict(stream=True)` cannot hand every process all the samples in order under torch.distributed: "
                 "each process predicts its own block. Use `predict_to(path, x)`, where each process writes its "
                 "block, or predict without `stream`.")
-        outputs = self._predictions(adapter, callbacks)
+        outputs = self._predictions(adapter, callbacks, streamed=stream)
         if stream:
             return (to_device(batch, torch.device("cpu")) for batch in outputs)
         joined = concatenate(list(outputs))  # `_first_drawn` saw a batch
@@ -547,20 +547,23 @@ class Model:
             raise ValueError(f"`max_shard_size` must be a positive number of GB. Received: max_shard_size={max_shard_size!r}")
         adapter, sharded = self._eval_adapter(x, None, None, batch_size, steps, verbose, targets=False)
         sync = self._cluster.eval_sync() if self._cluster is not None else LOCAL
-        return write_predictions(self._predictions(adapter, callbacks), path,
+        return write_predictions(self._predictions(adapter, callbacks, streamed=False), path,
                                  max_shard_bytes=max(1, int(max_shard_size * 2**30)), sync=sync,
                                  writes=sharded or sync.rank == 0, whole=not sharded)
 
-    def _predictions(self, adapter: Adapter, callbacks: Iterable[Callback] | None) -> Iterator[Tree]:
+    def _predictions(self, adapter: Adapter, callbacks: Iterable[Callback] | None, *,
+                     streamed: bool) -> Iterator[Tree]:
         """The predict step's outputs batch by batch; compiled, `steps_per_execution` batches per call and
-        their outputs joined, as Keras's predict (not under FSDP, whose lockstep placeholders stay apart)."""
+        their outputs joined, as Keras's predict (not under FSDP, whose lockstep placeholders stay apart).
+        `streamed`: the caller's code runs between batches, in its own modes."""
         batches: Iterator[Any] = _first_drawn(adapter)
         if self._pipeline is not None:
             self._pipeline.prepare_inference(adapter.steps)
             if not self._strategy.sharded:
                 batches = self._pipeline.group(batches)
         step = self._pipeline.predict if self._pipeline is not None else self._predict_batch
-        return predict_batches(self.module, step, batches, self._side_callbacks(callbacks, adapter))
+        return predict_batches(self.module, step, batches, self._side_callbacks(callbacks, adapter),
+                               modes_per_batch=streamed)
 
     def _predict_batch(self, batch: Batch) -> Tree:
         """`predict_step` on one batch, for a model that was never compiled."""

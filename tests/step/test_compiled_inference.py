@@ -97,3 +97,24 @@ def test_predict_runs_steps_per_execution_batches_per_call_and_pads_the_rest(tra
     assert ends == [3, 7, 8]  # one event per call, with its last batch's index (Keras)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+
+
+def test_test_and_predict_graphs_run_without_dynamos_backward_tracing_switch(traced, monkeypatch):
+    """Only a train graph calls a backward: switching `trace_autograd_ops` on around every call of an inference
+    graph would cost as much as a small model's whole predict batch."""
+    from torch._dynamo import config
+
+    compiled = pair(torch.nn.Sequential(torch.nn.Linear(5, 3)), loss=LOSS, metrics=["accuracy"])[1]
+    x, y = torch.randn(64, 5), torch.randint(0, 3, (64,))
+    patch, switched = type(config).patch, []
+
+    def recording_patch(self, *args, **changes):
+        switched.extend(name for name in (*args, *changes) if name == "trace_autograd_ops")
+        return patch(self, *args, **changes)
+
+    monkeypatch.setattr(type(config), "patch", recording_patch)
+    compiled.predict(x, batch_size=16, verbose=0)
+    compiled.evaluate(x, y, batch_size=16, verbose=0)
+    assert traced() == 2 and switched == []  # the predict and the test graph, each called without the switch
+    compiled.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert switched  # the train graph traces its backward under it

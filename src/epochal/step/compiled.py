@@ -103,7 +103,8 @@ class CompiledSteps:
         self._unrolled: Callable[..., torch.Tensor] | None = None  # steps_per_execution steps per call
         self._step_signature: tuple[object, ...] | None = None
         self._execution_signature: tuple[object, ...] | None = None
-        self.inference = InferenceGraphs(pipeline, lambda function: _compile(_own_code(function), device),
+        self.inference = InferenceGraphs(pipeline, lambda function: _compile(_own_code(function), device,
+                                                                              backward=False),
                                          self._fall_back, lambda: self.precheck())
 
     # -- before a fit ---------------------------------------------------------------------------
@@ -302,7 +303,7 @@ class CompiledSteps:
                 rows.append(pipeline.train_one(Batch(row(x, i), row(y, i), w_i)).tensor)
             return torch.stack(rows)
 
-        return _compile(_own_code(train_call), self.device)
+        return _compile(_own_code(train_call), self.device, backward=True)
 
     # -- test -----------------------------------------------------------------------------------
 
@@ -332,10 +333,14 @@ class CompiledSteps:
             optim.forget_steps()
 
 
-def _compile(function: Any, device: torch.device) -> Callable[..., Any]:
-    """`torch.compile(function)` with this module's settings for graphs that run on `device`; the
-    backward of a step is traced into its graph (dynamo's `trace_autograd_ops`, set for these graphs only)."""
+def _compile(function: Any, device: torch.device, *, backward: bool) -> Callable[..., Any]:
+    """`torch.compile(function)` with this module's settings for graphs that run on `device`. With
+    `backward`, the backward a train step calls is traced into its graph (dynamo's `trace_autograd_ops`,
+    set around each call of these graphs only). Test and predict graphs have no backward and go without:
+    the switch cost 120-190 µs a call on the loaded 2-vCPU machine, more than a W2 predict batch."""
     compiled = torch.compile(function, **_settings(device))
+    if not backward:
+        return compiled
     from torch._dynamo import config  # here, not at the top: importing dynamo costs ~1.4 s, paid only to compile
 
     def traced(*args: Any) -> Any:

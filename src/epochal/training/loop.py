@@ -127,23 +127,26 @@ def evaluate_pass(
 
 def predict_batches(
     module: torch.nn.Module, step: Callable[[Any], Tree], batches: Iterator[Batch | Execution],
-    callbacks: CallbackList,
+    callbacks: CallbackList, *, modes_per_batch: bool,
 ) -> Iterator[Tree]:
     """The predict step's outputs batch by batch (an Execution's joined), as they are asked for; nothing is kept.
 
-    Eval mode and no_grad are set around each batch only, so the caller's code between batches runs in
-    its own modes. `on_predict_end` fires once the last batch has been taken.
+    With `modes_per_batch`, eval mode and no_grad are set around each batch only, so a caller that runs
+    its own code between batches (a stream) does so in its own modes; without, once around the whole
+    pass: switching a module's mode walks all its submodules, which costs as much as a small model's
+    forward of a batch. `on_predict_end` fires once the last batch has been taken.
     """
     callbacks.fire("on_predict_begin", _NO_LOGS)
-    start = 0
-    for batch in batches:
-        outputs: list[Tree] = []
-        with evaluating(module):
-            run_batches(step, iter((batch,)), callbacks, PREDICT_HOOKS, lambda out, _: outputs.append(out),
-                        lambda out: {"outputs": out}, start=start)
-        start += getattr(batch, "steps", 1)
-        if isinstance(batch, Execution) or batch.loss_scale != 0.0:  # not a placeholder keeping a rank in
-            yield outputs[0]                                           # step (`parallel.sharding.Lockstep`)
+    with contextlib.nullcontext() if modes_per_batch else evaluating(module):
+        start = 0
+        for batch in batches:
+            outputs: list[Tree] = []
+            with evaluating(module) if modes_per_batch else contextlib.nullcontext():
+                run_batches(step, iter((batch,)), callbacks, PREDICT_HOOKS, lambda out, _: outputs.append(out),
+                            lambda out: {"outputs": out}, start=start)
+            start += getattr(batch, "steps", 1)
+            if isinstance(batch, Execution) or batch.loss_scale != 0.0:  # not a placeholder keeping a rank in
+                yield outputs[0]                                           # step (`parallel.sharding.Lockstep`)
     callbacks.fire("on_predict_end", _NO_LOGS)
 
 
