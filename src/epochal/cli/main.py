@@ -10,7 +10,6 @@ import importlib
 from typing import Any
 
 import click
-from click.utils import make_default_short_help
 
 from epochal import __version__
 from epochal.cli.errors import CliError
@@ -54,7 +53,7 @@ class _Group(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         limit = formatter.width - 6 - max(len(name) for name in COMMANDS)  # as click's own listing
         with formatter.section("Commands"):
-            formatter.write_dl([(name, make_default_short_help(line, limit))
+            formatter.write_dl([(name, click.Command(name, help=line).get_short_help_str(limit))
                                 for name, (_, _, line) in sorted(COMMANDS.items())])
 
     def invoke(self, ctx: click.Context) -> Any:
