@@ -34,22 +34,24 @@ def test_small_scaled_or_double_products_stay_torchs():
 
 
 @pytest.mark.slow
-def test_a_compiled_step_runs_its_products_in_onednn_and_trains_as_eager(monkeypatch):
-    """The real backend, from a cold cache: the forward's and the backward's 128x256x256 products."""
-    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
-    monkeypatch.setattr(torch._functorch.config, "enable_autograd_cache", False)
+def test_a_compiled_step_runs_its_products_in_onednn_and_trains_as_eager():
+    """The real backend, from a cold cache: the forward's and the backward's 128x256x256 products. The
+    caches are switched off with the config modules' own `patch` (monkeypatch left later compiles failing
+    with "enable_autograd_cache does not exist")."""
     torch._dynamo.reset()
     x, y = torch.randn(256, 256), torch.randint(0, 3, (256,))
     module = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
                                  torch.nn.ReLU(), torch.nn.Linear(256, 3))
     models = []
-    for jit in (False, True):
-        model = epochal.Model(copy.deepcopy(module), device="cpu")
-        model.compile(optimizer="sgd", loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=jit)
-        with profile() as trace:
-            model.fit(x, y, epochs=1, batch_size=128, shuffle=False, verbose=0)
-        models.append((model, {event.key for event in trace.key_averages()}))
+    with torch._inductor.config.patch(fx_graph_cache=False), \
+            torch._functorch.config.patch(enable_autograd_cache=False):
+        for jit in (False, True):
+            model = epochal.Model(copy.deepcopy(module), device="cpu")
+            model.compile(optimizer="sgd", loss=epochal.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          jit_compile=jit)
+            with profile() as trace:
+                model.fit(x, y, epochs=1, batch_size=128, shuffle=False, verbose=0)
+            models.append((model, {event.key for event in trace.key_averages()}))
     (eager, eager_ops), (compiled, compiled_ops) = models
     assert "epochal::onednn_mm" in compiled_ops and "epochal::onednn_mm" not in eager_ops
     for ours, theirs in zip(compiled.module.parameters(), eager.module.parameters()):
