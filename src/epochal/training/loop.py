@@ -145,8 +145,8 @@ def predict_batches(
                 run_batches(step, iter((batch,)), callbacks, PREDICT_HOOKS, lambda out, _: outputs.append(out),
                             lambda out: {"outputs": out}, start=start)
             start += getattr(batch, "steps", 1)
-            if isinstance(batch, Execution) or batch.loss_scale != 0.0:  # not a placeholder keeping a rank in
-                yield outputs[0]                                           # step (`parallel.sharding.Lockstep`)
+            if batch.weight:  # not a placeholder keeping a rank in step (`parallel.sharding.Lockstep`)
+                yield outputs[0]
     callbacks.fire("on_predict_end", _NO_LOGS)
 
 
